@@ -1,0 +1,116 @@
+"""The ``dlsys`` command and the conventions all its subcommands follow.
+
+- ``--help`` shows an example; ``--json`` prints exactly one JSON document on stdout;
+  ``--out DIR`` writes files there, atomically (see :func:`dlsys.common.io.output_dir`).
+- Bad input (``ValueError``, ``TypeError``, ``FileNotFoundError``, and argparse's own usage
+  errors) prints one line ``dlsys: error: ...`` on stderr and exits with code 2.
+- Any other failure at run time prints ``dlsys: error: ...`` and exits with code 1.
+- ``--debug`` (before the subcommand) shows the traceback instead.
+
+A subcommand module defines ``register(subparsers)`` and, for each parser it adds, calls
+``parser.set_defaults(func=handler)`` where ``handler(args) -> int | None``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import dlsys.cli
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+BAD_INPUT = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+class UsageError(Exception):
+    """Raised by the parser for bad command-line syntax (exit code 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line and propagate as :class:`UsageError`."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the examples in descriptions and epilogs as written."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _subcommand_modules() -> list[str]:
+    names = []
+    for info in pkgutil.iter_modules(dlsys.cli.__path__):
+        if info.name in {"main", "common"} or info.name.startswith("_"):
+            continue
+        names.append(f"dlsys.cli.{info.name}")
+    return sorted(names)
+
+
+def build_parser() -> Parser:
+    """The full ``dlsys`` parser with every discovered subcommand registered."""
+    parser = Parser(
+        prog="dlsys",
+        description="dlsys: a deep-learning-systems lab (simulator, cost model, kernels, "
+        "training experiments).",
+        epilog="example:\n  dlsys info --json",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name in _subcommand_modules():
+        module = importlib.import_module(name)
+        register = getattr(module, "register", None)
+        if callable(register):
+            register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``dlsys`` command; return its exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list
+    try:
+        parser = build_parser()
+        args = parser.parse_args(args_list)
+        if args.version:
+            from dlsys.cli.common import dlsys_version
+
+            print(dlsys_version())
+            return EXIT_OK
+        func: Any = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            return EXIT_USAGE
+        code = func(args)
+        return EXIT_OK if code is None else int(code)
+    except SystemExit as exc:  # argparse --help
+        return int(exc.code or 0) if isinstance(exc.code, int | None) else EXIT_USAGE
+    except UsageError as exc:
+        print(f"dlsys: error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except BAD_INPUT as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"dlsys: error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("dlsys: error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"dlsys: error: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_RUNTIME

@@ -1,0 +1,28 @@
+"""Small pieces every dlsys area shares: error messages, atomic output, JSON, plots, progress.
+
+Nothing here knows about simulators, costs, kernels or training; each area imports from
+``dlsys.common`` so that the conventions of DESIGN.md (errors that name the field, outputs
+written atomically, Agg plots with their data beside them, quiet progress bars) are
+implemented once.
+"""
+
+from dlsys.common.errors import check_finite, check_positive, nearest, unknown_name
+from dlsys.common.io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    output_dir,
+    to_jsonable,
+    write_json,
+)
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_finite",
+    "check_positive",
+    "nearest",
+    "output_dir",
+    "to_jsonable",
+    "unknown_name",
+    "write_json",
+]

@@ -1,0 +1,70 @@
+"""dlsys.common: nearest-name errors, atomic output folders, JSON conversion."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dlsys.common import check_positive, output_dir, to_jsonable, unknown_name, write_json
+
+
+def test_unknown_name_suggests_nearest() -> None:
+    err = unknown_name("protocol", "asnyc", ["sync", "async", "ssp"])
+    assert str(err) == "unknown protocol 'asnyc'; did you mean 'async'? (valid: async, ssp, sync)"
+    err = unknown_name("model", "zzzz", ["vgg19"])
+    assert "did you mean" not in str(err)
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [(-1, "must be > 0, got -1"), (0, "must be > 0"), (math.nan, "finite"), (math.inf, "finite")],
+)
+def test_check_positive_names_the_field(value: float, match: str) -> None:
+    with pytest.raises(ValueError, match=match) as info:
+        check_positive("learner[2].compute.rate", value)
+    assert str(info.value).startswith("learner[2].compute.rate: ")
+
+
+def test_check_positive_rejects_non_numbers() -> None:
+    with pytest.raises(TypeError, match=r"x: must be a number, got '3'"):
+        check_positive("x", "3")
+    assert check_positive("x", 0, allow_zero=True) == 0.0
+
+
+def test_output_dir_publishes_on_success(tmp_path: Path) -> None:
+    out = tmp_path / "res"
+    with output_dir(out) as stage:
+        assert stage is not None and stage != out
+        (stage / "a.txt").write_text("a")
+        (stage / "sub").mkdir()
+        (stage / "sub" / "b.txt").write_text("b")
+        assert not out.exists()
+    assert (out / "a.txt").read_text() == "a"
+    assert (out / "sub" / "b.txt").read_text() == "b"
+    # Publishing into an existing folder replaces files of the same name, keeps the others.
+    with output_dir(out) as stage:
+        assert stage is not None
+        (stage / "a.txt").write_text("A")
+    assert (out / "a.txt").read_text() == "A"
+    assert (out / "sub" / "b.txt").read_text() == "b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]
+
+
+def test_output_dir_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    out = tmp_path / "res"
+    with pytest.raises(RuntimeError), output_dir(out) as stage:
+        assert stage is not None
+        (stage / "half.txt").write_text("half")
+        raise RuntimeError("failed mid-way")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_to_jsonable_and_write_json(tmp_path: Path) -> None:
+    obj = {"a": np.int64(2**40 + 1), "b": np.float32(0.5), "c": np.arange(3), "d": (1, math.nan)}
+    assert to_jsonable(obj) == {"a": 2**40 + 1, "b": 0.5, "c": [0, 1, 2], "d": [1, None]}
+    path = write_json(tmp_path / "x.json", obj)
+    assert json.loads(path.read_text())["a"] == 1099511627777

@@ -39,7 +39,7 @@ def test_wheel_has_only_dlsys_files(cpu_wheel: Path) -> None:
     assert outside == []
     dist_info = {n.split("/")[0] for n in names if n.startswith("dlsys-")}
     assert len(dist_info) == 1 and dist_info.pop().endswith(".dist-info")
-    for area in ("common", "simulator", "analytics", "kernels", "training", "cli"):
+    for area in ("common", "simulator", "analytics", "kernels", "training", "cli", "reproduce"):
         assert f"dlsys/{area}/__init__.py" in names
     assert any(n.startswith("dlsys/kernels/_C.") and n.endswith(".so") for n in names)
     assert not any("/csrc/" in n for n in names)

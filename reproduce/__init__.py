@@ -1,0 +1,1 @@
+"""dlsys.reproduce: every result of the homework sheets, regenerated in one report."""

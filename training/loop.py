@@ -1,0 +1,570 @@
+"""The training loop: one :func:`train` call trains one model on one :class:`Splits`.
+
+What it does, per update: take the next mini-batch from the seeded permutation (the batch
+size may follow a schedule of the update count), compute the gradient of the mean loss — as
+accumulated micro-batches when the batch would not fit the memory budget — apply the flood
+level, step the optimizer (SGD with momentum, or Adam) and then torch's per-step LR scheduler.
+Per epoch it evaluates validation (and test) loss and accuracy, keeps the best model by
+validation accuracy, stops early after ``patience`` epochs without improvement and writes a
+checkpoint atomically.
+
+Resuming from a checkpoint restores the model, optimizer, scheduler, the batch permutation
+generator, torch's global RNG (dropout), the early-stopping state and the metrics so far, so
+an interrupted run continues to the same weights and metrics as an uninterrupted one (wall
+times aside). Checkpoints hold only tensors and plain Python values and load with
+``torch.load(weights_only=True)``.
+
+Micro-batching: the gradient of the mean loss over a batch of ``B`` equals the sum over
+micro-batches ``m`` of ``(|m| / B) * grad(mean loss over m)``. Flooding's gradient is
+``sign(L - b) * grad L`` for the batch loss ``L``, so with micro-batches the accumulated
+cross-entropy gradient is negated when ``L < b`` (and zeroed when ``L == b``, as
+``torch.abs``'s gradient is at 0). Batch-norm statistics are per micro-batch, as in any
+gradient accumulation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlsys.common.errors import check_finite, check_positive, unknown_name
+from dlsys.common.io import atomic_write_bytes, to_jsonable
+from dlsys.common.progress import progress
+from dlsys.training.data import Batches, Splits
+from dlsys.training.models import build_model, flooding_loss, parameter_count
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "OPTIMIZERS",
+    "SCHEDULERS",
+    "TrainConfig",
+    "TrainResult",
+    "batch_size_at",
+    "config_differences",
+    "evaluate",
+    "load_checkpoint",
+    "micro_batch_size",
+    "train",
+]
+
+#: Version tag stored in every checkpoint.
+CHECKPOINT_FORMAT = "dlsys.training.checkpoint/1"
+#: Optimizers accepted by :class:`TrainConfig`.
+OPTIMIZERS = ("sgd", "adam")
+#: Per-step LR schedulers (all torch's own) accepted in ``TrainConfig.scheduler["name"]``.
+SCHEDULERS = ("cyclic", "multistep", "exponential")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (and is compared on ``--resume``).
+
+    Units: ``lr`` per update; ``epochs`` full passes over the training split; ``batch_size``
+    samples per update; ``flood`` the flood level b in nats (0 = no flooding);
+    ``memory_budget_mb`` MiB of activations per forward/backward before a batch is split into
+    micro-batches; ``patience`` epochs without a validation-accuracy improvement before
+    stopping (``None``: never stop early).
+
+    ``scheduler`` is ``None`` or a dict naming one of torch's schedulers, stepped after every
+    update: ``{"name": "cyclic", "mode": "triangular"|"triangular2"|"exp_range",
+    "base_lr": float, "max_lr": float, "step_size_up": updates, "gamma": float}``,
+    ``{"name": "multistep", "milestones": [updates, ...], "gamma": float}`` or
+    ``{"name": "exponential", "gamma": float}``.
+    ``batch_schedule`` is ``None`` or ``{"start": samples, "factor": int, "every": updates,
+    "max": samples}``: batch size ``min(max, start * factor ** (updates // every))``.
+    ``max_updates`` stops a run after that many updates (used by the LR sweep).
+    """
+
+    model: str = "mlp:500"
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    flood: float = 0.0
+    scheduler: dict[str, Any] | None = None
+    batch_schedule: dict[str, Any] | None = None
+    patience: int | None = None
+    restore_best: bool = False
+    seed: int = 0
+    kernels: str = "dlsys"
+    memory_budget_mb: float = 512.0
+    eval_train: bool = False
+    track_test: bool = True
+    stop_on_divergence: bool = True
+    max_updates: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_int("epochs", self.epochs, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        check_positive("lr", self.lr)
+        if self.optimizer not in OPTIMIZERS:
+            raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
+        m = check_finite("momentum", self.momentum)
+        if not 0.0 <= m < 1.0:
+            raise ValueError(f"momentum: must be in [0, 1), got {self.momentum!r}")
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        check_positive("flood", self.flood, allow_zero=True)
+        if self.patience is not None:
+            _check_int("patience", self.patience, 1)
+        _check_int("seed", self.seed, 0)
+        check_positive("memory_budget_mb", self.memory_budget_mb)
+        if self.max_updates is not None:
+            _check_int("max_updates", self.max_updates, 1)
+        if self.scheduler is not None:
+            name = self.scheduler.get("name")
+            if name not in SCHEDULERS:
+                raise unknown_name("scheduler", str(name), SCHEDULERS)
+        if self.batch_schedule is not None:
+            bs = self.batch_schedule
+            for key in ("start", "factor", "every", "max"):
+                if key not in bs:
+                    raise ValueError(f"batch_schedule: missing key {key!r}")
+                _check_int(f"batch_schedule.{key}", bs[key], 1)
+            if bs["max"] < bs["start"]:
+                raise ValueError(
+                    f"batch_schedule: max ({bs['max']}) must be >= start ({bs['start']})"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready values."""
+        return to_jsonable(dataclasses.asdict(self))  # type: ignore[no-any-return]
+
+
+def _check_int(field_name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{field_name}: must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{field_name}: must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    ``history`` has one dict per epoch: ``epoch``, ``updates`` (total so far), ``lr`` and
+    ``batch_size`` (of the last update), ``train_loss`` (nats) / ``train_acc`` (fraction) /
+    ``train_error`` (%), the same for ``val_`` and ``test_``, and ``time`` (wall seconds since
+    the start, excluding evaluation of the checkpoint write). ``steps`` has one dict per
+    update: ``update``, ``epoch``, ``batch_size``, ``lr``, ``loss``, ``acc``, ``time``.
+    ``final`` holds validation/test metrics of the returned model (the best one when
+    ``restore_best``).
+    """
+
+    config: dict[str, Any]
+    history: list[dict[str, Any]]
+    steps: list[dict[str, Any]]
+    best_epoch: int
+    best_val_acc: float
+    epochs_run: int
+    updates: int
+    updates_to_best: int
+    time_to_best: float
+    total_time: float
+    diverged: bool
+    final: dict[str, float]
+    params: dict[str, Any]
+    micro_batch: int
+    model: nn.Module | None = field(default=None, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The result without the model, as JSON-ready values."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
+        return to_jsonable(d)  # type: ignore[no-any-return]
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def batch_size_at(config: TrainConfig, updates: int) -> int:
+    """Batch size (samples) for the update after ``updates`` updates."""
+    bs = config.batch_schedule
+    if bs is None:
+        return config.batch_size
+    return int(min(bs["max"], bs["start"] * bs["factor"] ** (updates // bs["every"])))
+
+
+def micro_batch_size(
+    model: nn.Module, sample: torch.Tensor, memory_budget_mb: float
+) -> tuple[int, int]:
+    """Largest micro-batch whose activations fit ``memory_budget_mb`` MiB.
+
+    Bytes per sample are estimated from one forward pass of ``sample`` (shape ``(1, C, H, W)``)
+    in eval mode: ``3 * 4 * (input + every leaf module's output elements)`` — float32 values,
+    kept for backward, their gradients and one temporary. Returns ``(micro_batch, bytes)``.
+    """
+    total = [int(sample.numel())]
+    hooks = []
+
+    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+        if isinstance(out, torch.Tensor):
+            total[0] += int(out.numel())
+
+    for m in model.modules():
+        if not list(m.children()):
+            hooks.append(m.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(sample)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    per_sample = 3 * 4 * total[0]
+    budget = int(memory_budget_mb * 2**20)
+    return max(1, budget // per_sample), per_sample
+
+
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 1024
+) -> tuple[float, float]:
+    """Mean cross-entropy (nats) and accuracy (fraction) of ``model`` on ``(x, y)``, in eval
+    mode, ``chunk`` samples at a time."""
+    if x.shape[0] == 0:
+        return float("nan"), float("nan")
+    was_training = model.training
+    model.eval()
+    loss_sum = 0.0
+    correct = 0
+    with torch.no_grad():
+        for s in range(0, x.shape[0], chunk):
+            logits = model(x[s : s + chunk])
+            yy = y[s : s + chunk]
+            loss_sum += float(F.cross_entropy(logits, yy, reduction="sum"))
+            correct += int((logits.argmax(1) == yy).sum())
+    model.train(was_training)
+    n = int(x.shape[0])
+    return loss_sum / n, correct / n
+
+
+def _build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+
+
+def _build_scheduler(
+    config: TrainConfig, opt: torch.optim.Optimizer
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    s = config.scheduler
+    if s is None:
+        return None
+    if s["name"] == "cyclic":
+        return torch.optim.lr_scheduler.CyclicLR(
+            opt,
+            base_lr=float(s["base_lr"]),
+            max_lr=float(s["max_lr"]),
+            step_size_up=int(s["step_size_up"]),
+            mode=str(s.get("mode", "triangular")),
+            gamma=float(s.get("gamma", 1.0)),
+            cycle_momentum=False,
+        )
+    if s["name"] == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(
+            opt, milestones=[int(m) for m in s["milestones"]], gamma=float(s["gamma"])
+        )
+    return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=float(s["gamma"]))
+
+
+def _seeds(seed: int) -> tuple[int, int]:
+    """Independent seeds for weight initialisation and batch order (SeedSequence.spawn)."""
+    init, batches = np.random.SeedSequence(seed).spawn(2)
+    return int(init.generate_state(1, np.uint64)[0]), int(
+        batches.generate_state(1, np.uint64)[0]
+    )
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def config_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """``"key: checkpoint=X, now=Y"`` for every (nested) key whose value differs."""
+    a, b = _flatten(saved), _flatten(now)
+    diffs = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k, "<absent>") != b.get(k, "<absent>"):
+            diffs.append(f"{k}: checkpoint={a.get(k, '<absent>')!r}, now={b.get(k, '<absent>')!r}")
+    return diffs
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint with ``torch.load(weights_only=True)``; ``ValueError`` if unusable."""
+    p = Path(path)
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"--resume: cannot read checkpoint {str(p)!r} ({exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"--resume: {str(p)!r} is not a {CHECKPOINT_FORMAT} checkpoint")
+    return ckpt
+
+
+def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def train(
+    config: TrainConfig,
+    data: Splits,
+    *,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    context: dict[str, Any] | None = None,
+    quiet: bool = True,
+    desc: str = "train",
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    on_step: Callable[[dict[str, Any]], bool] | None = None,
+) -> TrainResult:
+    """Train ``config.model`` on ``data``; return a :class:`TrainResult`.
+
+    ``checkpoint``: file written atomically after every epoch. With ``resume`` and an existing
+    file, the run continues from it (a finished run is returned as saved); its stored config
+    (``config`` plus ``context`` and the data description) must equal this one, else
+    ``ValueError`` lists the keys that differ. ``on_epoch_end(record)`` is called after each
+    epoch's checkpoint; ``on_step(record)`` after each update and may return True to stop.
+    """
+    device = data.train_x.device
+    full_config = {"train": config.to_dict(), "data": data.describe(), **(context or {})}
+    init_seed, batch_seed = _seeds(config.seed)
+
+    torch.manual_seed(init_seed)
+    model = build_model(config.model, data.input_shape, data.num_classes, config.kernels)
+    model.to(device)
+    params = parameter_count(model, data.input_shape)
+    loss_fn = flooding_loss(config.flood, config.kernels)
+    ce_fn = flooding_loss(0.0, config.kernels) if config.flood > 0 else loss_fn
+    opt = _build_optimizer(config, model)
+    sched = _build_scheduler(config, opt)
+    gen = torch.Generator().manual_seed(batch_seed)
+    batches = Batches(data.train_x, data.train_y, gen)
+    micro, _ = micro_batch_size(model, data.train_x[:1], config.memory_budget_mb)
+
+    history: list[dict[str, Any]] = []
+    steps: list[dict[str, Any]] = []
+    updates = 0
+    elapsed = 0.0
+    start_epoch = 0
+    diverged = False
+    done = False
+    es: dict[str, Any] = {
+        "best_val_acc": -1.0,
+        "best_epoch": 0,
+        "bad_epochs": 0,
+        "updates_to_best": 0,
+        "time_to_best": 0.0,
+        "best_state": None,
+    }
+
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        diffs = config_differences(ckpt["config"], to_jsonable(full_config))
+        if diffs:
+            raise ValueError(
+                f"--resume: checkpoint {str(ckpt_path)!r} was written with a different config: "
+                + "; ".join(diffs)
+            )
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(ckpt["scheduler"])
+        gen.set_state(ckpt["rng"]["batches"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if torch.cuda.is_available() and ckpt["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        history, steps = list(ckpt["history"]), list(ckpt["steps"])
+        updates, elapsed = int(ckpt["updates"]), float(ckpt["elapsed"])
+        start_epoch, diverged, done = int(ckpt["epoch"]), bool(ckpt["diverged"]), ckpt["done"]
+        es = dict(ckpt["es"])
+
+    def save(epoch: int, finished: bool) -> None:
+        if ckpt_path is None:
+            return
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "config": to_jsonable(full_config),
+            "epoch": epoch,
+            "done": finished,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict() if sched is not None else None,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "batches": gen.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            "es": es,
+            "history": history,
+            "steps": steps,
+            "updates": updates,
+            "elapsed": elapsed,
+            "diverged": diverged,
+        }
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        atomic_write_bytes(ckpt_path, buf.getvalue())
+
+    def one_update(x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        """One optimizer update on batch (x, y); returns (mean CE in nats, correct count)."""
+        n = int(x.shape[0])
+        opt.zero_grad(set_to_none=True)
+        if n <= micro:
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            loss.backward()
+            with torch.no_grad():
+                ce = float(F.cross_entropy(logits, y)) if config.flood > 0 else float(loss)
+                correct = int((logits.argmax(1) == y).sum())
+        else:
+            ce_sum = 0.0
+            correct = 0
+            for s in range(0, n, micro):
+                xb, yb = x[s : s + micro], y[s : s + micro]
+                logits = model(xb)
+                part = ce_fn(logits, yb)
+                (part * (xb.shape[0] / n)).backward()
+                ce_sum += float(part) * xb.shape[0]
+                correct += int((logits.argmax(1) == yb).sum())
+            ce = ce_sum / n
+            if config.flood > 0 and ce <= config.flood:
+                for p in model.parameters():
+                    if p.grad is not None:
+                        if ce == config.flood:
+                            p.grad.zero_()
+                        else:
+                            p.grad.neg_()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        return ce, correct
+
+    epochs = range(start_epoch, config.epochs)
+    stop = done
+    for epoch in progress(epochs, total=len(epochs), desc=desc, quiet=quiet):
+        if stop:
+            break
+        t0 = time.perf_counter()
+        model.train()
+        loss_sum, correct_sum, seen = 0.0, 0, 0
+        lr_now = opt.param_groups[0]["lr"]
+        bs_now = batch_size_at(config, updates)
+        schedule = (lambda u: batch_size_at(config, u)) if config.batch_schedule else bs_now
+        for x, y in batches.epoch(schedule, updates):
+            lr_now = opt.param_groups[0]["lr"]
+            bs_now = batch_size_at(config, updates)
+            n = int(x.shape[0])
+            ce, correct = one_update(x, y)
+            updates += 1
+            loss_sum += ce * n
+            correct_sum += correct
+            seen += n
+            record = {
+                "update": updates,
+                "epoch": epoch + 1,
+                "batch_size": n,
+                "lr": lr_now,
+                "loss": ce,
+                "acc": correct / n,
+                "time": elapsed + time.perf_counter() - t0,
+            }
+            steps.append(record)
+            if not math.isfinite(ce) and config.stop_on_divergence:
+                diverged = True
+                stop = True
+                break
+            if on_step is not None and on_step(record):
+                stop = True
+                break
+            if config.max_updates is not None and updates >= config.max_updates:
+                stop = True
+                break
+        elapsed += time.perf_counter() - t0
+        rec: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "updates": updates,
+            "lr": lr_now,
+            "batch_size": bs_now,
+        }
+        if config.eval_train:
+            tl, ta = evaluate(model, data.train_x, data.train_y, micro)
+        else:
+            tl, ta = loss_sum / max(seen, 1), correct_sum / max(seen, 1)
+        vl, va = evaluate(model, data.val_x, data.val_y, micro)
+        rec.update(train_loss=tl, train_acc=ta, val_loss=vl, val_acc=va)
+        if config.track_test:
+            sl, sa = evaluate(model, data.test_x, data.test_y, micro)
+            rec.update(test_loss=sl, test_acc=sa)
+        for split in ("train", "val", "test"):
+            if f"{split}_acc" in rec:
+                rec[f"{split}_error"] = 100.0 * (1.0 - rec[f"{split}_acc"])
+        rec["time"] = elapsed
+        history.append(rec)
+        if math.isfinite(va) and va > es["best_val_acc"]:
+            es.update(
+                best_val_acc=va,
+                best_epoch=epoch + 1,
+                bad_epochs=0,
+                updates_to_best=updates,
+                time_to_best=elapsed,
+                best_state=_state_copy(model) if config.restore_best else None,
+            )
+        else:
+            es["bad_epochs"] += 1
+            if config.patience is not None and es["bad_epochs"] >= config.patience:
+                stop = True
+        finished = stop or epoch + 1 == config.epochs
+        if finished and config.restore_best and es["best_state"] is not None:
+            model.load_state_dict(es["best_state"])
+        save(epoch + 1, finished)
+        if on_epoch_end is not None:
+            on_epoch_end(rec)
+
+    if done and config.restore_best and es["best_state"] is not None:
+        model.load_state_dict(es["best_state"])
+    vl, va = evaluate(model, data.val_x, data.val_y, micro)
+    sl, sa = evaluate(model, data.test_x, data.test_y, micro)
+    final = {"val_loss": vl, "val_acc": va, "test_loss": sl, "test_acc": sa}
+    return TrainResult(
+        config=to_jsonable(full_config),
+        history=history,
+        steps=steps,
+        best_epoch=int(es["best_epoch"]),
+        best_val_acc=float(es["best_val_acc"]),
+        epochs_run=len(history),
+        updates=updates,
+        updates_to_best=int(es["updates_to_best"]),
+        time_to_best=float(es["time_to_best"]),
+        total_time=elapsed,
+        diverged=diverged,
+        final=final,
+        params=params,
+        micro_batch=micro,
+        model=model,
+    )

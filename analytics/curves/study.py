@@ -119,13 +119,14 @@ def _load_openml(
                 delay=0.01,
             )
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        key, value = next(iter(kwargs.items()))
         raise FileNotFoundError(
             f"dataset openml:{ref}: not in the scikit-learn cache at {home} and OpenML cannot "
-            f"be reached ({getattr(exc, 'reason', exc)}). Fetch it once on a machine with a "
-            f'network (python -c "from sklearn.datasets import fetch_openml; '
-            f"fetch_openml({next(iter(kwargs))}={kwargs[next(iter(kwargs))]!r}, "
-            f"as_frame=False, parser='liac-arff')\") and copy {home}/openml here, or point "
-            f"SCIKIT_LEARN_DATA / data_home at that folder; or use --dataset breast-cancer"
+            f"be reached ({getattr(exc, 'reason', exc)}). On a machine with a network run "
+            f'python -c "from sklearn.datasets import fetch_openml; '
+            f"fetch_openml({key}={value!r}, as_frame=False, parser='liac-arff')\", then copy "
+            f"its scikit_learn_data/openml folder to {home}/openml (or pass --data-home / set "
+            f"SCIKIT_LEARN_DATA to the folder holding it); or use --dataset breast-cancer"
         ) from exc
     except ValueError as exc:  # sklearn's OpenMLError: no such name or id
         raise ValueError(f"dataset openml:{ref}: OpenML says: {exc}") from exc

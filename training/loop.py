@@ -287,9 +287,7 @@ def _build_scheduler(
 def _seeds(seed: int) -> tuple[int, int]:
     """Independent seeds for weight initialisation and batch order (SeedSequence.spawn)."""
     init, batches = np.random.SeedSequence(seed).spawn(2)
-    return int(init.generate_state(1, np.uint64)[0]), int(
-        batches.generate_state(1, np.uint64)[0]
-    )
+    return int(init.generate_state(1, np.uint64)[0]), int(batches.generate_state(1, np.uint64)[0])
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -31,11 +31,11 @@ from torch import nn
 from dlsys.common.errors import unknown_name
 
 __all__ = [
-    "KERNELS",
-    "MODELS",
     "CNN7",
-    "FloodingCNN",
+    "KERNELS",
     "MLP",
+    "MODELS",
+    "FloodingCNN",
     "SmallInception",
     "build_model",
     "conv_class",
@@ -63,8 +63,7 @@ def conv_class(kernels: str = "dlsys") -> Callable[..., nn.Module]:
         from dlsys.kernels import Conv2d
     except ImportError as exc:  # the kernels area has not landed in this checkout
         raise RuntimeError(
-            f"--kernels dlsys: dlsys.kernels.Conv2d is not available ({exc}); "
-            "use --kernels torch"
+            f"--kernels dlsys: dlsys.kernels.Conv2d is not available ({exc}); use --kernels torch"
         ) from exc
     return Conv2d  # type: ignore[no-any-return]
 

@@ -42,52 +42,15 @@ from dlsys.analytics.builder import (
 )
 from dlsys.common.errors import unknown_name
 
+#: VGG configurations A, B, D, E (Simonyan & Zisserman 2015, Table 1): conv widths, M = pool.
 VGG_CONFIGS: dict[str, list[int | str]] = {
-    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "vgg16": [
-        64,
-        64,
-        "M",
-        128,
-        128,
-        "M",
-        256,
-        256,
-        256,
-        "M",
-        512,
-        512,
-        512,
-        "M",
-        512,
-        512,
-        512,
-        "M",
-    ],  # fmt: skip
-    "vgg19": [
-        64,
-        64,
-        "M",
-        128,
-        128,
-        "M",
-        256,
-        256,
-        256,
-        256,
-        "M",
-        512,
-        512,
-        512,
-        512,
-        "M",
-        512,
-        512,
-        512,
-        512,
-        "M",
-    ],  # fmt: skip
+    name: [int(v) if v != "M" else v for v in spec.split()]
+    for name, spec in {
+        "vgg11": "64 M 128 M 256 256 M 512 512 M 512 512 M",
+        "vgg13": "64 64 M 128 128 M 256 256 M 512 512 M 512 512 M",
+        "vgg16": "64 64 M 128 128 M 256 256 256 M 512 512 512 M 512 512 512 M",
+        "vgg19": "64 64 M 128 128 M 256 256 256 256 M 512 512 512 512 M 512 512 512 512 M",
+    }.items()
 }
 
 
@@ -187,8 +150,10 @@ def inception_block(
             + _conv_block(f.c3, 3, padding=1, name="3x3", **cb),
             _conv_block(f.c5_reduce, 1, name=f"{five}x{five}_reduce", **cb)
             + _conv_block(f.c5, five, padding=pad5, name=f"{five}x{five}", **cb),
-            [MaxPool(3, stride=1, padding=1, name="pool")]
-            + _conv_block(f.pool_proj, 1, name="pool_proj", **cb),
+            [
+                MaxPool(3, stride=1, padding=1, name="pool"),
+                *_conv_block(f.pool_proj, 1, name="pool_proj", **cb),
+            ],
             name=name,
             branch_names=["b1", "b2", "b3", "b4"],
         )

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dlsys.analytics.report import Convention, CostReport
@@ -89,3 +90,76 @@ def _is_module(obj: Any) -> bool:
 
     torch_nn = sys.modules.get("torch.nn")  # only loaded when the caller built a module
     return torch_nn is not None and isinstance(obj, torch_nn.Module)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two cost reports side by side; ``saving`` of a metric is 1 - b / a (a fraction)."""
+
+    a: CostReport
+    b: CostReport
+
+    def rows(self) -> list[tuple[str, Any, Any, float | None]]:
+        """``(metric, value a, value b, saving)`` for output shape and every total."""
+        out: list[tuple[str, Any, Any, float | None]] = [
+            ("output shape", self.a.layers[-1].output_shape, self.b.layers[-1].output_shape, None)
+        ]
+        ta, tb = self.a.totals, self.b.totals
+        for k in ("params", "activations", "macs", "flops"):
+            out.append((k, ta[k], tb[k], (1 - tb[k] / ta[k]) if ta[k] else None))
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the two names, totals and the savings (fractions)."""
+        return {
+            "a": {
+                "model": self.a.model,
+                "output_shape": list(self.a.layers[-1].output_shape),
+                "totals": self.a.totals,
+            },
+            "b": {
+                "model": self.b.model,
+                "output_shape": list(self.b.layers[-1].output_shape),
+                "totals": self.b.totals,
+            },
+            "saving": {m: s for m, _, _, s in self.rows() if s is not None},
+        }
+
+    def to_text(self) -> str:
+        """Aligned side-by-side table with the saving in percent."""
+
+        def cell(v: Any) -> str:
+            if isinstance(v, tuple):
+                return "x".join(map(str, v))
+            return f"{v:,}"
+
+        table = [("", self.a.model, self.b.model, "saving")]
+        for m, va, vb, s in self.rows():
+            table.append((m, cell(va), cell(vb), "" if s is None else f"{100 * s:.2f}%"))
+        w = [max(len(r[i]) for r in table) for i in range(4)]
+        lines = [
+            "  ".join(
+                [r[0].ljust(w[0]), *(c.rjust(wi) for c, wi in zip(r[1:], w[1:], strict=True))]
+            )
+            for r in table
+        ]
+        return "\n".join(lines) + "\n" + self.a.convention.describe() + "\n"
+
+
+def compare(
+    a: Any,
+    b: Any,
+    input_shape: Sequence[int] | None = None,
+    batch: int = 1,
+    convention: str | Convention = "mac",
+    **options: Any,
+) -> Comparison:
+    """Cost ``a`` and ``b`` (modules, nets or zoo names) at the same input and compare them.
+
+    >>> compare("inception_naive", "inception_reduced").rows()[3]   # doctest: +SKIP
+    ('macs', 1115684864, 397410304, 0.6437...)
+    """
+    return Comparison(
+        cost(a, input_shape, batch, convention, **options),
+        cost(b, input_shape, batch, convention, **options),
+    )

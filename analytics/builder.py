@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dlsys.analytics.formulas import OpCost, Shape, apply
+from dlsys.analytics.formulas import OpCost, Shape, apply, numel
 from dlsys.analytics.report import Convention, CostReport, Layer, Step, make_layer
 
 
@@ -66,7 +66,7 @@ class Spec:
         in_place = c.pointwise or c.view
         out_key = key if in_place else ctx.key()
         ctx.steps.append(Step(writes=out_key, size=0 if in_place else c.activations, reads=(key,)))
-        ctx.layers.append(make_layer(name, self.kind, c, ctx.convention))
+        ctx.layers.append(make_layer(name, self.kind, c, ctx.convention, numel(shape)))
         return c.output_shape, out_key
 
 
@@ -339,7 +339,9 @@ class Concat(Spec):
         c = apply(self.formula, outs, dim=1, where=name)
         out_key = ctx.key()
         ctx.steps.append(Step(writes=out_key, size=c.activations, reads=tuple(keys)))
-        ctx.layers.append(make_layer(name, self.kind, c, ctx.convention))
+        ctx.layers.append(
+            make_layer(name, self.kind, c, ctx.convention, sum(numel(s) for s in outs))
+        )
         return c.output_shape, out_key
 
     def module(self, shape: Shape) -> Any:
@@ -385,7 +387,9 @@ class Add(Spec):
         c = apply(self.formula, outs, where=name)
         out_key = ctx.key()
         ctx.steps.append(Step(writes=out_key, size=c.activations, reads=tuple(keys)))
-        ctx.layers.append(make_layer(name, self.kind, c, ctx.convention))
+        ctx.layers.append(
+            make_layer(name, self.kind, c, ctx.convention, sum(numel(s) for s in outs))
+        )
         return c.output_shape, out_key
 
     def module(self, shape: Shape) -> Any:

@@ -80,7 +80,9 @@ class Layer:
 
     ``params = weights + biases`` (elements); ``activations``: elements written (under the
     convention); ``macs``: multiply-accumulates; ``bias_adds``, ``elementwise``: other work
-    (elementary operations); ``flops``: 2 x macs plus what the convention adds.
+    (elementary operations); ``flops``: 2 x macs plus what the convention adds; ``reads``:
+    activation elements the op reads (its tensor inputs other than parameters; used by the
+    roofline estimate).
     """
 
     name: str
@@ -93,6 +95,7 @@ class Layer:
     bias_adds: int = 0
     elementwise: int = 0
     flops: int = 0
+    reads: int = 0
 
     @property
     def params(self) -> int:
@@ -307,7 +310,7 @@ class CostReport:
         raise unknown_name("format", str(fmt), ["text", "md", "csv", "json"])
 
 
-def make_layer(name: str, type_: str, cost: Any, convention: Convention) -> Layer:
+def make_layer(name: str, type_: str, cost: Any, convention: Convention, reads: int = 0) -> Layer:
     """A :class:`Layer` from an :class:`~dlsys.analytics.formulas.OpCost` under ``convention``."""
     acts = cost.activations
     if cost.pointwise and not convention.pointwise_activations:
@@ -328,4 +331,5 @@ def make_layer(name: str, type_: str, cost: Any, convention: Convention) -> Laye
         bias_adds=cost.bias_adds,
         elementwise=cost.elementwise,
         flops=flops,
+        reads=reads,
     )

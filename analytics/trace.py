@@ -507,7 +507,8 @@ class _Tracer:
         elif cost.view:
             cost = replace(cost, activations=written, view=False)
         cost = replace(cost, weights=weights, biases=biases)
-        self.layers.append(make_layer(name, type_, cost, self.convention))
+        reads_el = sum(t.numel() for t in inputs if id(t) not in self.param_names)
+        self.layers.append(make_layer(name, type_, cost, self.convention, reads_el))
         reads = tuple(_key(t) for t in inputs if id(t) not in self.param_names)
         wkey = _key(main) if isinstance(main, torch.Tensor) else -1
         self.steps.append(Step(writes=wkey, size=written, reads=reads))

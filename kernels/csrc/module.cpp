@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "bind_ops.h"
 #include "build_config.h"
 #include "info.h"
 
@@ -55,4 +56,6 @@ PYBIND11_MODULE(_C, m) {
     }
     return py::make_tuple(out, error);
   }, "CUDA devices visible now as (list of dicts, error message or '').");
+
+  dlsys::bind_ops(m);
 }

@@ -1,0 +1,15 @@
+// Registers the kernel bindings (conv2d_*, flood_ce_*) on the _C module.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace dlsys {
+
+void bind_ops(pybind11::module_ &m);
+
+#if DLSYS_WITH_CUDA
+// cudaSetDevice(device) for device >= 0; throws std::runtime_error with CUDA's message.
+void cuda_set_device(int device);
+#endif
+
+}  // namespace dlsys

@@ -1,0 +1,71 @@
+// 2-D convolution, NCHW, groups, asymmetric zero padding, stride and dilation.
+//
+// Shapes (all tensors contiguous, row-major):
+//   x  is (N, C, H, W)            input
+//   w  is (K, C/G, R, S)          weight, G groups; output channel k reads group k / (K/G)
+//   b  is (K,)                    bias (optional)
+//   y  is (N, K, OH, OW)          output
+//   OH = (H + pad_top + pad_bottom - dil_h*(R-1) - 1) / stride_h + 1   (same for OW)
+//   y[n,k,oh,ow] = b[k] + sum_{c in group, r, s} w[k,c,r,s] * x[n, g*C/G + c, ih, iw]
+//     with ih = oh*stride_h - pad_top + r*dil_h, iw = ow*stride_w - pad_left + s*dil_w
+//     (x is zero outside [0,H) x [0,W)).
+//
+// Implementations, each validated against the reference (tests/kernels):
+//   conv2d_ref.cpp   plain loops, the definition above written out
+//   conv2d_cpu.cpp   packed GEMM: im2col panels + register-tiled micro-kernel, OpenMP
+//   conv2d_cuda.cu   tiled implicit GEMM in shared memory (float32)
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dlsys {
+
+struct ConvDims {
+  int64_t N, C, H, W;     // input
+  int64_t K, R, S;        // output channels, kernel height, kernel width
+  int64_t OH, OW;         // output height, width
+  int64_t stride_h, stride_w;
+  int64_t pad_top, pad_bottom, pad_left, pad_right;
+  int64_t dil_h, dil_w;
+  int64_t G;              // groups
+
+  int64_t Cg() const { return C / G; }   // input channels per group
+  int64_t Kg() const { return K / G; }   // output channels per group
+  int64_t CRS() const { return Cg() * R * S; }  // reduction length of one output value
+  int64_t P() const { return OH * OW; }  // output pixels per image and channel
+  int64_t x_numel() const { return N * C * H * W; }
+  int64_t w_numel() const { return K * Cg() * R * S; }
+  int64_t y_numel() const { return N * K * OH * OW; }
+};
+
+// Build ConvDims from the flat list Python passes (order: N C H W K R S OH OW stride_h stride_w
+// pad_top pad_bottom pad_left pad_right dil_h dil_w G) and check every relation between them.
+// Throws std::invalid_argument naming the field on any inconsistency.
+ConvDims conv_dims_from(const std::vector<int64_t> &v);
+
+// Reference (readable loops). b, gx, gw, gb may be null: null outputs are not computed.
+template <typename T>
+void conv2d_forward_ref(const ConvDims &d, const T *x, const T *w, const T *b, T *y);
+template <typename T>
+void conv2d_backward_ref(const ConvDims &d, const T *x, const T *w, const T *gy, T *gx, T *gw,
+                         T *gb);
+
+// Optimised CPU (OpenMP with `threads` threads).
+template <typename T>
+void conv2d_forward_cpu(const ConvDims &d, const T *x, const T *w, const T *b, T *y, int threads);
+template <typename T>
+void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy, T *gx, T *gw,
+                         T *gb, int threads);
+
+#if DLSYS_WITH_CUDA
+// CUDA float32, launched on `stream` (a cudaStream_t passed as an integer). Throws
+// std::runtime_error on a launch error.
+void conv2d_forward_cuda(const ConvDims &d, const float *x, const float *w, const float *b,
+                         float *y, uintptr_t stream);
+void conv2d_backward_cuda(const ConvDims &d, const float *x, const float *w, const float *gy,
+                          float *gx, float *gw, float *gb, uintptr_t stream);
+#endif
+
+}  // namespace dlsys

@@ -1,0 +1,724 @@
+"""The SimPy model of a parameter server (PS) and its learners.
+
+Each learner is a SimPy process named after what it models: it *reads* the PS weights
+(recording the PS version), pulls them over the network, computes a gradient for a drawn
+duration, pushes it back, and then waits as its protocol says. The PS is not a process of
+its own: gradient arrivals are collected, and updates are formed by the protocol rule in
+:meth:`Engine._take` and applied in :meth:`Engine._apply` (with a FIFO service delay when
+``service_time > 0``).
+
+Tie rule (events at the same instant ``t``), enforced with SimPy event priorities:
+
+1. ordinary events at ``t`` (compute and network completions, crashes, service ends) run
+   first, in SimPy's order;
+2. then the gradients that arrived at ``t`` join the PS queue in order of
+   (read version, learner index) and updates are applied (priority ``FLUSH``);
+3. then learners read the weights (priority ``READ``), so a read at ``t`` sees every
+   update applied at ``t``.
+
+So gradients are applied in order of (time, read version, learner index). Deterministic
+times (``fixed``, ``times``, ``trace``, latencies, delays, fault times) are exact fractions,
+so two completions that should coincide do coincide.
+
+The common case -- ``async`` with continuously distributed compute times, no network, no PS
+service time and no faults -- runs on a fast path (:func:`_run_fast`): one plain SimPy process
+per learner that records only (learner, apply time) per update; every other column is derived
+afterwards with numpy. Ties have probability zero there, so the rule above holds as well.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import simpy
+from simpy.core import EmptySchedule, StopSimulation
+from simpy.events import NORMAL, URGENT
+
+from dlsys.simulator.distributions import Time
+from dlsys.simulator.scenario import Crash, Learner, PSPause, Scenario, Slowdown
+
+#: Row status codes of the trace.
+APPLIED, LOST, CANCELLED, DROPPED = 0, 1, 2, 3
+STATUS_NAMES = ("applied", "lost", "cancelled", "dropped")
+
+#: SimPy priorities beyond URGENT (0) and NORMAL (1): see the tie rule above.
+FLUSH = 2
+READ = 3
+
+# Learner states.
+_DELAY, _GATE, _READ, _PULL, _COMPUTE, _PUSH, _WAIT_PS, _DOWN, _DONE = range(9)
+_IN_FLIGHT = (_PULL, _COMPUTE, _PUSH)
+
+#: Trace columns stored per gradient row and their array typecodes.
+COLUMNS = {
+    "learner": "i",  # learner index (int32)
+    "seq": "i",  # the learner's 1-based gradient number (int32)
+    "read_version": "q",  # PS version the weights were read at (int64)
+    "version": "q",  # PS version the gradient was applied to; -1 if not applied (int64)
+    "t_read": "d",  # seconds: when the weights were read at the PS
+    "t_start": "d",  # seconds: compute start (NaN if lost before it)
+    "t_done": "d",  # seconds: compute end (or the crash / cancel time)
+    "t_apply": "d",  # seconds: update applied; NaN if not applied
+    "status": "b",  # APPLIED, LOST, CANCELLED, DROPPED (int8)
+}
+_NP_TYPES = {"i": np.int32, "q": np.int64, "d": np.float64, "b": np.int8}
+
+
+@dataclass
+class RawRun:
+    """What the engine hands to :mod:`dlsys.simulator.trace`: columns and end state."""
+
+    columns: dict[str, np.ndarray]
+    updates: int
+    t_end: float
+    stop_reason: str
+    inflight_start: np.ndarray  # per learner: compute start of the unfinished gradient, or NaN
+    fast_path: bool
+
+
+def learner_streams(seed: int | np.random.SeedSequence, n: int) -> list[np.random.Generator]:
+    """One independent numpy Generator per learner, from ``SeedSequence(seed).spawn(n)``.
+
+    Child ``i`` depends only on ``seed`` and ``i``, so adding a learner leaves the others'
+    draws unchanged.
+    """
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    # spawn() advances the parent's counter; use a fresh copy so repeated calls agree.
+    fresh = np.random.SeedSequence(ss.entropy, spawn_key=ss.spawn_key, pool_size=ss.pool_size)
+    return [np.random.default_rng(c) for c in fresh.spawn(n)]
+
+
+def finish_time(start: Time, work: Time, windows: Sequence[tuple[Time, Time, Time]]) -> Time:
+    """When ``work`` seconds of compute started at ``start`` end, given slow-down windows.
+
+    ``windows``: sorted, non-overlapping ``(begin, end, factor)``; inside one, compute runs
+    ``factor`` times slower. Exact for exact inputs.
+    """
+    t: Any = start
+    left: Any = work
+    for a, b, f in windows:
+        if b <= t:
+            continue
+        if a > t:
+            if t + left <= a:
+                return t + left  # type: ignore[no-any-return]
+            left -= a - t
+            t = a
+        cap = (b - t) / f
+        if left <= cap:
+            return t + left * f  # type: ignore[no-any-return]
+        left -= cap
+        t = b
+    return t + left  # type: ignore[no-any-return]
+
+
+def uses_fast_path(scenario: Scenario) -> bool:
+    """True when ``scenario`` runs on the async fast path (see the module docstring)."""
+    return (
+        scenario.protocol.kind == "async"
+        and not scenario.faults
+        and scenario.service_time == 0
+        and all(
+            not lrn.compute.exact and lrn.pull_time == 0 and lrn.push_time == 0
+            for lrn in scenario.learners
+        )
+    )
+
+
+def run(scenario: Scenario, seed: int | np.random.SeedSequence) -> RawRun:
+    """Simulate ``scenario`` with ``seed``; the fast path is used where it applies."""
+    rngs = learner_streams(seed, scenario.n)
+    if uses_fast_path(scenario):
+        return _run_fast(scenario, rngs)
+    return Engine(scenario, rngs).run()
+
+
+def _new_event(env: simpy.Environment, priority: int, delay: Time = 0) -> simpy.Event:
+    ev = simpy.Event(env)
+    ev._ok = True
+    ev._value = None
+    env.schedule(ev, priority, delay)  # type: ignore[arg-type]
+    return ev
+
+
+def _loop(env: simpy.Environment) -> bool:
+    """Step until a StopSimulation (True) or until no events are left (False)."""
+    # NOTE: inlined for performance (Environment.run without its per-call checks).
+    step = env.step
+    try:
+        while True:
+            step()
+    except StopSimulation:
+        return True
+    except EmptySchedule:
+        return False
+
+
+# ----------------------------------------------------------------------------- fast path
+
+
+def _fast_learner(
+    env: simpy.Environment,
+    i: int,
+    delay: Time,
+    draw: Callable[[], Sequence[Time]],
+    budget: int | None,
+    box: list[Any],
+    first_read: np.ndarray,
+    app_learner: Callable[[int], None],
+    app_time: Callable[[float], None],
+) -> Generator[simpy.Event, Any, None]:
+    """An async learner with zero communication: compute, and apply on completion."""
+    if delay:
+        yield env.timeout(delay)
+    first_read[i] = box[0]
+    # NOTE: inlined for performance: local names, a buffered block of durations, a shared
+    # version box instead of attribute access, and ``left`` counting down from -1 when there
+    # is no budget (it never reaches 0 then).
+    timeout = env.timeout
+    buf = draw()
+    k, m = 0, len(buf)
+    left = -1 if budget is None else budget
+    until = box[1]
+    while left != 0:
+        if k == m:
+            buf = draw()
+            k, m = 0, len(buf)
+            if m == 0:
+                return
+        yield timeout(buf[k])
+        k += 1
+        app_learner(i)
+        app_time(env._now)  # type: ignore[attr-defined]
+        v = box[0] + 1
+        box[0] = v
+        if v == until:
+            box[2].succeed()
+        left -= 1
+
+
+def _run_fast(scenario: Scenario, rngs: list[np.random.Generator]) -> RawRun:
+    env = simpy.Environment()
+    n = scenario.n
+    stop = simpy.Event(env)
+    stop.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
+    until = scenario.until_updates if scenario.until_updates is not None else -1
+    box: list[Any] = [0, until, stop]
+    first_read = np.full(n, -1, dtype=np.int64)
+    lrn_col = array("i")
+    t_col = array("d")
+    for i, spec in enumerate(scenario.learners):
+        draw = spec.compute.sampler(rngs[i], spec.speed)  # type: ignore[arg-type]
+        env.process(
+            _fast_learner(
+                env,
+                i,
+                spec.start_delay,
+                draw,
+                spec.budget,
+                box,
+                first_read,
+                lrn_col.append,
+                t_col.append,
+            )
+        )
+    if scenario.until_time is not None:
+        tev = _new_event(env, URGENT, scenario.until_time)
+        tev.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
+    stopped = _loop(env)
+    updates = len(lrn_col)
+    if scenario.until_updates is not None and updates >= scenario.until_updates:
+        reason = "until_updates"
+    elif stopped:
+        reason = "until_time"
+    else:
+        reason = "learners finished"
+    t_end = float(env.now)
+
+    learner = np.frombuffer(lrn_col, dtype=np.int32).copy()
+    t_apply = np.frombuffer(t_col, dtype=np.float64).copy()
+    version = np.arange(updates, dtype=np.int64)
+    start = np.array([float(s.start_delay) for s in scenario.learners])
+    order = np.argsort(learner, kind="stable")
+    sl = learner[order]
+    first = np.ones(updates, dtype=bool)
+    first[1:] = sl[1:] != sl[:-1]
+    prev = np.empty(updates, dtype=np.int64)
+    prev[1:] = order[:-1]
+    prev[:1] = 0
+    read_version = np.empty(updates, dtype=np.int64)
+    read_version[order] = np.where(first, first_read[sl], prev + 1)
+    t_read = np.empty(updates)
+    t_read[order] = np.where(first, start[sl], t_apply[prev])
+    idx = np.arange(updates)
+    group_start = np.maximum.accumulate(np.where(first, idx, 0))
+    seq = np.empty(updates, dtype=np.int32)
+    seq[order] = idx - group_start + 1
+    # Per learner: start of the computation still running at the end (none if finished).
+    counts = np.bincount(learner, minlength=n)
+    last_t = np.full(n, np.nan)
+    ends = np.ones(updates, dtype=bool)
+    ends[:-1] = first[1:]
+    last_t[sl[ends]] = t_apply[order[ends]]  # each learner's last apply time
+    inflight = np.where(counts > 0, last_t, start)
+    for i, spec in enumerate(scenario.learners):
+        b = spec.budget
+        if (b is not None and counts[i] >= b) or start[i] >= t_end:
+            inflight[i] = np.nan
+    cols = {
+        "learner": learner,
+        "seq": seq,
+        "read_version": read_version,
+        "version": version,
+        "t_read": t_read,
+        "t_start": t_read,  # no pull time on the fast path: the same array
+        "t_done": t_apply,  # no push or service time: the same array
+        "t_apply": t_apply,
+        "status": np.zeros(updates, dtype=np.int8),
+    }
+    return RawRun(cols, updates, t_end, reason, inflight, True)
+
+
+# ----------------------------------------------------------------------------- general model
+
+
+class _L:
+    """Run-time state of one learner."""
+
+    __slots__ = (
+        "alive",
+        "budget",
+        "buf",
+        "clock",
+        "draw",
+        "finished",
+        "idx",
+        "k",
+        "proc",
+        "pull",
+        "push",
+        "pushed",
+        "read_version",
+        "restart",
+        "reuse",
+        "seq",
+        "spec",
+        "state",
+        "t_done",
+        "t_read",
+        "t_start",
+        "wake",
+        "windows",
+    )
+
+    def __init__(self, idx: int, spec: Learner, rng: np.random.Generator) -> None:
+        self.idx = idx
+        self.spec = spec
+        self.draw = spec.compute.sampler(rng, spec.speed)  # type: ignore[arg-type]
+        self.buf: Sequence[Time] = ()
+        self.k = 0
+        self.budget = spec.budget
+        self.pull = spec.pull_time
+        self.push = spec.push_time
+        self.pushed = 0
+        self.seq = 0
+        self.clock = 0
+        self.state = _DELAY
+        self.alive = True
+        self.finished = False
+        self.reuse = False
+        self.wake: simpy.Event | None = None
+        self.proc: simpy.Process | None = None
+        self.restart: list[Time | None] = []
+        self.windows: list[tuple[Time, Time, Time]] = []
+        self.read_version = -1
+        self.t_read: Time = 0
+        self.t_start: Time = 0
+        self.t_done: Time = 0
+
+    def next_duration(self) -> Time | None:
+        if self.k == len(self.buf):
+            self.buf = self.draw()
+            self.k = 0
+            if not self.buf:
+                return None
+        d = self.buf[self.k]
+        self.k += 1
+        return d
+
+
+class Engine:
+    """The general model: every protocol, network, PS service time and faults."""
+
+    def __init__(self, scenario: Scenario, rngs: list[np.random.Generator]) -> None:
+        self.sc = scenario
+        self.env = simpy.Environment()
+        self.kind = scenario.protocol.kind
+        self.param = scenario.protocol.param
+        self.service = scenario.service_time
+        self.version = 0
+        self.updates = 0
+        self.pending: list[tuple[Any, ...]] = []
+        self.inbox: list[tuple[Any, ...]] = []
+        self.flush_scheduled = False
+        self.busy = False
+        self.paused = False
+        self.stopped = False
+        self.cols = {k: array(code) for k, code in COLUMNS.items()}
+        self.ls = [_L(i, spec, rngs[i]) for i, spec in enumerate(scenario.learners)]
+        by_name = {lr.spec.name: lr for lr in self.ls}
+        for f in scenario.faults:
+            if isinstance(f, Slowdown):
+                targets = self.ls if f.learner is None else [by_name[f.learner]]
+                for t in targets:
+                    t.windows.append((f.start, f.end, f.factor))
+        for lr in self.ls:
+            lr.windows.sort(key=lambda w: w[0])
+        self.crashes = [f for f in scenario.faults if isinstance(f, Crash)]
+        self.pauses = [f for f in scenario.faults if isinstance(f, PSPause)]
+        self.by_name = by_name
+        self.stop = simpy.Event(self.env)
+        self.stop.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
+        self.post_push = {
+            "k-batch-async": "continue",
+            "softsync": "continue",
+            "k-batch-sync": "reuse",
+        }.get(self.kind, "wait")
+
+    # -- recording
+
+    def _row(self, lr: _L, status: int, version: int, t_apply: float, t_done: Time) -> None:
+        if self.stopped:
+            return
+        c = self.cols
+        c["learner"].append(lr.idx)
+        c["seq"].append(lr.seq)
+        c["read_version"].append(lr.read_version)
+        c["version"].append(version)
+        c["t_read"].append(float(lr.t_read))
+        c["t_start"].append(float(lr.t_start) if lr.state != _PULL else math.nan)
+        c["t_done"].append(float(t_done))
+        c["t_apply"].append(t_apply)
+        c["status"].append(status)
+
+    def _grad_row(self, g: tuple[Any, ...], status: int, version: int, t_apply: float) -> None:
+        if self.stopped:
+            return
+        idx, seq, rv, t_read, t_start, t_done = g
+        c = self.cols
+        c["learner"].append(idx)
+        c["seq"].append(seq)
+        c["read_version"].append(rv)
+        c["version"].append(version)
+        c["t_read"].append(float(t_read))
+        c["t_start"].append(float(t_start))
+        c["t_done"].append(float(t_done))
+        c["t_apply"].append(t_apply)
+        c["status"].append(status)
+
+    # -- learners
+
+    def _learner(self, lr: _L) -> Generator[simpy.Event, Any, None]:
+        """One learner: start delay, then read-pull-compute-push cycles; survives crashes."""
+        env = self.env
+        phase = "start"
+        while True:
+            try:
+                if phase == "start":
+                    if lr.spec.start_delay:
+                        lr.state = _DELAY
+                        yield env.timeout(lr.spec.start_delay)
+                    phase = "cycle"
+                elif phase == "restart":
+                    delay = lr.restart.pop(0)
+                    lr.state = _DOWN
+                    if delay is None:
+                        return
+                    yield env.timeout(delay)
+                    lr.alive = True
+                    lr.reuse = False
+                    phase = "cycle"
+                    self._membership_changed()
+                else:
+                    yield from self._cycles(lr)
+                    return
+            except simpy.Interrupt as intr:
+                lr.wake = None
+                if intr.cause == "crash":
+                    phase = "restart"
+                # "cancel": start a new cycle (read fresh weights)
+
+    def _cycles(self, lr: _L) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        while True:
+            if lr.budget is not None and lr.pushed >= lr.budget:
+                self._finish(lr)
+                return
+            while not self._may_start(lr):
+                lr.state = _GATE
+                lr.wake = env.event()
+                yield lr.wake
+                lr.wake = None
+            if not lr.reuse:
+                lr.state = _READ
+                yield _new_event(env, READ)
+                lr.read_version = self.version
+                lr.t_read = env.now
+                if lr.pull:
+                    lr.state = _PULL
+                    yield env.timeout(lr.pull)
+            d = lr.next_duration()
+            if d is None:
+                self._finish(lr)
+                return
+            lr.seq += 1
+            lr.t_start = env.now
+            lr.state = _COMPUTE
+            if lr.windows:
+                d = finish_time(env.now, d, lr.windows) - env.now
+            yield env.timeout(d)
+            lr.t_done = env.now
+            if lr.push:
+                lr.state = _PUSH
+                yield env.timeout(lr.push)
+            lr.pushed += 1
+            lr.clock += 1
+            lr.state = _WAIT_PS
+            self._arrive(lr)
+            if lr.budget is not None and lr.pushed >= lr.budget:
+                self._finish(lr)
+                return
+            if self.post_push == "wait":
+                lr.wake = env.event()
+                yield lr.wake
+                lr.wake = None
+            elif self.post_push == "reuse":
+                lr.reuse = True
+
+    def _finish(self, lr: _L) -> None:
+        lr.finished = True
+        lr.state = _DONE
+        self._membership_changed()
+
+    def _may_start(self, lr: _L) -> bool:
+        if self.kind != "ssp":
+            return True
+        active = [x.clock for x in self.ls if x.alive and not x.finished]
+        return not active or lr.clock - min(active) <= self.param  # type: ignore[operator]
+
+    def _wake(self, lr: _L) -> None:
+        w = lr.wake
+        if w is not None and not w.triggered:
+            w.succeed()
+
+    def _membership_changed(self) -> None:
+        if self.kind == "ssp":
+            for x in self.ls:
+                if x.state == _GATE:
+                    self._wake(x)
+        self._schedule_flush()
+
+    # -- faults
+
+    def _crasher(self, f: Crash) -> Generator[simpy.Event, Any, None]:
+        lr = self.by_name[f.learner]
+        yield self.env.timeout(f.at)
+        if lr.finished or not lr.alive:
+            return
+        if lr.state in _IN_FLIGHT:
+            self._row(lr, LOST, -1, math.nan, self.env.now)
+        lr.alive = False
+        lr.state = _DOWN
+        lr.wake = None
+        lr.restart.append(f.restart_after)
+        assert lr.proc is not None
+        lr.proc.interrupt("crash")
+        self._membership_changed()
+
+    def _pauser(self, p: PSPause) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(p.start)
+        self.paused = True
+        yield self.env.timeout(p.end - p.start)
+        self.paused = False
+        self._schedule_flush()
+
+    # -- parameter server
+
+    def _arrive(self, lr: _L) -> None:
+        self.pending.append((lr.idx, lr.seq, lr.read_version, lr.t_read, lr.t_start, lr.t_done))
+        if self.kind == "ssp":
+            for x in self.ls:
+                if x.state == _GATE:
+                    self._wake(x)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            ev = _new_event(self.env, FLUSH)
+            ev.callbacks.append(self._flush)  # type: ignore[union-attr]
+
+    def _flush(self, _ev: simpy.Event) -> None:
+        self.flush_scheduled = False
+        if self.pending:
+            self.pending.sort(key=lambda g: (g[2], g[0]))
+            self.inbox.extend(self.pending)
+            self.pending.clear()
+        self._try_update()
+
+    def _try_update(self) -> None:
+        while not (self.busy or self.paused or self.stopped):
+            batch = self._take()
+            if batch is None:
+                return
+            if self.service:
+                self.busy = True
+                done = self.env.timeout(self.service)
+                done.callbacks.append(lambda _e, b=batch: self._service_done(b))  # type: ignore[union-attr]
+                return
+            self._apply(batch)
+
+    def _service_done(self, batch: list[tuple[Any, ...]]) -> None:
+        self.busy = False
+        self._apply(batch)
+        self._schedule_flush()
+
+    def _drop(self, grads: list[tuple[Any, ...]]) -> None:
+        for g in grads:
+            self._grad_row(g, DROPPED, -1, math.nan)
+            self._wake(self.ls[g[0]])
+
+    def _take(self) -> list[tuple[Any, ...]] | None:
+        inbox = self.inbox
+        if not inbox:
+            return None
+        kind = self.kind
+        if kind in ("async", "ssp"):
+            return [inbox.pop(0)]
+        if kind in ("k-batch-async", "softsync"):
+            k = self.param
+            assert k is not None
+            if len(inbox) < k:
+                return None
+            batch = inbox[:k]
+            del inbox[:k]
+            return batch
+        if kind == "k-async":
+            seen: set[int] = set()
+            picked: list[int] = []
+            for j, g in enumerate(inbox):
+                if g[0] not in seen:
+                    seen.add(g[0])
+                    picked.append(j)
+                    if len(picked) == self.param:
+                        batch = [inbox[j] for j in picked]
+                        for j2 in reversed(picked):
+                            del inbox[j2]
+                        return batch
+            return None
+        if kind == "sync":
+            have = {g[0] for g in inbox}
+            if all(x.idx in have for x in self.ls if x.alive and not x.finished):
+                batch = list(inbox)
+                inbox.clear()
+                return batch
+            return None
+        # Protocols that use only gradients computed on the current version.
+        stale = [g for g in inbox if g[2] != self.version]
+        if stale:
+            inbox[:] = [g for g in inbox if g[2] == self.version]
+            self._drop(stale)
+        need = self.sc.n - self.param if kind == "backup" else self.param  # type: ignore[operator]
+        if len(inbox) < need:
+            return None
+        batch = inbox[:need]
+        rest = inbox[need:]
+        inbox.clear()
+        self._drop(rest)
+        return batch
+
+    def _apply(self, batch: list[tuple[Any, ...]]) -> None:
+        now = self.env.now
+        t = float(now)
+        v = self.version
+        for g in batch:
+            self._grad_row(g, APPLIED, v, t)
+        self.version = v + 1
+        self.updates += 1
+        if self.updates == self.sc.until_updates:
+            self.stopped = True
+            self.stop.succeed("until_updates")
+            return
+        kind = self.kind
+        if kind in ("k-sync", "k-batch-sync"):
+            for x in self.ls:
+                x.reuse = False
+                if not x.alive or x.finished:
+                    continue
+                if x.state in _IN_FLIGHT:
+                    done = x.t_done if x.state == _PUSH else now
+                    self._row(x, CANCELLED, -1, math.nan, done)
+                    x.state = _READ
+                    assert x.proc is not None
+                    x.proc.interrupt("cancel")
+                else:
+                    self._wake(x)
+        elif kind == "sync":
+            for x in self.ls:
+                self._wake(x)
+        elif kind not in ("k-batch-async", "softsync"):
+            for g in batch:
+                self._wake(self.ls[g[0]])
+
+    def run(self) -> RawRun:
+        env = self.env
+        for lr in self.ls:
+            lr.proc = env.process(self._learner(lr))
+        for c in self.crashes:
+            env.process(self._crasher(c))
+        for p in self.pauses:
+            env.process(self._pauser(p))
+        if self.sc.until_time is not None:
+            tev = _new_event(env, URGENT, self.sc.until_time)
+            tev.callbacks.append(lambda _e: self._time_up())  # type: ignore[union-attr]
+        stopped = _loop(env)
+        if stopped:
+            reason = "until_updates" if self.updates == self.sc.until_updates else "until_time"
+        elif all(x.finished for x in self.ls):
+            reason = "learners finished"
+        else:
+            reason = "stalled"
+        inflight = np.full(self.sc.n, np.nan)
+        for x in self.ls:
+            if x.alive and x.state == _COMPUTE:
+                inflight[x.idx] = float(x.t_start)
+        cols = {
+            k: np.frombuffer(a, dtype=_NP_TYPES[a.typecode]).copy() for k, a in self.cols.items()
+        }
+        return RawRun(cols, self.updates, float(env.now), reason, inflight, False)
+
+    def _time_up(self) -> None:
+        self.stopped = True
+        raise StopSimulation("until_time")
+
+
+__all__ = [
+    "APPLIED",
+    "CANCELLED",
+    "COLUMNS",
+    "DROPPED",
+    "LOST",
+    "NORMAL",
+    "STATUS_NAMES",
+    "Engine",
+    "RawRun",
+    "finish_time",
+    "learner_streams",
+    "run",
+    "uses_fast_path",
+]

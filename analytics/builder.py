@@ -62,7 +62,7 @@ class Spec:
         name = self.name if self.name else ctx.auto_name(prefix, self.kind)
         if self.name and prefix:
             name = prefix + self.name
-        c = self.cost(shape, name)
+        c = self.cost(shape, f"layer {name!r}")
         in_place = c.pointwise or c.view
         out_key = key if in_place else ctx.key()
         ctx.steps.append(Step(writes=out_key, size=0 if in_place else c.activations, reads=(key,)))

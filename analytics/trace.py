@@ -406,7 +406,12 @@ class _Mode(TorchFunctionMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        try:
+            out = func(*args, **kwargs)
+        except RuntimeError as exc:
+            if not self.tracer.suspended:
+                self.tracer.explain(func, args, kwargs, exc)
+            raise
         if not self.tracer.suspended:
             self.tracer.record(func, args, kwargs, out)
         return out
@@ -444,6 +449,22 @@ class _Tracer:
         self.names.add(name)
         return name
 
+    def explain(
+        self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception
+    ) -> None:
+        """torch refused a call: raise the formula's clearer ValueError if it has one."""
+        entry = _TORCH_OPS.get(func)
+        if entry is None:
+            return
+        where = f"layer {self.stack[-1] or '<model>'!r} ({entry[0]})"
+        try:
+            call = entry[1](args, kwargs, None)
+            apply(call.formula, call.inputs, where=where, **call.settings)
+        except ValueError as err:
+            raise ValueError(str(err)) from exc
+        except Exception:  # keep torch's own error
+            return
+
     def record(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
         where = self.stack[-1] or "<model>"
         if func in _IGNORED:
@@ -480,7 +501,7 @@ class _Tracer:
         out: Any,
     ) -> None:
         name = self._row_name(type_)
-        cost = apply(call.formula, call.inputs, where=name, **call.settings)
+        cost = apply(call.formula, call.inputs, where=f"layer {name!r} ({type_})", **call.settings)
         main = _main(out)
         if isinstance(main, torch.Tensor) and tuple(main.shape) != tuple(cost.output_shape):
             raise RuntimeError(

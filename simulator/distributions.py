@@ -40,8 +40,13 @@ def exact(field_name: str, value: Any, *, allow_zero: bool = False) -> Fraction 
     ``0.1`` becomes ``Fraction(1, 10)``; whole numbers become ``int`` (cheaper to add).
     Raises naming ``field_name`` if it is not finite and > 0 (>= 0 with ``allow_zero``).
     """
-    check_positive(field_name, value, allow_zero=allow_zero)
-    f = value if isinstance(value, Fraction) else Fraction(repr(value))
+    if isinstance(value, Fraction):
+        if value < 0 or (value == 0 and not allow_zero):
+            raise ValueError(f"{field_name}: must be {'>=' if allow_zero else '>'} 0, got {value}")
+        f = value
+    else:
+        check_positive(field_name, value, allow_zero=allow_zero)
+        f = Fraction(repr(value))
     return int(f) if f.denominator == 1 else f
 
 

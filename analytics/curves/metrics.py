@@ -439,7 +439,12 @@ def prg_curve(y_true: ArrayLike, scores: ArrayLike) -> PRGCurve:
             )
         new_tp, new_fp = _interpolate(tp, fp, lo, alpha)
         at = lo + 1
-        new_rg = _rg_counts(new_tp, new_fp, n_pos, n_neg)
+        # NB: rounding guard. The crossing lies on the segment, so its recall gain is between
+        # the ends'; without the clip a crossing next to the y-axis crossing can come out at
+        # -2e-16 and drop the segment after it from the area.
+        new_rg = np.clip(
+            _rg_counts(new_tp, new_fp, n_pos, n_neg), np.minimum(x0, x1), np.maximum(x0, x1)
+        )
         tp = np.insert(tp, at, new_tp)
         fp = np.insert(fp, at, new_fp)
         thr = np.insert(thr, at, np.nan)
@@ -467,8 +472,8 @@ def _prg_area(curve: PRGCurve) -> float:
     rg = curve.recall_gain
     pg = curve.precision_gain
     with np.errstate(invalid="ignore"):
-        use = rg[:-1] >= 0
-    width = np.diff(rg)[use]
+        use = rg[:-1] >= 0  # NaN and -inf starts are skipped
+    width = rg[1:][use] - rg[:-1][use]
     height = (pg[1:][use] + pg[:-1][use]) / 2.0
     return float(np.sum(width * height))
 
@@ -559,9 +564,10 @@ def pr_to_roc(
     fpr = r * pi * (1.0 - p) / (p * (1.0 - pi))
     if np.any(fpr > 1.0 + 1e-12):
         worst = int(np.argmax(fpr))
+        pw, rw, fw = (float(a.reshape(-1)[worst]) for a in (p, r, fpr))
         raise ValueError(
-            f"precision: {p[worst]!r} at recall {r[worst]!r} is impossible with pos_fraction "
-            f"{pi!r} (it would need a false-positive rate of {fpr[worst]:.6g} > 1)"
+            f"precision: {pw!r} at recall {rw!r} is impossible with pos_fraction "
+            f"{pi!r} (it would need a false-positive rate of {fw:.6g} > 1)"
         )
     return np.minimum(fpr, 1.0), r.copy()
 

@@ -1,0 +1,126 @@
+"""The AdaBoost vs logistic regression curves study and ``dlsys curves``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from dlsys.analytics.curves.study import (
+    _binarize,
+    load_binary_dataset,
+    make_model,
+    run_curves_study,
+)
+from dlsys.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("curves")
+    study = run_curves_study(out, seed=3)
+    return study, out
+
+
+def test_breast_cancer_study_table_and_files(study_dir):
+    study, out = study_dir
+    # 569 examples, 212 malignant (the positive class); a stratified 30% split keeps
+    # round(0.3 * 569) = 171 test examples, of them 64 malignant (212 * 171 / 569 = 63.7)
+    assert study.positive_class == "malignant"
+    assert (study.n_train, study.n_test, study.n_test_positive) == (398, 171, 64)
+    assert study.pos_fraction == pytest.approx(64 / 171)
+    assert study.all_positive == {"roc": [1.0, 1.0], "pr": [1.0, 64 / 171], "prg": [1.0, 0.0]}
+    assert [m.model for m in study.models] == ["adaboost", "logreg"]
+    for m in study.models:
+        # both models separate this set well; AP is a step under the interpolated curve here
+        assert 0.9 < m.auroc <= 1.0
+        assert 0.8 < m.aupr_ap <= 1.0
+        assert m.auprg <= 1.0
+    for name in ("curves.png", "curves.json", "summary.json", "summary.md"):
+        assert (out / name).stat().st_size > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["model"] for r in summary["table"]] == ["adaboost", "logreg"]
+    assert "| adaboost |" in (out / "summary.md").read_text()
+
+
+def test_study_areas_match_sklearn_on_the_same_split(study_dir):
+    from sklearn.model_selection import train_test_split
+
+    study, _ = study_dir
+    data = load_binary_dataset("breast-cancer")
+    split_seed, *model_seeds = np.random.SeedSequence(3).generate_state(3)
+    X_tr, X_te, y_tr, y_te = train_test_split(
+        data.X, data.y, test_size=0.3, stratify=data.y, random_state=int(split_seed)
+    )
+    for k, m in enumerate(study.models):
+        model = make_model(m.model, int(model_seeds[k])).fit(X_tr, y_tr)
+        s = model.predict_proba(X_te)[:, 1]
+        assert m.auroc == pytest.approx(roc_auc_score(y_te, s), abs=1e-12)
+        assert m.aupr_ap == pytest.approx(average_precision_score(y_te, s), abs=1e-12)
+
+
+def test_same_seed_same_bytes(tmp_path, study_dir):
+    _, first = study_dir
+    run_curves_study(tmp_path, seed=3)
+    for name in ("curves.png", "curves.json", "summary.json", "summary.md"):
+        assert (tmp_path / name).read_bytes() == (first / name).read_bytes(), name
+
+
+def test_unknown_model_and_dataset_suggest_the_nearest():
+    with pytest.raises(ValueError, match="unknown model 'logrg'; did you mean 'logreg'"):
+        run_curves_study(models="adaboost,logrg")
+    with pytest.raises(ValueError, match="unknown dataset 'breast_cancer'; did you mean"):
+        run_curves_study(dataset="breast_cancer")
+    with pytest.raises(ValueError, match="unknown model 'svm'"):
+        make_model("svm", 0)
+    with pytest.raises(ValueError, match="models: give at least one"):
+        run_curves_study(models="")
+
+
+def test_openml_offline_says_how_to_provide_the_set(tmp_path):
+    # No network here (and an empty data_home): the fetch fails fast with a name-resolution
+    # error; a 2 s socket timeout bounds it where DNS hangs. With a network the name does
+    # not exist on OpenML and a ValueError names it instead.
+    with pytest.raises((FileNotFoundError, ValueError), match="openml:dlsys-no-such-set-7"):
+        load_binary_dataset("openml:dlsys-no-such-set-7", data_home=tmp_path / "skl", timeout_s=2.0)
+    try:
+        load_binary_dataset("openml:dlsys-no-such-set-7", data_home=tmp_path, timeout_s=2.0)
+    except FileNotFoundError as exc:
+        msg = str(exc)
+        assert "fetch_openml(name='dlsys-no-such-set-7'" in msg
+        assert "--data-home" in msg and "breast-cancer" in msg
+    except ValueError:
+        pass  # online: OpenML answered that the name does not exist
+
+
+def test_binarize_picks_the_minority_and_checks_two_classes():
+    y, pos, neg = _binarize(np.array(["b", "a", "b", "b"]), None, "t")
+    assert (pos, neg) == ("a", "b")
+    np.testing.assert_array_equal(y, [0, 1, 0, 0])
+    y, pos, _ = _binarize(np.array(["b", "a", "b"]), "b", "t")
+    np.testing.assert_array_equal(y, [1, 0, 1])
+    with pytest.raises(ValueError, match=r"needs exactly 2 classes.*found 3: 'a', 'b', 'c'"):
+        _binarize(np.array(["a", "b", "c"]), None, "t")
+    with pytest.raises(ValueError, match="unknown positive class 'x'"):
+        _binarize(np.array(["a", "b"]), "x", "t")
+
+
+def test_cli_json_is_one_document(capsys):
+    assert main(["curves", "--models", "logreg", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["dataset"] == "breast-cancer"
+    assert [r["model"] for r in doc["table"]] == ["logreg"]
+    assert set(doc["table"][0]) == {"model", "auroc", "aupr_ap", "aupr_interpolated", "auprg"}
+
+
+def test_cli_bad_input_is_one_line_exit_2(capsys, tmp_path):
+    out = tmp_path / "o"
+    assert main(["curves", "--models", "adaboost,logrg", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dlsys: error: unknown model 'logrg'")
+    assert "\n" not in err
+    assert not out.exists()  # nothing half-written
+    assert main(["curves", "--dataset", "iris"]) == 2
+    assert "unknown dataset 'iris'" in capsys.readouterr().err

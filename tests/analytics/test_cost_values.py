@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from dlsys.analytics import Convention, cost
-from dlsys.analytics import zoo
+from dlsys.analytics import Convention, cost, zoo
 from dlsys.analytics.report import ROW_KEYS, TOTAL_KEYS
 
 # VGG19 conv layers (Simonyan & Zisserman Table 1, config E), 3x3 kernels, pad 1.

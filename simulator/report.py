@@ -105,7 +105,8 @@ def summary_text(summary: dict[str, Any]) -> str:
     ps = s["ps"]
     lines.append(
         f"PS: service {_fmt(ps['service_time'])} s, busy {_fmt(ps['busy_share'])}, "
-        f"wait before update mean {_fmt(ps['queue_wait_mean'])} s, max {_fmt(ps['queue_wait_max'])} s"
+        f"wait before update mean {_fmt(ps['queue_wait_mean'])} s, "
+        f"max {_fmt(ps['queue_wait_max'])} s"
     )
     lines.append(f"learning rate ({s['lr']['rule']}): mean {_fmt(s['lr']['mean'])}")
     head = (

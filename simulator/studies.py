@@ -27,7 +27,7 @@ HOMEWORK_TIMES = {"L1": (1, 2, 3, 4), "L2": (2.5, 5)}
 
 
 def homework_scenario() -> Scenario:
-    """The two-learner async homework case (same as examples/scenarios/homework_two_learners.toml)."""
+    """The two-learner async homework case (examples/scenarios/homework_two_learners.toml)."""
     return Scenario(
         learners=tuple(Learner(name, Times(ts)) for name, ts in HOMEWORK_TIMES.items()),
         name="homework_two_learners",

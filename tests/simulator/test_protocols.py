@@ -133,7 +133,7 @@ def test_ssp_fastest_waits_when_more_than_s_ahead():
     s = 2
     arrive = tr["t_arrive"]
     for j in range(len(tr)):
-        i, c = int(tr["learner"][j]), int(tr["seq"][j]) - 1  # gradients pushed before this one
+        c = int(tr["seq"][j]) - 1  # gradients this learner pushed before this one
         t = tr["t_read"][j]
         pushed = [int(np.count_nonzero((tr["learner"] == o) & (arrive <= t))) for o in range(4)]
         assert c - min(pushed) <= s, (j, c, pushed)

@@ -166,7 +166,7 @@ def load_binary_dataset(
             y=y,
             positive=pos,
             negative=neg,
-            source="sklearn.datasets.load_breast_cancer (Wisconsin diagnostic, 569 examples)",
+            source="scikit-learn load_breast_cancer: Wisconsin diagnostic, 569 examples",
         )
     if dataset.startswith("openml:") and dataset[len("openml:") :].strip():
         ref = dataset[len("openml:") :].strip()

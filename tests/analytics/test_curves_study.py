@@ -124,3 +124,101 @@ def test_cli_bad_input_is_one_line_exit_2(capsys, tmp_path):
     assert not out.exists()  # nothing half-written
     assert main(["curves", "--dataset", "iris"]) == 2
     assert "unknown dataset 'iris'" in capsys.readouterr().err
+
+
+def _write_cached_openml_set(home, name="dlsys-toy", did=424242):
+    """A tiny binary OpenML set laid out as scikit-learn's fetch_openml cache stores it.
+
+    Every response lives gzipped under ``<home>/openml/openml.org/<URL path>.gz``; the ARFF
+    has two numeric features (one with missing values, '?'), one nominal feature and the
+    nominal target ``class`` in {no, yes}. Returns the number of 'yes' examples.
+    """
+    import gzip
+    import hashlib
+    from urllib.parse import urlparse
+
+    def put(url, payload):
+        path = home / "openml" / "openml.org" / (urlparse(url).path.lstrip("/") + ".gz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with gzip.open(path, "wb") as fh:
+            fh.write(payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+
+    rng = np.random.default_rng(0)
+    n = 60
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    cls = np.where(x1 + 0.5 * rng.normal(size=n) > 0.6, "yes", "no")
+    colour = rng.choice(["red", "green"], size=n)
+    rows = [
+        f"{float(a)!r},{'?' if b > 1.5 else repr(float(b))},{c},{k}"
+        for a, b, c, k in zip(x1, x2, colour, cls, strict=True)
+    ]
+    arff = "\n".join(
+        [
+            "@RELATION toy",
+            "@ATTRIBUTE x1 NUMERIC",
+            "@ATTRIBUTE x2 NUMERIC",
+            "@ATTRIBUTE colour {red,green}",
+            "@ATTRIBUTE class {no,yes}",
+            "@DATA",
+            *rows,
+        ]
+    ).encode()
+    api = "https://www.openml.org/api/v1/json/data"
+    data_url = f"https://www.openml.org/data/v1/download/{did}/{name}.arff"
+    put(
+        f"{api}/list/data_name/{name}/limit/2/status/active/",
+        {"data": {"dataset": [{"did": did, "name": name, "version": 1, "status": "active"}]}},
+    )
+    put(
+        f"{api}/{did}",
+        {
+            "data_set_description": {
+                "id": str(did),
+                "name": name,
+                "version": "1",
+                "status": "active",
+                "format": "ARFF",
+                "url": data_url,
+                "file_id": str(did),
+                "md5_checksum": hashlib.md5(arff).hexdigest(),
+                "default_target_attribute": "class",
+                "description": "toy set for the dlsys tests",
+            }
+        },
+    )
+    kinds = [("x1", "numeric"), ("x2", "numeric"), ("colour", "nominal"), ("class", "nominal")]
+    features = [
+        {
+            "index": str(i),
+            "name": nm,
+            "data_type": dt,
+            "is_target": str(nm == "class").lower(),
+            "is_ignore": "false",
+            "is_row_identifier": "false",
+            "number_of_missing_values": "0",
+        }
+        for i, (nm, dt) in enumerate(kinds)
+    ]
+    put(f"{api}/features/{did}", {"data_features": {"feature": features}})
+    put(
+        f"{api}/qualities/{did}",
+        {"data_qualities": {"quality": [{"name": "NumberOfInstances", "value": f"{n}.0"}]}},
+    )
+    put(data_url, arff)
+    return int((cls == "yes").sum())
+
+
+def test_cached_openml_set_loads_offline_by_name_and_id(tmp_path):
+    n_yes = _write_cached_openml_set(tmp_path)
+    d = load_binary_dataset("openml:dlsys-toy", data_home=tmp_path, timeout_s=2.0)
+    assert d.name == "openml:dlsys-toy"
+    assert d.X.shape == (60, 3)  # nominal 'colour' arrives as its ordinal code
+    assert np.isnan(d.X[:, 1]).any()  # the '?' entries
+    assert set(np.unique(d.X[:, 2])) <= {0.0, 1.0}
+    assert (d.positive, d.negative) == ("yes", "no")  # the minority class
+    assert int(d.y.sum()) == n_yes
+    by_id = load_binary_dataset("openml:424242", data_home=tmp_path, timeout_s=2.0)
+    np.testing.assert_array_equal(by_id.y, d.y)
+    # the whole study runs on it (missing values imputed inside each pipeline)
+    study = run_curves_study(dataset="openml:dlsys-toy", data_home=tmp_path, test_size=0.5)
+    assert study.n_test == 30 and 0.5 < study.models[1].auroc <= 1.0

@@ -345,15 +345,7 @@ class Concat(Spec):
         return c.output_shape, out_key
 
     def module(self, shape: Shape) -> Any:
-        torch = _torch()
-
-        class ConcatModule(torch.nn.Module):
-            def __init__(self, branches: list[Any]) -> None:
-                super().__init__()
-                self.branches = torch.nn.ModuleList(branches)
-
-            def forward(self, x: Any) -> Any:
-                return torch.cat([b(x) for b in self.branches], dim=1)
+        from dlsys.analytics._modules import ConcatModule
 
         return ConcatModule([_modules_seq(b, shape)[0] for b in self.branches])
 
@@ -393,18 +385,7 @@ class Add(Spec):
         return c.output_shape, out_key
 
     def module(self, shape: Shape) -> Any:
-        torch = _torch()
-
-        class AddModule(torch.nn.Module):
-            def __init__(self, branches: list[Any]) -> None:
-                super().__init__()
-                self.branches = torch.nn.ModuleList(branches)
-
-            def forward(self, x: Any) -> Any:
-                out = self.branches[0](x)
-                for b in self.branches[1:]:
-                    out = out + b(x)
-                return out
+        from dlsys.analytics._modules import AddModule
 
         return AddModule([_modules_seq(b, shape)[0] for b in self.branches])
 

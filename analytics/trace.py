@@ -288,7 +288,8 @@ def _interpolate(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> OpC
 
 
 def _register_builtins() -> None:
-    T = torch.Tensor
+    T: Any = torch.Tensor
+    fn: Any
     for fn in (torch.conv1d, torch.conv2d, torch.conv3d):
         register_torch_op(fn, _conv)
     register_torch_op(F.linear, _linear)
@@ -621,13 +622,13 @@ def trace(
     def post(mod: nn.Module, args: Any, out: Any) -> None:
         tracer.stack.pop()
 
-    modes = {m: m.training for m in model.modules()}
-    for m in model.modules():
-        adapter = _find_module_adapter(type(m))
+    modes = {mod: mod.training for mod in model.modules()}
+    for mod in model.modules():
+        adapter = _find_module_adapter(type(mod))
         if adapter is not None:
-            tracer.leaf_params[id(m)] = [n for n, _ in m.named_parameters()]
-            patched.append(m)
-            m.forward = _leaf_forward(tracer, m, adapter)  # type: ignore[method-assign]
+            tracer.leaf_params[id(mod)] = [n for n, _ in mod.named_parameters()]
+            patched.append(mod)
+            mod.forward = _leaf_forward(tracer, mod, adapter)  # type: ignore[method-assign]
     handles.append(nn.modules.module.register_module_forward_pre_hook(pre))
     handles.append(nn.modules.module.register_module_forward_hook(post, always_call=True))
     try:
@@ -637,10 +638,10 @@ def trace(
     finally:
         for h in handles:
             h.remove()
-        for m in patched:
-            del m.forward
-        for m, flag in modes.items():
-            m.training = flag
+        for mod in patched:
+            del mod.forward
+        for mod, flag in modes.items():
+            mod.training = flag
     unused = sum(
         p.numel() for k, p in named_params.items() if id(state[k]) not in tracer.counted_params
     )

@@ -1,10 +1,10 @@
 """Bias-variance decomposition by simulation, and the ready-made polynomial study.
 
-See :mod:`dlsys.analytics.biasvar.decompose` for the estimators and the identity check and
+See :mod:`dlsys.analytics.biasvar.decomposition` for the estimators and the identity check and
 :mod:`dlsys.analytics.biasvar.study` for the study behind ``dlsys biasvar``.
 """
 
-from dlsys.analytics.biasvar.decompose import (
+from dlsys.analytics.biasvar.decomposition import (
     SCHEMES,
     Datasets,
     Decomposition,

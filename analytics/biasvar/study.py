@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dlsys.analytics.biasvar.decompose import (
+from dlsys.analytics.biasvar.decomposition import (
     SCHEMES,
     Decomposition,
     GaussianNoise,

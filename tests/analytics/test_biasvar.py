@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from dlsys.analytics.biasvar.decompose import (
+from dlsys.analytics.biasvar.decomposition import (
     Datasets,
     GaussianNoise,
     PolynomialFit,

@@ -32,6 +32,7 @@ import math
 from array import array
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -138,7 +139,7 @@ def run(scenario: Scenario, seed: int | np.random.SeedSequence) -> RawRun:
     return Engine(scenario, rngs).run()
 
 
-def _new_event(env: simpy.Environment, priority: int, delay: Time = 0) -> simpy.Event:
+def _new_event(env: Any, priority: int, delay: Time = 0) -> simpy.Event:
     ev = simpy.Event(env)
     ev._ok = True
     ev._value = None
@@ -146,7 +147,7 @@ def _new_event(env: simpy.Environment, priority: int, delay: Time = 0) -> simpy.
     return ev
 
 
-def _loop(env: simpy.Environment) -> bool:
+def _loop(env: Any) -> bool:
     """Step until a StopSimulation (True) or until no events are left (False)."""
     # NOTE: inlined for performance (Environment.run without its per-call checks).
     step = env.step
@@ -163,7 +164,7 @@ def _loop(env: simpy.Environment) -> bool:
 
 
 def _fast_learner(
-    env: simpy.Environment,
+    env: Any,
     i: int,
     delay: Time,
     draw: Callable[[], Sequence[Time]],
@@ -203,7 +204,7 @@ def _fast_learner(
 
 
 def _run_fast(scenario: Scenario, rngs: list[np.random.Generator]) -> RawRun:
-    env = simpy.Environment()
+    env: Any = simpy.Environment()
     n = scenario.n
     stop = simpy.Event(env)
     stop.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
@@ -270,7 +271,7 @@ def _run_fast(scenario: Scenario, rngs: list[np.random.Generator]) -> RawRun:
         b = spec.budget
         if (b is not None and counts[i] >= b) or start[i] >= t_end:
             inflight[i] = np.nan
-    cols = {
+    cols: dict[str, np.ndarray] = {
         "learner": learner,
         "seq": seq,
         "read_version": read_version,
@@ -357,7 +358,7 @@ class Engine:
 
     def __init__(self, scenario: Scenario, rngs: list[np.random.Generator]) -> None:
         self.sc = scenario
-        self.env = simpy.Environment()
+        self.env: Any = simpy.Environment()
         self.kind = scenario.protocol.kind
         self.param = scenario.protocol.param
         self.service = scenario.service_time
@@ -369,7 +370,7 @@ class Engine:
         self.busy = False
         self.paused = False
         self.stopped = False
-        self.cols = {k: array(code) for k, code in COLUMNS.items()}
+        self.cols: dict[str, Any] = {k: array(code) for k, code in COLUMNS.items()}
         self.ls = [_L(i, spec, rngs[i]) for i, spec in enumerate(scenario.learners)]
         by_name = {lr.spec.name: lr for lr in self.ls}
         for f in scenario.faults:
@@ -579,11 +580,11 @@ class Engine:
             if self.service:
                 self.busy = True
                 done = self.env.timeout(self.service)
-                done.callbacks.append(lambda _e, b=batch: self._service_done(b))  # type: ignore[union-attr]
+                done.callbacks.append(partial(self._service_done_cb, batch))
                 return
             self._apply(batch)
 
-    def _service_done(self, batch: list[tuple[Any, ...]]) -> None:
+    def _service_done_cb(self, batch: list[tuple[Any, ...]], _ev: Any) -> None:
         self.busy = False
         self._apply(batch)
         self._schedule_flush()
@@ -633,7 +634,8 @@ class Engine:
         if stale:
             inbox[:] = [g for g in inbox if g[2] == self.version]
             self._drop(stale)
-        need = self.sc.n - self.param if kind == "backup" else self.param  # type: ignore[operator]
+        assert self.param is not None
+        need = self.sc.n - self.param if kind == "backup" else self.param
         if len(inbox) < need:
             return None
         batch = inbox[:need]

@@ -354,21 +354,22 @@ class Scenario:
                         f"fault: learner {who!r} crashes at {float(b.at)} while still down from "
                         f"its crash at {float(a.at)}"
                     )
-        for who, ss in slow.items():
+        for target, ss in slow.items():
             ss.sort(key=lambda s: s.start)
-            for a, b in itertools.pairwise(ss):
-                if b.start < a.end:
+            for s1, s2 in itertools.pairwise(ss):
+                if s2.start < s1.end:
                     raise ValueError(
-                        f"fault: slowdown windows of {who or 'all learners'} overlap: "
-                        f"[{float(a.start)}, {float(a.end)}) and [{float(b.start)}, {float(b.end)})"
+                        f"fault: slowdown windows of {target or 'all learners'} overlap: "
+                        f"[{float(s1.start)}, {float(s1.end)}) and "
+                        f"[{float(s2.start)}, {float(s2.end)})"
                     )
         if None in slow and any(k is not None for k in slow):
             raise ValueError(
                 "fault: slowdowns for all learners and for one learner cannot be mixed"
             )
         pauses.sort(key=lambda p: p.start)
-        for a, b in itertools.pairwise(pauses):
-            if b.start < a.end:
+        for p1, p2 in itertools.pairwise(pauses):
+            if p2.start < p1.end:
                 raise ValueError("fault: ps-pause windows overlap")
 
     @property

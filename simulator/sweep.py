@@ -138,9 +138,9 @@ def sweep(
         raise ValueError(f"replications: must be an integer >= 1, got {replications!r}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence: must be in (0, 1), got {confidence!r}")
-    for k, vals in grid.items():
-        if isinstance(vals, str) or not isinstance(vals, Sequence) or not vals:
-            raise ValueError(f"grid[{k!r}]: must be a non-empty list of values, got {vals!r}")
+    for k, choices in grid.items():
+        if isinstance(choices, str) or not isinstance(choices, Sequence) or not choices:
+            raise ValueError(f"grid[{k!r}]: must be a non-empty list of values, got {choices!r}")
     base: Any = scenario
     base_dir: Path | None = None
     if isinstance(scenario, str | os.PathLike):

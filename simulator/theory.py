@@ -111,7 +111,7 @@ def async_staleness_from_times(completions: list[list[float]]) -> list[list[int]
     each learner reads again at its own update. Same-time updates are applied in order of
     (read version, learner index). Returns the staleness of each learner's gradients.
     """
-    events = []
+    events: list[tuple[Fraction, int, int]] = []
     for i, ts in enumerate(completions):
         for j, t in enumerate(ts):
             events.append((Fraction(str(t)), i, j))
@@ -120,9 +120,9 @@ def async_staleness_from_times(completions: list[list[float]]) -> list[list[int]
     version = 0
     pending = sorted(events)
     while pending:
-        t = pending[0][0]
-        now = [e for e in pending if e[0] == t]
-        pending = [e for e in pending if e[0] != t]
+        instant = pending[0][0]
+        now = [e for e in pending if e[0] == instant]
+        pending = [e for e in pending if e[0] != instant]
         for _t, i, j in sorted(now, key=lambda e: (read[e[1]], e[1])):
             out[i][j] = version - read[i]
             version += 1

@@ -418,6 +418,8 @@ def decompose_predictions(
     R, m = data.y_test.shape
     if g.shape != (R, m):
         raise ValueError(f"predictions: shape must be {(R, m)}, got {g.shape}")
+    if R < 2:
+        raise ValueError(f"data: needs at least 2 data sets for a variance, got {R}")
     if not np.all(np.isfinite(g)):
         raise ValueError("predictions: contain NaN or infinite values")
     sigma2 = data.noise_variance

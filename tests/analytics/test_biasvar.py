@@ -231,6 +231,10 @@ def test_bad_input():
         fit_predict(42, np.zeros(3), np.zeros(3), np.zeros(2))
     with pytest.raises(ValueError, match="estimator: returned 1 predictions for 2 test points"):
         fit_predict(lambda a, b, c: [0.0], np.zeros(3), np.zeros(3), np.zeros(2))
+    with pytest.raises(ValueError, match="needs at least 2 data sets for a variance, got 1"):
+        decompose_predictions([[1.0]], _data([[1.0]], [1.0], 0.1))
+    with pytest.raises(ValueError, match=r"predictions: shape must be \(2, 1\), got \(1, 2\)"):
+        decompose_predictions([[1.0, 2.0]], _data([[1.0], [2.0]], [1.0], 0.1))
     with pytest.raises(TypeError, match="noise: must be a variance"):
         draw_datasets(true_function, "loud")
 

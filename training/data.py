@@ -25,9 +25,10 @@ out-of-distribution test sets.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,7 +172,7 @@ def read_idx(
         if len(raw_dims) < 4 * ndim:
             raise ValueError(f"{p}: truncated IDX header (dimension sizes missing)")
         dims = struct.unpack(f">{ndim}I", raw_dims)
-        count = int(np.prod(dims, dtype=np.int64)) if dims else 0
+        count = math.prod(int(d) for d in dims)  # exact Python int: no int64 overflow
         if count > max_elements:
             raise ValueError(
                 f"{p}: IDX header claims {count} elements (dims {list(dims)}); "
@@ -440,7 +441,7 @@ class Batches:
         return int(self.x.shape[0])
 
     def epoch(
-        self, batch_size: int | object, updates: int = 0
+        self, batch_size: int | Callable[[int], int], updates: int = 0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield one epoch of batches. See the class docstring for ``batch_size``."""
         n = len(self)
@@ -448,7 +449,7 @@ class Batches:
         start = 0
         done = updates
         while start < n:
-            bs = batch_size(done) if callable(batch_size) else int(batch_size)  # type: ignore[call-overload]
+            bs = batch_size(done) if callable(batch_size) else int(batch_size)
             bs = max(1, min(int(bs), n))
             idx = perm[start : start + bs]
             start += bs

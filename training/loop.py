@@ -273,7 +273,7 @@ def _build_scheduler(
             base_lr=float(s["base_lr"]),
             max_lr=float(s["max_lr"]),
             step_size_up=int(s["step_size_up"]),
-            mode=str(s.get("mode", "triangular")),
+            mode=s.get("mode", "triangular"),
             gamma=float(s.get("gamma", 1.0)),
             cycle_momentum=False,
         )
@@ -352,10 +352,13 @@ def train(
     full_config = {"train": config.to_dict(), "data": data.describe(), **(context or {})}
     init_seed, batch_seed = _seeds(config.seed)
 
+    # Count on the torch-kernels twin: dlsys.kernels.Conv2d has the same parameters, and the
+    # cost model traces on the meta device, which the compiled kernels do not accept.
+    twin = build_model(config.model, data.input_shape, data.num_classes, "torch")
+    params = parameter_count(twin, data.input_shape)
     torch.manual_seed(init_seed)
     model = build_model(config.model, data.input_shape, data.num_classes, config.kernels)
     model.to(device)
-    params = parameter_count(model, data.input_shape)
     loss_fn = flooding_loss(config.flood, config.kernels)
     ce_fn = flooding_loss(0.0, config.kernels) if config.flood > 0 else loss_fn
     opt = _build_optimizer(config, model)
@@ -438,7 +441,7 @@ def train(
             loss = loss_fn(logits, y)
             loss.backward()
             with torch.no_grad():
-                ce = float(F.cross_entropy(logits, y)) if config.flood > 0 else float(loss)
+                ce = float(F.cross_entropy(logits, y)) if config.flood > 0 else float(loss.detach())
                 correct = int((logits.argmax(1) == y).sum())
         else:
             ce_sum = 0.0
@@ -448,7 +451,7 @@ def train(
                 logits = model(xb)
                 part = ce_fn(logits, yb)
                 (part * (xb.shape[0] / n)).backward()
-                ce_sum += float(part) * xb.shape[0]
+                ce_sum += float(part.detach()) * xb.shape[0]
                 correct += int((logits.argmax(1) == yb).sum())
             ce = ce_sum / n
             if config.flood > 0 and ce <= config.flood:

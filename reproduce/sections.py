@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 
 from dlsys.reproduce.report import Context, Section, SectionResult, markdown_table
@@ -96,4 +97,210 @@ def environment(ctx: Context) -> SectionResult:
     return SectionResult("\n".join(md), data)
 
 
-SECTIONS: tuple[Section, ...] = (Section("environment", "Environment", environment),)
+def _fmt(x: float, digits: int = 4) -> str:
+    return f"{x:.{digits}g}"
+
+
+def simulator(ctx: Context) -> SectionResult:
+    """Parameter-server staleness: the homework table, an 8-learner run, a protocol comparison."""
+    from dlsys.simulator.studies import (
+        homework_study,
+        protocol_study,
+        protocol_table,
+        staleness_study,
+    )
+
+    hw = homework_study(ctx.out)
+    st = staleness_study(ctx.out, n=8, updates=ctx.pick(2_000, 50_000, 200_000), seed=ctx.seed)
+    pr = protocol_study(ctx.out, n=8, updates=ctx.pick(500, 5_000, 20_000), seed=ctx.seed)
+    worst = max(st["per_learner"], key=lambda p: abs(p["mean"] - p["theory"]))
+    md = [
+        "### Two learners, the homework case",
+        "",
+        "L1 finishes gradients at t = 1, 2, 3, 4 s and L2 at t = 2.5, 5 s under asynchronous "
+        "SGD; staleness is the number of PS updates between a gradient's read and its "
+        "application.",
+        "",
+        "```text",
+        hw["table"].rstrip(),
+        "```",
+        "",
+        f"Staleness of g[L1,1..4], g[L2,1..2]: **{', '.join(map(str, hw['staleness']))}** "
+        "(the worked answer gives 3 for g[L2,2]; the trace above shows which updates "
+        "intervened between its read and its application).",
+        "",
+        f"![timeline]({ctx.rel(ctx.out / 'timeline.png')})",
+        "",
+        f"### Async SGD with {st['n']} exponential learners",
+        "",
+        f"{st['updates']:,} updates, rates 1, 1.5, ..., {1 + 0.5 * (st['n'] - 1):g} per second. "
+        f"Mean staleness {_fmt(st['mean'])} against the steady-state theory n - 1 = "
+        f"{st['mean_theory']:g}; learner i's staleness is geometric with p_i = l_i / L, and "
+        f"the largest gap between a learner's mean and (L - l_i) / l_i is {worst['learner']}'s "
+        f"{_fmt(worst['mean'])} vs {_fmt(worst['theory'])}. Total variation distance between "
+        f"the observed histogram and the theoretical mixture: {_fmt(st['total_variation'], 3)}.",
+        "",
+        f"![staleness histogram]({ctx.rel(ctx.out / 'staleness.png')})",
+        "",
+        f"### Protocols on {pr['n']} identical Exp({pr['rate']:g}) learners",
+        "",
+        f"{pr['updates']:,} updates each; theory columns are Dutta et al. (2018) and the "
+        "softsync/k-batch closed forms where they exist.",
+        "",
+        protocol_table(pr["rows"]).rstrip(),
+        "",
+        f"![protocols]({ctx.rel(ctx.out / 'protocols.png')})",
+    ]
+    data = {
+        "homework_staleness": hw["staleness"],
+        "async": {k: st[k] for k in ("n", "updates", "mean", "mean_theory", "total_variation")},
+        "protocols": pr["rows"],
+    }
+    return SectionResult("\n".join(md), data)
+
+
+#: The 6x6 image X of the convolution problem (seed 002, Q4.1).
+GAUSSIAN_EXAMPLE_X = (
+    (-15, -10, -13, 12, 6, 2),
+    (8, 12, 10, -1, 3, -15),
+    (8, 10, 11, -14, -14, 5),
+    (-4, 4, -11, -6, 13, 14),
+    (-13, 3, 8, -3, -2, 15),
+    (14, 12, -2, -9, -11, 0),
+)
+#: The 3x3 Gaussian filter of the same problem, to be divided by 16.
+GAUSSIAN_FILTER_16 = ((1, 2, 1), (2, 4, 2), (1, 2, 1))
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "x".join(map(str, shape))
+
+
+def costs(ctx: Context) -> SectionResult:
+    """Architecture costs: VGG19, Inception naive vs reduced, GoogLeNet, small Inception,
+    and the convolution-arithmetic answers (one of them computed by dlsys's conv kernel)."""
+    import torch
+
+    from dlsys.analytics import conv_output_size, cost, keep_padding
+    from dlsys.analytics.api import compare
+    from dlsys.analytics.builder import Conv, Input, Net
+    from dlsys.common.io import atomic_write_text, write_json
+    from dlsys.kernels import conv2d
+
+    vgg = cost("vgg19")
+    atomic_write_text(ctx.out / "vgg19.csv", vgg.to_csv())
+    write_json(ctx.out / "vgg19.json", vgg.as_dict())
+    t = vgg.totals
+    inc = compare("inception_naive", "inception_reduced")
+    write_json(ctx.out / "inception.json", inc.as_dict())
+    goog = cost("googlenet")
+    small = cost("small_inception")
+    write_json(ctx.out / "googlenet.json", goog.as_dict())
+    write_json(ctx.out / "small_inception.json", small.as_dict())
+
+    out_hw = conv_output_size((6, 4), 2, stride=2)
+    pad = keep_padding((6, 4), 2, stride=2, symmetric=True)
+    one_filter = cost(Net(Input(1, 22, 22), Conv(1, 4, stride=2), name="one_4x4_filter"))
+    x = torch.tensor(GAUSSIAN_EXAMPLE_X, dtype=torch.float64).reshape(1, 1, 6, 6)
+    w = torch.tensor(GAUSSIAN_FILTER_16, dtype=torch.float64).reshape(1, 1, 3, 3) / 16
+    y = conv2d(x, w)  # dlsys's own kernel: no padding, stride 1 -> 4x4
+    j = float(y[0, 0, 2, 1])  # Y = [[a b c d] [e f g h] [i j k l] [m n o p]]: row 3, column 2
+    a_, b_ = inc.a.totals, inc.b.totals
+    totals = [
+        ("parameters", t["params"]),
+        ("  of which weights", t["weights"]),
+        ("  of which biases", t["biases"]),
+        ("activations (input + every conv, pool, FC output)", t["activations"]),
+        ("multiply-accumulates", t["macs"]),
+        ("FLOPs (2 x MAC)", t["flops"]),
+    ]
+    md = [
+        "### VGG19 at 3x224x224",
+        "",
+        "Counting convention: " + vgg.convention.describe(),
+        "",
+        vgg.to_markdown().rstrip(),
+        "",
+        markdown_table([(k, f"{v:,}") for k, v in totals], ["total", "exact"]),
+        "",
+        f"The activation total is {t['activations']:,} exactly; the worked answer's "
+        "16,484,192 is the sum of rounded table entries.",
+        "",
+        "### Inception module at 32x32x256: naive vs dimension reduction",
+        "",
+        "```text",
+        inc.to_text().rstrip(),
+        "```",
+        "",
+        f"Naive: {a_['macs']:,} MACs, output {_shape(inc.a.layers[-1].output_shape)}; "
+        f"reduced: {b_['macs']:,} MACs, output {_shape(inc.b.layers[-1].output_shape)}; the 1x1 "
+        f"reductions save {100 * (1 - b_['macs'] / a_['macs']):.2f}% of the multiply-"
+        "accumulates. (The worked answer's 391.6M for the reduced module lets the 5x5 reduce "
+        "read 128 input channels instead of 256.)",
+        "",
+        "### GoogLeNet and the small Inception",
+        "",
+        markdown_table(
+            [
+                (
+                    r.model,
+                    f"{r.totals['params']:,}",
+                    f"{r.totals['macs']:,}",
+                    f"{r.totals['activations']:,}",
+                )
+                for r in (goog, small)
+            ],
+            ["model", "parameters", "MACs", "activations"],
+        ),
+        "",
+        "GoogLeNet at 3x224x224 with the paper's 5x5 branches (no auxiliary classifiers); the "
+        "small Inception is Zhang et al. (2017), Figure 3, whose Table 1 gives 1,649,402 "
+        "parameters (its second Downsample module has 96 filters).",
+        "",
+        "### Convolution arithmetic",
+        "",
+        markdown_table(
+            [
+                ("6x4 input, 2x2 kernel, stride 2, no padding: output size", _shape(out_hw)),
+                (
+                    "padding that keeps 6x4 with that kernel and stride",
+                    f"top = bottom = {pad[0][0]}, left = right = {pad[1][0]}",
+                ),
+                (
+                    "one 4x4 filter, stride 2, on a 22x22 grey image: parameters",
+                    f"{one_filter.totals['params']} ({one_filter.totals['weights']} weights + "
+                    f"{one_filter.totals['biases']} bias); output "
+                    f"{_shape(one_filter.layers[-1].output_shape)}",
+                ),
+                ("value j of the 6x6 example * Gaussian filter / 16", f"{j:g}"),
+            ],
+            ["question", "answer"],
+        ),
+        "",
+        "The whole output Y of the Gaussian example, computed by `dlsys.kernels.conv2d`:",
+        "",
+        "```text",
+        "\n".join(" ".join(f"{v:8.4f}" for v in row) for row in y[0, 0].tolist()),
+        "```",
+    ]
+    data = {
+        "vgg19": t,
+        "inception": inc.as_dict(),
+        "googlenet": goog.totals,
+        "small_inception": small.totals,
+        "conv_arithmetic": {
+            "output_size_6x4_k2_s2": list(out_hw),
+            "keep_padding_6x4_k2_s2": [list(p) for p in pad],
+            "one_4x4_filter_params": one_filter.totals["params"],
+            "gaussian_j": j,
+            "gaussian_y": y[0, 0].tolist(),
+        },
+    }
+    return SectionResult("\n".join(md), data)
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section("simulator", "Parameter-server staleness", simulator),
+    Section("costs", "Architecture costs", costs),
+    Section("environment", "Environment", environment),
+)

@@ -140,7 +140,7 @@ class Comparison:
         lines = [
             "  ".join(
                 [r[0].ljust(w[0]), *(c.rjust(wi) for c, wi in zip(r[1:], w[1:], strict=True))]
-            )
+            ).rstrip()
             for r in table
         ]
         return "\n".join(lines) + "\n" + self.a.convention.describe() + "\n"

@@ -220,10 +220,10 @@ def _conv2d_backward_op(
     x = x.contiguous()
     weight = weight.contiguous()
     dims = _conv_dims(x, weight, stride, padding, dilation, groups)
-    empty = grad_out.new_empty((0,))
-    gx = torch.empty_like(x) if output_mask[0] else empty
-    gw = torch.empty_like(weight) if output_mask[1] else empty
-    gb = grad_out.new_empty((weight.shape[0],)) if output_mask[2] else empty
+    # A gradient not asked for is a fresh empty tensor (outputs of a custom op may not alias).
+    gx = torch.empty_like(x) if output_mask[0] else grad_out.new_empty((0,))
+    gw = torch.empty_like(weight) if output_mask[1] else grad_out.new_empty((0,))
+    gb = grad_out.new_empty((weight.shape[0],) if output_mask[2] else (0,))
     impl, threads, device, stream = _launch(x)
     _C.conv2d_backward(
         impl,
@@ -244,11 +244,10 @@ def _conv2d_backward_op(
 
 @_conv2d_backward_op.register_fake
 def _conv2d_backward_fake(grad_out, x, weight, stride, padding, dilation, groups, output_mask):  # type: ignore[no-untyped-def]
-    empty = grad_out.new_empty((0,))
     return (
-        torch.empty_like(x) if output_mask[0] else empty,
-        torch.empty_like(weight) if output_mask[1] else empty,
-        grad_out.new_empty((weight.shape[0],)) if output_mask[2] else empty,
+        torch.empty_like(x) if output_mask[0] else grad_out.new_empty((0,)),
+        torch.empty_like(weight) if output_mask[1] else grad_out.new_empty((0,)),
+        grad_out.new_empty((weight.shape[0],) if output_mask[2] else (0,)),
     )
 
 
@@ -372,17 +371,17 @@ def conv2d(
 def _flood_ce_op(
     logits: Tensor, target: Tensor, b: float, reduction: int, ignore_index: int
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """(loss, lse, stats) of the fused flooding cross-entropy (see kernels/csrc/flood_ce.h).
+    """(loss, rows, stats) of the fused flooding cross-entropy (see kernels/csrc/flood_ce.h).
 
-    loss is a scalar (reduction 1 mean / 2 sum) or (N,) (0 none); lse (N,) is each row's
-    log-sum-exp and stats = (R, count): the reduced loss before flooding and the number of
-    rows whose target is not ``ignore_index``. lse and stats feed the backward.
+    loss is a scalar (reduction 1 mean / 2 sum) or (N,) (0 none); rows (N, 2) holds each row's
+    max m and log sum exp(x - m); stats = (R, count): the reduced loss before flooding and the
+    number of rows whose target is not ``ignore_index``. rows and stats feed the backward.
     """
     logits = logits.contiguous()
     target = target.contiguous()
     n, c = logits.shape
     loss = logits.new_empty((n,) if reduction == 0 else ())
-    lse = logits.new_empty((n,))
+    rows = logits.new_empty((n, 2))
     stats = logits.new_empty((2,))
     impl, threads, device, stream = _launch(logits)
     _C.flood_ce_forward(
@@ -391,7 +390,7 @@ def _flood_ce_op(
         (logits.data_ptr(), n * c),
         (target.data_ptr(), target.numel()),
         (loss.data_ptr(), loss.numel()),
-        (lse.data_ptr(), n),
+        (rows.data_ptr(), 2 * n),
         (stats.data_ptr(), 2),
         n,
         c,
@@ -402,7 +401,7 @@ def _flood_ce_op(
         device,
         stream,
     )
-    return loss, lse, stats
+    return loss, rows, stats
 
 
 @_flood_ce_op.register_fake
@@ -410,7 +409,7 @@ def _flood_ce_fake(logits, target, b, reduction, ignore_index):  # type: ignore[
     n = logits.shape[0]
     return (
         logits.new_empty((n,) if reduction == 0 else ()),
-        logits.new_empty((n,)),
+        logits.new_empty((n, 2)),
         logits.new_empty((2,)),
     )
 
@@ -420,7 +419,7 @@ def _flood_ce_backward_op(
     grad_loss: Tensor,
     logits: Tensor,
     target: Tensor,
-    lse: Tensor,
+    rows: Tensor,
     stats: Tensor,
     b: float,
     reduction: int,
@@ -439,7 +438,7 @@ def _flood_ce_backward_op(
         (grad_loss.data_ptr(), grad_loss.numel()),
         (logits.data_ptr(), n * c),
         (target.data_ptr(), target.numel()),
-        (lse.data_ptr(), lse.numel()),
+        (rows.data_ptr(), rows.numel()),
         (stats.data_ptr(), stats.numel()),
         (grad.data_ptr(), n * c),
         n,
@@ -455,20 +454,20 @@ def _flood_ce_backward_op(
 
 
 @_flood_ce_backward_op.register_fake
-def _flood_ce_backward_fake(grad_loss, logits, target, lse, stats, b, reduction, ignore_index):  # type: ignore[no-untyped-def]
+def _flood_ce_backward_fake(grad_loss, logits, target, rows, stats, b, reduction, ignore_index):  # type: ignore[no-untyped-def]
     return torch.empty_like(logits)
 
 
 def _flood_ce_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
     logits, target, b, reduction, ignore_index = inputs
-    _, lse, stats = output
-    ctx.save_for_backward(logits, target, lse, stats)
+    _, rows, stats = output
+    ctx.save_for_backward(logits, target, rows, stats)
     ctx.conf = (b, reduction, ignore_index)
 
 
-def _flood_ce_backward(ctx: Any, grad_loss: Tensor, _glse: Any, _gstats: Any) -> tuple[Any, ...]:
-    logits, target, lse, stats = ctx.saved_tensors
-    grad = torch.ops.dlsys.flood_ce_backward(grad_loss, logits, target, lse, stats, *ctx.conf)
+def _flood_ce_backward(ctx: Any, grad_loss: Tensor, _grows: Any, _gstats: Any) -> tuple[Any, ...]:
+    logits, target, rows, stats = ctx.saved_tensors
+    grad = torch.ops.dlsys.flood_ce_backward(grad_loss, logits, target, rows, stats, *ctx.conf)
     return grad, None, None, None, None
 
 

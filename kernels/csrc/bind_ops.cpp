@@ -132,24 +132,24 @@ FloodDims flood_dims(int64_t N, int64_t C, double b, int reduction, int64_t igno
 
 template <typename T>
 void flood_fwd(Impl impl, const FloodDims &d, const Buf &x, const Buf &t, const Buf &loss,
-               const Buf &lse, const Buf &stats, int threads, int device, uintptr_t stream) {
+               const Buf &rows, const Buf &stats, int threads, int device, uintptr_t stream) {
   const T *px = as<T>(x, d.N * d.C, "logits");
   const int64_t *pt = as<const int64_t>(t, d.N, "target");
   T *pl = as<T>(loss, d.reduction == Reduction::None ? d.N : 1, "loss");
-  T *plse = as<T>(lse, d.N, "lse");
+  T *prows = as<T>(rows, 2 * d.N, "rows");
   T *ps = as<T>(stats, 2, "stats");
   py::gil_scoped_release release;
   if (impl == Impl::Ref) {
     flood_check_targets(d, pt);
-    flood_ce_forward_ref<T>(d, px, pt, pl, plse, ps);
+    flood_ce_forward_ref<T>(d, px, pt, pl, prows, ps);
   } else if (impl == Impl::Cpu) {
     flood_check_targets(d, pt);
-    flood_ce_forward_cpu<T>(d, px, pt, pl, plse, ps, threads);
+    flood_ce_forward_cpu<T>(d, px, pt, pl, prows, ps, threads);
   } else {
 #if DLSYS_WITH_CUDA
     if constexpr (std::is_same_v<T, float>) {
       cuda_set_device(device);
-      flood_ce_forward_cuda(d, px, pt, pl, plse, ps, stream);
+      flood_ce_forward_cuda(d, px, pt, pl, prows, ps, stream);
     }
 #endif
   }
@@ -159,26 +159,26 @@ void flood_fwd(Impl impl, const FloodDims &d, const Buf &x, const Buf &t, const 
 
 template <typename T>
 void flood_bwd(Impl impl, const FloodDims &d, const Buf &gloss, const Buf &x, const Buf &t,
-               const Buf &lse, const Buf &stats, const Buf &gx, int threads, int device,
+               const Buf &rows, const Buf &stats, const Buf &gx, int threads, int device,
                uintptr_t stream) {
   const T *pg = as<T>(gloss, d.reduction == Reduction::None ? d.N : 1, "grad_loss");
   const T *px = as<T>(x, d.N * d.C, "logits");
   const int64_t *pt = as<const int64_t>(t, d.N, "target");
-  const T *plse = as<T>(lse, d.N, "lse");
+  const T *prows = as<T>(rows, 2 * d.N, "rows");
   const T *ps = as<T>(stats, 2, "stats");
   T *pgx = as<T>(gx, d.N * d.C, "grad_logits");
   py::gil_scoped_release release;
   if (impl == Impl::Ref) {
     flood_check_targets(d, pt);
-    flood_ce_backward_ref<T>(d, pg, px, pt, plse, ps, pgx);
+    flood_ce_backward_ref<T>(d, pg, px, pt, prows, ps, pgx);
   } else if (impl == Impl::Cpu) {
     flood_check_targets(d, pt);
-    flood_ce_backward_cpu<T>(d, pg, px, pt, plse, ps, pgx, threads);
+    flood_ce_backward_cpu<T>(d, pg, px, pt, prows, ps, pgx, threads);
   } else {
 #if DLSYS_WITH_CUDA
     if constexpr (std::is_same_v<T, float>) {
       cuda_set_device(device);
-      flood_ce_backward_cuda(d, pg, px, pt, plse, ps, pgx, stream);
+      flood_ce_backward_cuda(d, pg, px, pt, prows, ps, pgx, stream);
     }
 #endif
   }
@@ -227,35 +227,35 @@ void bind_ops(py::module_ &m) {
   m.def(
       "flood_ce_forward",
       [](const std::string &impl, const std::string &dtype, const Buf &x, const Buf &t,
-         const Buf &loss, const Buf &lse, const Buf &stats, int64_t N, int64_t C, double b,
+         const Buf &loss, const Buf &rows, const Buf &stats, int64_t N, int64_t C, double b,
          int reduction, int64_t ignore_index, int threads, int device, uintptr_t stream) {
         const Impl im = parse(impl, dtype, threads);
         const FloodDims d = flood_dims(N, C, b, reduction, ignore_index);
         if (dtype == "float32")
-          flood_fwd<float>(im, d, x, t, loss, lse, stats, threads, device, stream);
+          flood_fwd<float>(im, d, x, t, loss, rows, stats, threads, device, stream);
         else
-          flood_fwd<double>(im, d, x, t, loss, lse, stats, threads, device, stream);
+          flood_fwd<double>(im, d, x, t, loss, rows, stats, threads, device, stream);
       },
       py::arg("impl"), py::arg("dtype"), py::arg("logits"), py::arg("target"), py::arg("loss"),
-      py::arg("lse"), py::arg("stats"), py::arg("N"), py::arg("C"), py::arg("b"),
+      py::arg("rows"), py::arg("stats"), py::arg("N"), py::arg("C"), py::arg("b"),
       py::arg("reduction"), py::arg("ignore_index"), py::arg("threads") = 1,
       py::arg("device") = -1, py::arg("stream") = 0,
       "Fused cross-entropy with flooding (see flood_ce.h). reduction: 0 none, 1 mean, 2 sum.");
   m.def(
       "flood_ce_backward",
       [](const std::string &impl, const std::string &dtype, const Buf &gloss, const Buf &x,
-         const Buf &t, const Buf &lse, const Buf &stats, const Buf &gx, int64_t N, int64_t C,
+         const Buf &t, const Buf &rows, const Buf &stats, const Buf &gx, int64_t N, int64_t C,
          double b, int reduction, int64_t ignore_index, int threads, int device,
          uintptr_t stream) {
         const Impl im = parse(impl, dtype, threads);
         const FloodDims d = flood_dims(N, C, b, reduction, ignore_index);
         if (dtype == "float32")
-          flood_bwd<float>(im, d, gloss, x, t, lse, stats, gx, threads, device, stream);
+          flood_bwd<float>(im, d, gloss, x, t, rows, stats, gx, threads, device, stream);
         else
-          flood_bwd<double>(im, d, gloss, x, t, lse, stats, gx, threads, device, stream);
+          flood_bwd<double>(im, d, gloss, x, t, rows, stats, gx, threads, device, stream);
       },
       py::arg("impl"), py::arg("dtype"), py::arg("grad_loss"), py::arg("logits"),
-      py::arg("target"), py::arg("lse"), py::arg("stats"), py::arg("grad_logits"), py::arg("N"),
+      py::arg("target"), py::arg("rows"), py::arg("stats"), py::arg("grad_logits"), py::arg("N"),
       py::arg("C"), py::arg("b"), py::arg("reduction"), py::arg("ignore_index"),
       py::arg("threads") = 1, py::arg("device") = -1, py::arg("stream") = 0,
       "Gradient of flood_ce_forward's loss with respect to the logits, into grad_logits.");

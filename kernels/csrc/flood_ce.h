@@ -1,13 +1,15 @@
 // Fused cross-entropy with flooding (Ishida et al., ICML 2020).
 //
-// Shapes: logits x is (N, C) contiguous; target t is (N,) int64; lse is (N,) (output, the
-// per-row log-sum-exp, kept for the backward); stats is (2,) = {R, count} where R is the
-// reduced cross-entropy before flooding and count the number of rows whose target is not
-// ignore_index.
-//   per-row loss  l_i = lse_i - x[i, t_i]            (0 where t_i == ignore_index)
+// Shapes: logits x is (N, C) contiguous; target t is (N,) int64; rows is (N, 2) (output, kept
+// for the backward): rows[i] = {m_i, ls_i} with m_i = max_j x_ij and ls_i = log sum_j
+// exp(x_ij - m_i), so log-softmax is (x_ij - m_i) - ls_i exactly as torch computes it (storing
+// lse = m + ls instead would round it to the ulp of m, about 4e-6 for logits near 60);
+// stats is (2,) = {R, count} where R is the reduced cross-entropy before flooding and count
+// the number of rows whose target is not ignore_index.
+//   per-row loss  l_i = (m_i - x[i, t_i]) + ls_i      (0 where t_i == ignore_index)
 //   reduction     none: loss (N,) = l;  sum: R = sum_i l_i;  mean: R = sum_i l_i / count
 //   flooding      loss = |R - b| + b                 (b = 0: loss = R exactly)
-//   gradient      dx[i,j] = s_i * (exp(x_ij - lse_i) - [j == t_i]) (0 on ignored rows) with
+//   gradient      dx[i,j] = s_i * (exp((x_ij - m_i) - ls_i) - [j == t_i]) (0 on ignored rows) with
 //                 none: s_i = g_i;  sum: s = g * sgn(R - b);  mean: s = g * sgn(R - b) / count
 //                 where sgn(0) = sgn(NaN) = 0 (torch's abs backward), and sgn := 1 when b = 0.
 //
@@ -36,25 +38,25 @@ void flood_check_targets(const FloodDims &d, const int64_t *t);
 double flood_sign(double R, double b);
 
 template <typename T>
-void flood_ce_forward_ref(const FloodDims &d, const T *x, const int64_t *t, T *loss, T *lse,
+void flood_ce_forward_ref(const FloodDims &d, const T *x, const int64_t *t, T *loss, T *rows,
                           T *stats);
 template <typename T>
 void flood_ce_backward_ref(const FloodDims &d, const T *gloss, const T *x, const int64_t *t,
-                           const T *lse, const T *stats, T *gx);
+                           const T *rows, const T *stats, T *gx);
 
 template <typename T>
-void flood_ce_forward_cpu(const FloodDims &d, const T *x, const int64_t *t, T *loss, T *lse,
+void flood_ce_forward_cpu(const FloodDims &d, const T *x, const int64_t *t, T *loss, T *rows,
                           T *stats, int threads);
 template <typename T>
 void flood_ce_backward_cpu(const FloodDims &d, const T *gloss, const T *x, const int64_t *t,
-                           const T *lse, const T *stats, T *gx, int threads);
+                           const T *rows, const T *stats, T *gx, int threads);
 
 #if DLSYS_WITH_CUDA
 // CUDA float32 on `stream`; targets must have been range-checked by the caller.
 void flood_ce_forward_cuda(const FloodDims &d, const float *x, const int64_t *t, float *loss,
-                           float *lse, float *stats, uintptr_t stream);
+                           float *rows, float *stats, uintptr_t stream);
 void flood_ce_backward_cuda(const FloodDims &d, const float *gloss, const float *x,
-                            const int64_t *t, const float *lse, const float *stats, float *gx,
+                            const int64_t *t, const float *rows, const float *stats, float *gx,
                             uintptr_t stream);
 #endif
 

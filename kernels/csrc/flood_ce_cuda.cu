@@ -5,7 +5,7 @@
 // over its strided elements, so a row is read once; pairs are merged by warp shuffles (and
 // through shared memory across warps). A NaN in the row makes s NaN and so the loss NaN.
 // reduce: one block sums the row losses in a fixed order (deterministic) and applies flooding.
-// backward: one thread per element, dx = s * (exp(x - lse) - onehot).
+// backward: one thread per element, dx = s * (exp((x - m) - log s) - onehot).
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -54,14 +54,15 @@ __device__ __forceinline__ MS warp_merge(MS v) {
   return v;
 }
 
-__device__ __forceinline__ float finish_lse(MS v) {
-  // A +inf logit makes torch's log-softmax NaN (inf - inf); match it.
-  if (isinf(v.m) && v.m > 0) return NAN;
-  return v.m + logf(v.s);
+// rows[2i] = m, rows[2i+1] = log s. A +inf logit makes torch's log-softmax NaN (inf - inf);
+// match it.
+__device__ __forceinline__ void store_row(MS v, float *__restrict rows, long long row) {
+  rows[2 * row] = v.m;
+  rows[2 * row + 1] = (isinf(v.m) && v.m > 0) ? NAN : logf(v.s);
 }
 
 // One warp per row (C <= 1024): blockDim 256 = 8 rows.
-__global__ void lse_warp_kernel(const float *__restrict x, float *__restrict lse, long long N,
+__global__ void lse_warp_kernel(const float *__restrict x, float *__restrict rows, long long N,
                                 int C) {
   const long long row = blockIdx.x * 8LL + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
@@ -70,11 +71,11 @@ __global__ void lse_warp_kernel(const float *__restrict x, float *__restrict lse
   MS v{-INFINITY, 0.f};
   for (int j = lane; j < C; j += 32) v = ms_add(v, xr[j]);
   v = warp_merge(v);
-  if (lane == 0) lse[row] = finish_lse(v);
+  if (lane == 0) store_row(v, rows, row);
 }
 
 // One 256-thread block per row (C > 1024).
-__global__ void lse_block_kernel(const float *__restrict x, float *__restrict lse, int C) {
+__global__ void lse_block_kernel(const float *__restrict x, float *__restrict rows, int C) {
   __shared__ float sm[8], ss[8];
   const long long row = blockIdx.x;
   const float *xr = x + row * C;
@@ -90,14 +91,14 @@ __global__ void lse_block_kernel(const float *__restrict x, float *__restrict ls
   if (warp == 0) {
     MS w = lane < 8 ? MS{sm[lane], ss[lane]} : MS{-INFINITY, 0.f};
     w = warp_merge(w);
-    if (lane == 0) lse[row] = finish_lse(w);
+    if (lane == 0) store_row(w, rows, row);
   }
 }
 
 // One block of 1024 threads: per-row losses (written for 'none'), their sum in a fixed
 // order, the count of rows not ignored, and the flooded loss.
 __global__ void reduce_kernel(const float *__restrict x, const int64_t *__restrict t,
-                              const float *__restrict lse, float *__restrict loss,
+                              const float *__restrict rows, float *__restrict loss,
                               float *__restrict stats, long long N, int C, double b,
                               int reduction, long long ignore_index) {
   __shared__ double sd[1024];
@@ -107,7 +108,7 @@ __global__ void reduce_kernel(const float *__restrict x, const int64_t *__restri
   for (long long i = threadIdx.x; i < N; i += 1024) {
     float li = 0.f;
     if (t[i] != ignore_index) {
-      li = lse[i] - x[i * C + t[i]];
+      li = (rows[2 * i] - x[i * C + t[i]]) + rows[2 * i + 1];
       ++cnt;
     }
     if (reduction == 0) loss[i] = li;
@@ -132,7 +133,7 @@ __global__ void reduce_kernel(const float *__restrict x, const int64_t *__restri
 }
 
 __global__ void backward_kernel(const float *__restrict gloss, const float *__restrict x,
-                                const int64_t *__restrict t, const float *__restrict lse,
+                                const int64_t *__restrict t, const float *__restrict rows,
                                 const float *__restrict stats, float *__restrict gx, long long N,
                                 int C, double b, int reduction, long long ignore_index) {
   float common = 0.f;
@@ -155,7 +156,7 @@ __global__ void backward_kernel(const float *__restrict gloss, const float *__re
     float g = 0.f;
     if (ti != ignore_index) {
       const float s = reduction == 0 ? gloss[i] : common;
-      g = s * (__expf(x[e] - lse[i]) - (j == ti ? 1.f : 0.f));
+      g = s * (__expf((x[e] - rows[2 * i]) - rows[2 * i + 1]) - (j == ti ? 1.f : 0.f));
     }
     gx[e] = g;
   }
@@ -164,23 +165,23 @@ __global__ void backward_kernel(const float *__restrict gloss, const float *__re
 }  // namespace
 
 void flood_ce_forward_cuda(const FloodDims &d, const float *x, const int64_t *t, float *loss,
-                           float *lse, float *stats, uintptr_t stream) {
+                           float *rows, float *stats, uintptr_t stream) {
   cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
   const int C = static_cast<int>(d.C);
   if (d.N > 0) {
     if (C <= 1024)
-      lse_warp_kernel<<<static_cast<unsigned>((d.N + 7) / 8), 256, 0, st>>>(x, lse, d.N, C);
+      lse_warp_kernel<<<static_cast<unsigned>((d.N + 7) / 8), 256, 0, st>>>(x, rows, d.N, C);
     else
-      lse_block_kernel<<<static_cast<unsigned>(d.N), 256, 0, st>>>(x, lse, C);
+      lse_block_kernel<<<static_cast<unsigned>(d.N), 256, 0, st>>>(x, rows, C);
     check(cudaGetLastError(), "lse launch");
   }
-  reduce_kernel<<<1, 1024, 0, st>>>(x, t, lse, loss, stats, d.N, C, d.b,
+  reduce_kernel<<<1, 1024, 0, st>>>(x, t, rows, loss, stats, d.N, C, d.b,
                                     static_cast<int>(d.reduction), d.ignore_index);
   check(cudaGetLastError(), "reduce launch");
 }
 
 void flood_ce_backward_cuda(const FloodDims &d, const float *gloss, const float *x,
-                            const int64_t *t, const float *lse, const float *stats, float *gx,
+                            const int64_t *t, const float *rows, const float *stats, float *gx,
                             uintptr_t stream) {
   if (d.N == 0) return;
   cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
@@ -188,7 +189,7 @@ void flood_ce_backward_cuda(const FloodDims &d, const float *gloss, const float 
   long long nb = (total + 255) / 256;
   if (nb > 65536) nb = 65536;
   backward_kernel<<<static_cast<unsigned>(nb), 256, 0, st>>>(
-      gloss, x, t, lse, stats, gx, d.N, static_cast<int>(d.C), d.b,
+      gloss, x, t, rows, stats, gx, d.N, static_cast<int>(d.C), d.b,
       static_cast<int>(d.reduction), d.ignore_index);
   check(cudaGetLastError(), "backward launch");
 }

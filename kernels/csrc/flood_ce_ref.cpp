@@ -25,7 +25,7 @@ double flood_sign(double R, double b) {
 }
 
 template <typename T>
-void flood_ce_forward_ref(const FloodDims &d, const T *x, const int64_t *t, T *loss, T *lse,
+void flood_ce_forward_ref(const FloodDims &d, const T *x, const int64_t *t, T *loss, T *rows,
                           T *stats) {
   double total = 0.0;  // sum of per-row losses, rows in order
   int64_t count = 0;
@@ -35,10 +35,12 @@ void flood_ce_forward_ref(const FloodDims &d, const T *x, const int64_t *t, T *l
     for (int64_t j = 1; j < d.C; ++j) m = row[j] > m ? row[j] : m;
     T s = 0;
     for (int64_t j = 0; j < d.C; ++j) s += std::exp(row[j] - m);
-    lse[i] = m + std::log(s);
+    const T ls = std::log(s);
+    rows[2 * i] = m;
+    rows[2 * i + 1] = ls;
     T li = 0;
     if (t[i] != d.ignore_index) {
-      li = lse[i] - row[t[i]];
+      li = (m - row[t[i]]) + ls;
       ++count;
     }
     if (d.reduction == Reduction::None) loss[i] = li;
@@ -53,7 +55,7 @@ void flood_ce_forward_ref(const FloodDims &d, const T *x, const int64_t *t, T *l
 
 template <typename T>
 void flood_ce_backward_ref(const FloodDims &d, const T *gloss, const T *x, const int64_t *t,
-                           const T *lse, const T *stats, T *gx) {
+                           const T *rows, const T *stats, T *gx) {
   for (int64_t i = 0; i < d.N; ++i) {
     T s;
     if (d.reduction == Reduction::None) {
@@ -66,7 +68,8 @@ void flood_ce_backward_ref(const FloodDims &d, const T *gloss, const T *x, const
     for (int64_t j = 0; j < d.C; ++j) {
       T g = 0;
       if (t[i] != d.ignore_index)
-        g = s * (std::exp(x[i * d.C + j] - lse[i]) - (j == t[i] ? T(1) : T(0)));
+        g = s * (std::exp((x[i * d.C + j] - rows[2 * i]) - rows[2 * i + 1]) -
+                 (j == t[i] ? T(1) : T(0)));
       gx[i * d.C + j] = g;
     }
   }

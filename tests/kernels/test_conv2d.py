@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dlsys.kernels import Conv2d, _C, conv2d
+from dlsys.kernels import _C, Conv2d, conv2d
 from dlsys.kernels.ops import normalize_padding
 from dlsys.kernels.testing import assert_close
 

@@ -473,6 +473,13 @@ def scenario_from_dict(
     _keys(ps, _PS_KEYS, "ps")
     net = _table(data.get("network", {}), "network")
     _keys(net, _NET_KEYS, "network")
+    for k in ("pull_latency", "push_latency"):
+        if k in net:
+            check_positive(f"network.{k}", net[k], allow_zero=True)
+    if "bandwidth" in net:
+        check_positive("network.bandwidth", net["bandwidth"])
+    if "message_bytes" in net:
+        _int("network.message_bytes", net["message_bytes"], 0)
 
     protocol = _protocol(sim.get("protocol", "async"))
     lr = LRRule()

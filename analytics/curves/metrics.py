@@ -91,9 +91,7 @@ def check_binary_input(
             f"y_true and scores: lengths differ ({y.size} labels, {s.size} scores); "
             "need one score per label"
         )
-    if s.dtype == np.bool_ or not np.issubdtype(s.dtype, np.number):
-        raise TypeError(f"scores: must be real numbers, got dtype {s.dtype}")
-    if np.iscomplexobj(s):
+    if s.dtype != np.bool_ and (not np.issubdtype(s.dtype, np.number) or np.iscomplexobj(s)):
         raise TypeError(f"scores: must be real numbers, got dtype {s.dtype}")
     s = s.astype(np.float64)
     bad = ~np.isfinite(s)

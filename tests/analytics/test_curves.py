@@ -404,6 +404,11 @@ def test_bad_input_errors_name_the_problem(fn):
 def test_bool_and_float_labels_are_accepted():
     assert auroc([True, False, True], [3.0, 2.0, 1.0]) == auroc([1, 0, 1], [3.0, 2.0, 1.0])
     assert auroc([1.0, 0.0, 1.0], [3, 2, 1]) == pytest.approx(0.5)  # 1 of 2 pairs won
+    # hard 0/1 predictions as scores: one threshold besides the origin; 1 of 2 pairs won
+    # and 1 tied -> (1 + 0.5) / 2
+    assert auroc([1, 0, 1], [True, False, False]) == pytest.approx(0.75)
+    with pytest.raises(TypeError, match="scores: must be real numbers, got dtype complex128"):
+        auroc([1, 0], [1j, 2j])
 
 
 def test_unknown_aupr_kind_suggests_the_nearest():

@@ -435,10 +435,11 @@ class _Tracer:
         self.suspended = False
         self.keep: list[Any] = []  # keep meta tensors alive so their ids stay unique
         self.leaf_params: dict[int, list[str]] = {}
+        self.parents: set[str] = set()  # module paths with children: their own ops get .type
 
     def _row_name(self, type_: str) -> str:
         path = self.stack[-1]
-        if path and path not in self.path_used:
+        if path and path not in self.path_used and path not in self.parents:
             name = path
         else:
             name = f"{path}.{type_}" if path else type_
@@ -613,6 +614,7 @@ def trace(
     tracer.names.add("input")
 
     paths = {id(m): n for n, m in model.named_modules()}
+    tracer.parents = {n for n, m in model.named_modules() if next(m.children(), None) is not None}
     handles = []
     patched: list[nn.Module] = []
 

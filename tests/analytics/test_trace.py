@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from dlsys.analytics import cost, zoo
+from dlsys.analytics.examples import SmallResNet
 from dlsys.analytics.formulas import OpCost, register_formula
 from dlsys.analytics.trace import OpCall, UncountableOpError, register_module, register_torch_op
 
@@ -64,7 +65,7 @@ def _flop_counter_macs(factory: type[nn.Module], shape: tuple[int, ...]) -> int:
 
 @pytest.mark.parametrize(
     ("factory", "shape"),
-    [(Residual, (2, 16, 12, 12)), (Branchy, (2, 3, 32, 32))],
+    [(Residual, (2, 16, 12, 12)), (Branchy, (2, 3, 32, 32)), (SmallResNet, (3, 3, 32, 32))],
 )
 def test_matches_flop_counter_and_numel(factory: type[nn.Module], shape: tuple[int, ...]) -> None:
     torch.manual_seed(0)

@@ -269,8 +269,8 @@ def _run_fast(scenario: Scenario, rngs: list[np.random.Generator]) -> RawRun:
     inflight = np.where(counts > 0, last_t, start)
     for i, spec in enumerate(scenario.learners):
         b = spec.budget
-        if (b is not None and counts[i] >= b) or start[i] >= t_end:
-            inflight[i] = np.nan
+        if (b is not None and counts[i] >= b) or inflight[i] >= t_end:
+            inflight[i] = np.nan  # finished, not started, or just applied at the very end
     cols: dict[str, np.ndarray] = {
         "learner": learner,
         "seq": seq,

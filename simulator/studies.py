@@ -108,14 +108,16 @@ def staleness_study(
     return result
 
 
-#: The protocols compared by :func:`protocol_study`.
-STUDY_PROTOCOLS = (
-    Protocol("sync"),
-    Protocol("k-sync", k=6),
-    Protocol("async"),
-    Protocol("k-batch-async", k=4),
-    Protocol("ssp", s=2),
-)
+def study_protocols(n: int) -> tuple[Protocol, ...]:
+    """The protocols compared by :func:`protocol_study` for ``n`` learners: sync, k-sync with
+    K = ceil(3n/4), async, k-batch-async with K = ceil(n/2), ssp with s = 2."""
+    return (
+        Protocol("sync"),
+        Protocol("k-sync", k=max(1, -(-3 * n // 4))),
+        Protocol("async"),
+        Protocol("k-batch-async", k=max(1, -(-n // 2))),
+        Protocol("ssp", s=2),
+    )
 
 
 def protocol_study(
@@ -125,7 +127,7 @@ def protocol_study(
     rate: float = 1.0,
     updates: int = 5_000,
     seed: int = 0,
-    protocols: tuple[Protocol, ...] = STUDY_PROTOCOLS,
+    protocols: tuple[Protocol, ...] | None = None,
 ) -> dict[str, Any]:
     """Compare protocols on ``n`` identical Exp(``rate``) learners: seconds per update and
     mean staleness, with Dutta et al. (2018) closed forms where they exist.
@@ -133,7 +135,7 @@ def protocol_study(
     Writes protocols.md, protocols.json and protocols.png into ``out``; returns the rows.
     """
     rows = []
-    for proto in protocols:
+    for proto in protocols if protocols is not None else study_protocols(n):
         sc = Scenario(
             learners=tuple(Learner(f"L{i + 1}", Exponential(rate)) for i in range(n)),
             protocol=proto,

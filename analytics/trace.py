@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -31,7 +31,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from dlsys.analytics.formulas import OpCost, Shape, apply
-from dlsys.analytics.report import Convention, CostReport, Layer, LedgerEntry, Step, make_layer
+from dlsys.analytics.report import Convention, CostReport, Layer, LedgerEntry, Step
 
 
 class UncountableOpError(ValueError):
@@ -91,7 +91,23 @@ def _ignore(fn: Any, reason: str) -> None:
     _IGNORED[fn] = reason
 
 
+_OP_NAMES: dict[Any, str] = {}
+
+
 def _op_name(fn: Any) -> str:
+    try:
+        return _OP_NAMES[fn]
+    except (KeyError, TypeError):
+        pass
+    name = _op_name_uncached(fn)
+    try:
+        _OP_NAMES[fn] = name
+    except TypeError:  # unhashable callables are named every time
+        pass
+    return name
+
+
+def _op_name_uncached(fn: Any) -> str:
     qual = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
     if "<locals>" in qual:
         qual = getattr(fn, "__name__", qual)
@@ -525,13 +541,35 @@ class _Tracer:
         outs = list(_tensors(out))
         new = [o for o in outs if id(o) not in in_ids and o._base is None]
         written = sum(o.numel() for o in new)
+        acts = cost.activations
         if not new:
-            cost = replace(cost, activations=0)
+            acts = 0
         elif cost.view:
-            cost = replace(cost, activations=written, view=False)
-        cost = replace(cost, weights=weights, biases=biases)
+            acts = written
+        conv = self.convention
+        if cost.pointwise and not conv.pointwise_activations:
+            acts = 0  # the same rule as report.make_layer, inlined for speed
+        flops = 2 * cost.macs
+        if conv.bias:
+            flops += cost.bias_adds
+        if conv.elementwise:
+            flops += cost.elementwise
         reads_el = sum(t.numel() for t in inputs if id(t) not in self.param_names)
-        self.layers.append(make_layer(name, type_, cost, self.convention, reads_el))
+        self.layers.append(
+            Layer(
+                name=name,
+                type=type_,
+                output_shape=tuple(cost.output_shape),
+                weights=weights,
+                biases=biases,
+                activations=acts,
+                macs=cost.macs,
+                bias_adds=cost.bias_adds,
+                elementwise=cost.elementwise,
+                flops=flops,
+                reads=reads_el,
+            )
+        )
         reads = tuple(_key(t) for t in inputs if id(t) not in self.param_names)
         wkey = _key(main) if isinstance(main, torch.Tensor) else -1
         self.steps.append(Step(writes=wkey, size=written, reads=reads))
@@ -613,8 +651,9 @@ def trace(
     tracer.steps.append(Step(writes=_key(x), size=x.numel(), reads=()))
     tracer.names.add("input")
 
-    paths = {id(m): n for n, m in model.named_modules()}
-    tracer.parents = {n for n, m in model.named_modules() if next(m.children(), None) is not None}
+    named = list(model.named_modules())
+    paths = {id(m): n for n, m in named}
+    tracer.parents = {n for n, m in named if next(m.children(), None) is not None}
     handles = []
     patched: list[nn.Module] = []
 
@@ -624,8 +663,8 @@ def trace(
     def post(mod: nn.Module, args: Any, out: Any) -> None:
         tracer.stack.pop()
 
-    modes = {mod: mod.training for mod in model.modules()}
-    for mod in model.modules():
+    modes = {mod: mod.training for _, mod in named}
+    for _, mod in named:
         adapter = _find_module_adapter(type(mod))
         if adapter is not None:
             tracer.leaf_params[id(mod)] = [n for n, _ in mod.named_parameters()]

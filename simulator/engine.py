@@ -465,6 +465,13 @@ class Engine:
                 lr.wake = env.event()
                 yield lr.wake
                 lr.wake = None
+            # Draw the duration first: a learner whose times ran out stops without reading,
+            # and a gradient lost while pulling already has its number.
+            d = lr.next_duration()
+            if d is None:
+                self._finish(lr)
+                return
+            lr.seq += 1
             if not lr.reuse:
                 lr.state = _READ
                 yield _new_event(env, READ)
@@ -473,11 +480,6 @@ class Engine:
                 if lr.pull:
                     lr.state = _PULL
                     yield env.timeout(lr.pull)
-            d = lr.next_duration()
-            if d is None:
-                self._finish(lr)
-                return
-            lr.seq += 1
             lr.t_start = env.now
             lr.state = _COMPUTE
             if lr.windows:

@@ -227,3 +227,19 @@ def test_summary_percentiles_match_numpy():
         q = np.percentile(x, [50, 95, 99], method="inverted_cdf")
         assert [p["staleness"]["p50"], p["staleness"]["p95"], p["staleness"]["p99"]] == q.tolist()
         assert p["staleness"]["mean"] == pytest.approx(x.mean())
+
+
+def test_crash_while_pulling_records_a_lost_gradient_with_its_own_number():
+    # pull 0.5 s, compute 1 s: gradient 1 read at 0, done 1.5, applied 1.5; gradient 2 read
+    # at 1.5, crash at 1.75 while pulling: lost, no compute start; restart at 2: gradient 3.
+    sc = Scenario(
+        learners=(Learner("A", Fixed(1), pull_latency=0.5),),
+        faults=(Crash("A", at=1.75, restart_after=0.25),),
+        until_updates=2,
+    )
+    tr = simulate(sc).trace
+    assert tr["seq"].tolist() == [1, 2, 3]
+    assert tr["status"].tolist() == [0, LOST, 0]
+    assert np.isnan(tr["t_start"][1]) and tr["t_done"][1] == 1.75
+    assert tr["t_read"].tolist() == [0.0, 1.5, 2.0]
+    assert tr["t_apply"][2] == 3.5  # 2 + 0.5 pull + 1 compute

@@ -21,6 +21,7 @@ Users extend the tracer with :func:`register_torch_op` (a function -> adapter) o
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -651,6 +652,7 @@ def trace(
     tracer.steps.append(Step(writes=_key(x), size=x.numel(), reads=()))
     tracer.names.add("input")
 
+    _register_known_custom_modules()
     named = list(model.named_modules())
     paths = {id(m): n for n, m in named}
     tracer.parents = {n for n, m in named if next(m.children(), None) is not None}
@@ -711,6 +713,35 @@ def trace(
         outputs=tuple(_key(t) for t in _tensors(out)),
         model_params=sum(p.numel() for p in named_params.values()),
     )
+
+
+def conv_module_adapter(module: Any, shapes: list[Shape]) -> OpCall:
+    """Module adapter pricing any ``nn.ConvNd``-like module (``out_channels``,
+    ``kernel_size``, ``stride``, ``padding``, ``dilation``, ``groups``, ``bias``) with the
+    ``conv`` formula; for modules whose forward cannot run on meta tensors (custom kernels)."""
+    return OpCall(
+        "conv",
+        shapes[:1],
+        dict(
+            out_channels=int(module.out_channels),
+            kernel=tuple(module.kernel_size),
+            stride=tuple(module.stride),
+            padding=module.padding if isinstance(module.padding, str) else tuple(module.padding),
+            dilation=tuple(module.dilation),
+            groups=int(module.groups),
+            bias=module.bias is not None,
+        ),
+        biases=(module.bias,) if module.bias is not None else (),
+    )
+
+
+def _register_known_custom_modules() -> None:
+    # dlsys's own Conv2d runs a compiled kernel that refuses meta tensors; price it as a
+    # leaf. Looked up only if the model's code already imported it (no import cost here).
+    mod = sys.modules.get("dlsys.kernels.modules")
+    cls = getattr(mod, "Conv2d", None) if mod is not None else None
+    if isinstance(cls, type) and cls not in _MODULES:
+        register_module(cls, conv_module_adapter)
 
 
 def _find_module_adapter(cls: type) -> ModuleAdapter | None:

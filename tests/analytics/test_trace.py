@@ -242,3 +242,34 @@ def test_bad_model_inputs() -> None:
         cost(nn.Linear(3, 2))
     with pytest.raises(ValueError, match="batch"):
         cost(nn.Linear(3, 2), (3,), batch=0)
+
+
+def test_dlsys_kernel_conv_is_priced_as_a_leaf() -> None:
+    kernels = pytest.importorskip("dlsys.kernels.modules")  # needs the compiled module
+    torch.manual_seed(0)
+    ours = nn.Sequential(kernels.Conv2d(3, 8, 3, padding=1, groups=1), nn.ReLU())
+    ref = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+    a, b = cost(ours, (3, 10, 10), batch=2), cost(ref, (3, 10, 10), batch=2)
+    # 2*8*10*10 outputs * 3*9 = 43,200 MACs; 8*27 + 8 = 224 parameters
+    assert a.totals == b.totals
+    assert a.totals["macs"] == 43_200 and a.totals["params"] == 224
+    assert a.layers[1].biases == 8
+
+
+def test_upsample_and_reductions() -> None:
+    class Up(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.up = nn.Upsample(scale_factor=2, mode="nearest")
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.up(x)  # (1, 2, 6, 6)
+            y = F.interpolate(y, size=(9, 9), mode="bilinear", align_corners=False)
+            return y.mean(dim=(2, 3))  # (1, 2)
+
+    r = cost(Up(), (2, 3, 3))
+    rows = [row for row in r.layers if row.type != "input"]
+    assert [row.output_shape for row in rows] == [(1, 2, 6, 6), (1, 2, 9, 9), (1, 2)]
+    # bilinear: 2 * (2**2 - 1) = 6 units per output element, 162 elements -> 972
+    assert rows[1].elementwise == 6 * 2 * 9 * 9
+    assert rows[2].elementwise == 2 * 9 * 9  # the mean reads every element once

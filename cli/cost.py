@@ -247,12 +247,12 @@ def register(subparsers: Any) -> None:
         "cost",
         help="parameters, activations, MACs, memory and time of an architecture",
         description=(
-            "Exact cost of a model: MODEL is a zoo name (vgg11..vgg19[_bn], googlenet, "
-            "googlenet_torchvision, inception, inception_naive, inception_reduced, "
-            "small_inception, mlp, mlp500, cnn, cnn_deep, mnist_cnn) or "
-            "module:pkg.mod.factory. 'cost conv' does convolution arithmetic; "
-            "'cost compare A B' compares two models. MAC = one multiply-accumulate; "
-            "FLOP = 2 x MAC."
+            "Exact cost of a model (MAC = one multiply-accumulate; FLOP = 2 x MAC).\n\n"
+            "MODEL is a zoo name: vgg11 vgg13 vgg16 vgg19 (and _bn), googlenet,\n"
+            "googlenet_torchvision, inception (--variant), inception_naive, inception_reduced,\n"
+            "small_inception, mlp, mlp500, cnn, cnn_deep, mnist_cnn; or module:pkg.mod.factory\n"
+            "(any importable function returning an nn.Module; give --input).\n"
+            "'cost conv' does convolution arithmetic; 'cost compare A B' compares two models."
         ),
         example=(
             "dlsys cost vgg19\n"

@@ -17,7 +17,7 @@ import csv
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -340,39 +340,43 @@ class Uniform(Distribution):
 
 @dataclass(frozen=True)
 class Normal(Distribution):
-    """Normal(mean, std) seconds truncated at 0: draws <= 0 are redrawn (rejection)."""
+    """Normal(mu, std) seconds truncated at 0 (draws <= 0 are redrawn); TOML keys mean, std.
 
-    mean_: float = field(metadata={"name": "mean"})
+    ``mu`` and ``std`` are the mean and standard deviation before truncation; ``mean`` is the
+    mean after it.
+    """
+
+    mu: float
     std: float
     kind = "normal"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mean_", check_finite("mean", self.mean_))
+        object.__setattr__(self, "mu", check_finite("mean", self.mu))
         object.__setattr__(self, "std", check_positive("std", self.std))
-        if self.mean_ / self.std < -5:
+        if self.mu / self.std < -5:
             raise ValueError(
-                f"mean: {self.mean_!r} is more than 5 std below 0; the truncated normal would "
+                f"mean: {self.mu!r} is more than 5 std below 0; the truncated normal would "
                 "almost never be drawn (use a mean > -5 * std)"
             )
 
     @property
     def mean(self) -> float:
         # Mean of a normal truncated to (0, inf): mu + sigma * phi(a) / (1 - Phi(a)), a = -mu/sigma.
-        a = -self.mean_ / self.std
+        a = -self.mu / self.std
         phi = math.exp(-a * a / 2) / math.sqrt(2 * math.pi)
         tail = 0.5 * math.erfc(a / math.sqrt(2))
-        return self.mean_ + self.std * phi / tail
+        return self.mu + self.std * phi / tail
 
     def _draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        out = rng.normal(self.mean_, self.std, n)
+        out = rng.normal(self.mu, self.std, n)
         bad = out <= 0
         while bad.any():
-            out[bad] = rng.normal(self.mean_, self.std, int(bad.sum()))
+            out[bad] = rng.normal(self.mu, self.std, int(bad.sum()))
             bad = out <= 0
         return out
 
     def describe(self) -> dict[str, Any]:
-        return {"dist": "normal", "mean": self.mean_, "std": self.std}
+        return {"dist": "normal", "mean": self.mu, "std": self.std}
 
 
 @dataclass(frozen=True)

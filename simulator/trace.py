@@ -204,9 +204,12 @@ def summarize(scenario: Scenario, raw: RawRun, trace: Trace) -> dict[str, Any]:
         counts[code] = np.bincount(lrn[status == code], minlength=n)
     # Per-learner staleness statistics in one sort: group by learner, staleness ascending.
     s_ok, l_ok = stale[ok], lrn[ok]
-    order = np.lexsort((s_ok, l_ok))
-    s_sorted = s_ok[order]
-    starts = np.searchsorted(l_ok[order], np.arange(n), side="left")
+    # One sort of the key learner * M + staleness (M > max staleness) groups by learner with
+    # staleness ascending; cheaper than a lexsort of two arrays.
+    big = int(s_ok.max()) + 1 if len(s_ok) else 1
+    key = np.sort(l_ok.astype(np.int64) * big + s_ok)
+    s_sorted = key % big
+    starts = np.searchsorted(key, np.arange(n, dtype=np.int64) * big, side="left")
     sums = np.bincount(l_ok, weights=s_ok, minlength=n)
     per = []
     for i, spec in enumerate(scenario.learners):

@@ -147,3 +147,21 @@ def test_protocol_study_small(tmp_path):
     sync = res["rows"][0]
     assert sync["mean_staleness"] == 0 and sync["gradients_per_update"] == 4
     assert (tmp_path / "protocols.md").read_text().startswith("| protocol |")
+
+
+def test_homework_output_matches_the_saved_file(capsys):
+    # examples/scenarios/homework_two_learners.out is the saved `dlsys simulate` output;
+    # regenerate it with: dlsys simulate examples/scenarios/homework_two_learners.toml > ...
+    assert main(["simulate", HOMEWORK]) == 0
+    saved = (EXAMPLES / "homework_two_learners.out").read_text()
+    assert capsys.readouterr().out == saved
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_example_runs(path, capsys):
+    args = ["simulate", str(path), "--json"]
+    if "until_updates" in path.read_text():
+        args += ["--until-updates", "60"]
+    assert main(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["summary"]["updates"] > 0

@@ -120,10 +120,8 @@ def _check_channels(where: str, shape: Shape, spatial: int) -> None:
             f"{where}: expects input (N, C, {', '.join('L' * spatial)}) with {spatial + 2} "
             f"dimensions, got shape {shape}"
         )
-    for i, s in enumerate(shape):
-        if s <= 0:
-            raise ValueError(f"{where}: input size must be > 0 in every dimension, got {shape}")
-        del i
+    if any(s <= 0 for s in shape):
+        raise ValueError(f"{where}: input size must be > 0 in every dimension, got {shape}")
 
 
 def _padding_pairs(
@@ -410,14 +408,38 @@ def softmax_cost(inputs: Sequence[Shape], *, where: str = "softmax") -> OpCost:
 def view_cost(
     inputs: Sequence[Shape], *, output_shape: Sequence[int], where: str = "view"
 ) -> OpCost:
-    """A view (flatten, reshape, transpose, slicing): no arithmetic, no new memory.
-
-    ``output_shape`` must hold as many elements as the input unless it is a slice.
+    """An op that only moves data (view, reshape, slicing, stack, pad, embedding lookup):
+    no arithmetic. Flagged ``view``: the tracer counts the elements it really writes (none
+    for a true view, all of ``output_shape`` for a copy). Inputs are not inspected.
     """
-    x = _one(inputs, where)
-    out = tuple(output_shape)
-    del x
-    return OpCost(output_shape=out, view=True)
+    if not inputs:
+        raise ValueError(f"{where}: expects at least one input")
+    return OpCost(output_shape=tuple(output_shape), view=True)
+
+
+@formula("attention")
+def attention_cost(inputs: Sequence[Shape], *, where: str = "attention") -> OpCost:
+    """Scaled dot-product attention of q (..., L, E), k (..., S, E), v (..., S, Ev).
+
+    macs = batch * L * S * E (q k^T) + batch * L * S * Ev (weights @ v), as FlopCounterMode;
+    elementwise: softmax 3 units per score (batch * L * S) plus the scaling.
+    """
+    if len(inputs) != 3:
+        raise ValueError(f"{where}: expects q, k, v, got {len(inputs)} inputs")
+    q, k, v = (tuple(s) for s in inputs)
+    if len(q) < 2 or q[-1] != k[-1] or k[-2] != v[-2]:
+        raise ValueError(
+            f"{where}: q {q}, k {k}, v {v} do not fit (..., L, E), (..., S, E), (..., S, Ev)"
+        )
+    batch = broadcast_shapes(where, [q[:-2], k[:-2], v[:-2]])
+    b, l_, s_, e, ev = numel(batch), q[-2], k[-2], q[-1], v[-1]
+    out = (*batch, l_, ev)
+    return OpCost(
+        output_shape=out,
+        activations=numel(out),
+        macs=b * l_ * s_ * e + b * l_ * s_ * ev,
+        elementwise=4 * b * l_ * s_,
+    )
 
 
 @formula("flatten")

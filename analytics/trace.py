@@ -294,6 +294,33 @@ def _matmul(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> OpCall:
     )
 
 
+def _norm_channels(w_pos: int, b_pos: int) -> Adapter:
+    # group_norm(input, num_groups, weight, bias), instance_norm(input, rm, rv, weight, bias)
+    def adapter(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> OpCall:
+        w = _arg(args, kwargs, w_pos, "weight", None)
+        b = _arg(args, kwargs, b_pos, "bias", None)
+        return OpCall(
+            "batch_norm",
+            [_shape(args[0])],
+            dict(affine=w is not None),
+            biases=(b,) if b is not None else (),
+        )
+
+    return adapter
+
+
+def _sdpa(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> OpCall:
+    q = _arg(args, kwargs, 0, "query", None)
+    k = _arg(args, kwargs, 1, "key", None)
+    v = _arg(args, kwargs, 2, "value", None)
+    return OpCall("attention", [_shape(q), _shape(k), _shape(v)])
+
+
+def _addmm(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> OpCall:
+    # addmm(bias, a, b) / baddbmm(bias, a, b): the product's MACs; the add is the bias.
+    return OpCall("matmul", [_shape(args[1]), _shape(args[2])], biases=(args[0],))
+
+
 def _interpolate(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> OpCall:
     mode = _arg(args, kwargs, 3, "mode", "nearest")
     # Price at the size torch chose (scale factors may round either way).
@@ -363,13 +390,28 @@ def _register_builtins() -> None:
         if fn not in _TORCH_OPS:
             register_torch_op(fn, _matmul, name="matmul")
     register_torch_op(F.interpolate, _interpolate, name="upsample")
+    register_torch_op(F.group_norm, _norm_channels(2, 3))
+    register_torch_op(F.instance_norm, _norm_channels(3, 4))
+    register_torch_op(F.scaled_dot_product_attention, _sdpa, name="attention")
+    register_torch_op(torch.addmm, _addmm)
+    register_torch_op(torch.baddbmm, _addmm)
+    # Data movement without arithmetic: priced by what they actually write.
+    for fn in (torch.stack, F.pad, F.embedding, T.repeat, T.expand_as, T.to, T.float,
+               T.double, T.half, T.long, T.int, T.bool, T.type_as, T.detach, torch.squeeze,
+               T.unflatten, torch.unflatten, T.narrow, torch.narrow, T.select, T.unbind,
+               torch.unbind):  # fmt: skip
+        if fn not in _TORCH_OPS:
+            register_torch_op(fn, _view)
 
     for fn in (T.dim, T.size, T.numel, T.stride, T.is_contiguous, T.__len__, T.nelement,
                T.ndimension, T.element_size, T.is_floating_point, T.get_device,
                T.is_complex):  # fmt: skip
         _ignore(fn, "metadata read: no arithmetic, no memory")
     for fn in (torch.zeros, torch.ones, torch.empty, torch.full, torch.arange, torch.zeros_like,
-               torch.ones_like, torch.empty_like, torch.full_like):  # fmt: skip
+               torch.ones_like, torch.empty_like, torch.full_like, torch.tensor,
+               torch.as_tensor, torch.randn, torch.rand, torch.randint, torch.linspace,
+               torch.eye, T.new_zeros, T.new_ones, T.new_empty, T.new_full,
+               T.new_tensor):  # fmt: skip
         _ignore(fn, "tensor creation: no arithmetic (NB: its memory is not counted)")
 
 

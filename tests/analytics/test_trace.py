@@ -273,3 +273,40 @@ def test_upsample_and_reductions() -> None:
     # bilinear: 2 * (2**2 - 1) = 6 units per output element, 162 elements -> 972
     assert rows[1].elementwise == 6 * 2 * 9 * 9
     assert rows[2].elementwise == 2 * 9 * 9  # the mean reads every element once
+
+
+class TinyTransformer(nn.Module):
+    """Embedding, group norm, attention via F.scaled_dot_product_attention, stack and pad."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(50, 16)
+        self.qkv = nn.Linear(16, 48)
+        self.norm = nn.GroupNorm(4, 16)
+        self.out = nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.emb(x.long())  # (N, 12, 16)
+        q, k, v = self.qkv(h).view(h.shape[0], 12, 3, 2, 8).unbind(2)  # each (N, 12, 2, 8)
+        a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        a = self.out(a.transpose(1, 2).reshape(h.shape[0], 12, 16))
+        a = self.norm(a.transpose(1, 2)).transpose(1, 2)
+        return F.pad(torch.stack([a, h], dim=1), (0, 1))
+
+
+def test_attention_model_matches_flop_counter() -> None:
+    torch.manual_seed(0)
+    model = TinyTransformer()
+    with torch.device("meta"):
+        meta = TinyTransformer()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        meta(torch.zeros(2, 12, device="meta"))
+    r = cost(model, (12,), batch=2)
+    assert r.totals["macs"] == counter.get_total_flops() // 2
+    # qkv 2*12*16*48 = 18,432; attention 2*2*12*12*8 * 2 = 9,216; out 2*12*16*16 = 6,144
+    assert r.totals["macs"] == 18_432 + 9_216 + 6_144
+    assert r.totals["params"] == sum(p.numel() for p in model.parameters())
+    # stack writes 2*2*12*16 = 768 elements, pad 2*2*12*17 = 816
+    acts = {row.type: row.activations for row in r.layers}
+    assert acts["stack"] == 768 and acts["pad"] == 816

@@ -55,3 +55,30 @@ def test_builder_needs_no_torch() -> None:
         "assert r.totals['macs'] == 19632062464; assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_residual_builder_matches_its_module() -> None:
+    net = an.Net(
+        an.Input(8, 6, 6),
+        an.Add([an.Conv(8, 3, padding=1), an.BatchNorm(), an.ReLU(), an.Conv(8, 3, padding=1)], []),
+        an.ReLU(),
+        an.AdaptiveAvgPool(1),
+        an.Flatten(),
+        an.Linear(4),
+        name="resblock",
+    )
+    built = net.cost(batch=2)
+    # two convs: 2*8*6*6 outputs * 8*9 = 41,472 MACs each; fc 2*8*4 = 64
+    assert built.totals["macs"] == 2 * 41_472 + 64
+    # the residual add: one addition per element of (2, 8, 6, 6) = 576
+    assert [r.elementwise for r in built.layers if r.type == "add"] == [576]
+    traced = an.cost(net.to_module(), (8, 6, 6), batch=2)
+    assert traced.totals == built.totals
+
+
+def test_inception_naive_peak_memory() -> None:
+    r = an.cost("inception_naive")
+    # While the pool branch runs, the input (256*1024) and every branch output are alive:
+    # 262,144 + (128 + 192 + 96 + 256) * 1024 = 950,272; at the concat the branch outputs
+    # (688,128) and the concatenated copy (688,128) are: 1,376,256, the peak.
+    assert an.peak_activations(r) == 2 * 688_128 == 1_376_256

@@ -219,7 +219,7 @@ def _run_fast(scenario: Scenario, rngs: list[np.random.Generator]) -> RawRun:
             _fast_learner(
                 env,
                 i,
-                spec.start_delay,
+                float(spec.start_delay),  # all-float times keep heap comparisons cheap
                 draw,
                 spec.budget,
                 box,
@@ -229,7 +229,7 @@ def _run_fast(scenario: Scenario, rngs: list[np.random.Generator]) -> RawRun:
             )
         )
     if scenario.until_time is not None:
-        tev = _new_event(env, URGENT, scenario.until_time)
+        tev = _new_event(env, URGENT, float(scenario.until_time))
         tev.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
     stopped = _loop(env)
     updates = len(lrn_col)

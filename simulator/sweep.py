@@ -89,7 +89,7 @@ class SweepResult:
             lines.append(cells)
         widths = [max(len(r[j]) for r in lines) for j in range(len(head))]
         return "\n".join(
-            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in lines
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in lines
         )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -310,3 +312,32 @@ def test_attention_model_matches_flop_counter() -> None:
     # stack writes 2*2*12*16 = 768 elements, pad 2*2*12*17 = 816
     acts = {row.type: row.activations for row in r.layers}
     assert acts["stack"] == 768 and acts["pad"] == 816
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    c_mult=st.integers(1, 3),
+    groups=st.sampled_from([1, 2, 4]),
+    kernel=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 2),
+    dilation=st.integers(1, 2),
+    bias=st.booleans(),
+    size=st.integers(6, 12),
+)
+def test_random_convs_match_flop_counter(
+    c_mult: int, groups: int, kernel: int, stride: int, padding: int, dilation: int,
+    bias: bool, size: int,
+) -> None:  # fmt: skip
+    c_in, c_out = 4 * c_mult, 4 * groups
+    conv = nn.Conv2d(c_in, c_out, kernel, stride, padding, dilation, groups, bias)
+    if dilation * (kernel - 1) + 1 > size + 2 * padding:
+        with pytest.raises(ValueError, match="larger than the padded input"):
+            cost(conv, (c_in, size, size))
+        return
+    r = cost(conv, (c_in, size, size), batch=2)  # real CPU parameters, swapped for meta
+    counter = FlopCounterMode(display=False)
+    with counter:
+        conv.to("meta")(torch.empty(2, c_in, size, size, device="meta"))
+    assert r.totals["macs"] == counter.get_total_flops() // 2
+    assert r.totals["params"] == sum(p.numel() for p in conv.parameters())

@@ -90,7 +90,7 @@ def main() -> int:
     print("VGG19 at 1x3x224x224, median of", args.repeats, "interleaved runs")
     print(f"{'contender':<38} {'ms':>10} {'x dlsys trace':>14}")
     for name in contenders:
-        print(f"{name:<38} {1e3 * med[name]:>10.2f} {med[name] / base:>14.1f}")
+        print(f"{name:<38} {1e3 * med[name]:>10.2f} {med[name] / base:>14.2f}")
     print(f"MACs: dlsys {macs:,}; FlopCounterMode/2 {flop_counter():,}; "
           f"torchinfo mult-adds {info():,} (includes bias adds)")  # fmt: skip
     print(f"peak RSS growth over 20 warm traces at batch 1 and one at batch 1000: "

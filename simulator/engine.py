@@ -445,6 +445,16 @@ class Engine:
                     lr.reuse = False
                     phase = "cycle"
                     self._membership_changed()
+                    if self.post_push == "wait" and any(
+                        g[0] == lr.idx for g in (*self.pending, *self.inbox)
+                    ):
+                        # Its gradient pushed before the crash is still queued: wait for
+                        # that update as if it had never crashed (a new read now would
+                        # compute a second gradient for the same round).
+                        lr.state = _WAIT_PS
+                        lr.wake = env.event()
+                        yield lr.wake
+                        lr.wake = None
                 else:
                     yield from self._cycles(lr)
                     return

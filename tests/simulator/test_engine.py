@@ -243,3 +243,21 @@ def test_crash_while_pulling_records_a_lost_gradient_with_its_own_number():
     assert np.isnan(tr["t_start"][1]) and tr["t_done"][1] == 1.75
     assert tr["t_read"].tolist() == [0.0, 1.5, 2.0]
     assert tr["t_apply"][2] == 3.5  # 2 + 0.5 pull + 1 compute
+
+
+def test_restart_waits_for_its_queued_gradient_in_sync():
+    # Regression: A (1 s) pushes g1 at 1 and waits for the barrier; it crashes at 1.5 and is
+    # back at 2 while g1 is still queued. It must wait for that round (B finishes at 3), not
+    # read version 0 again and compute a second gradient for the same round.
+    sc = Scenario(
+        learners=(Learner("A", Fixed(1)), Learner("B", Fixed(3))),
+        protocol=Protocol("sync"),
+        faults=(Crash("A", at=1.5, restart_after=0.5),),
+        until_updates=2,
+    )
+    tr = simulate(sc).trace
+    first = tr["version"] == 0
+    assert sorted(tr["learner_name"][first].tolist()) == ["A", "B"]
+    a2 = (tr["learner_name"] == "A") & (tr["seq"] == 2)
+    assert tr["t_read"][a2].tolist() == [3.0] and tr["read_version"][a2].tolist() == [1]
+    assert tr["status"].tolist() == [0, 0, 0, 0]  # nothing lost: A was idle when it crashed

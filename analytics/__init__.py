@@ -137,3 +137,12 @@ __all__ = [
     "vgg19_table",
     "zoo",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``dlsys.analytics.curves`` and ``.biasvar`` load on first use (they import scikit-learn)."""
+    if name in ("curves", "biasvar"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -197,7 +197,8 @@ def summarize(scenario: Scenario, raw: RawRun, trace: Trace) -> dict[str, Any]:
     t_apply = trace["t_apply"]
     last_apply = float(np.nanmax(t_apply)) if updates else None
     busy_row = np.nan_to_num(trace["t_done"] - trace["t_start"], nan=0.0)
-    busy = np.bincount(lrn, weights=busy_row, minlength=n)
+    # (bincount of an empty array is int64 even with weights: cast before adding floats)
+    busy = np.bincount(lrn, weights=busy_row, minlength=n).astype(np.float64)
     busy += np.nan_to_num(t_end - raw.inflight_start, nan=0.0)
     counts = np.zeros((4, n), dtype=np.int64)
     for code in (APPLIED, LOST, CANCELLED, DROPPED):
@@ -210,7 +211,7 @@ def summarize(scenario: Scenario, raw: RawRun, trace: Trace) -> dict[str, Any]:
     key = np.sort(l_ok.astype(np.int64) * big + s_ok)
     s_sorted = key % big
     starts = np.searchsorted(key, np.arange(n, dtype=np.int64) * big, side="left")
-    sums = np.bincount(l_ok, weights=s_ok, minlength=n)
+    sums = np.bincount(l_ok, weights=s_ok, minlength=n).astype(np.float64)
     per = []
     for i, spec in enumerate(scenario.learners):
         m = int(counts[APPLIED, i])

@@ -261,3 +261,14 @@ def test_restart_waits_for_its_queued_gradient_in_sync():
     a2 = (tr["learner_name"] == "A") & (tr["seq"] == 2)
     assert tr["t_read"][a2].tolist() == [3.0] and tr["read_version"][a2].tolist() == [1]
     assert tr["status"].tolist() == [0, 0, 0, 0]  # nothing lost: A was idle when it crashed
+
+
+def test_run_without_any_gradient_row():
+    # Regression: the only learner crashes for good before its first gradient is done; an
+    # empty trace must still give a summary (bincount of an empty array is int64).
+    sc = Scenario(
+        learners=(Learner("A", Exponential(1.0)),), faults=(Crash("A", at=0.0),), until_time=2.0
+    )
+    res = simulate(sc)
+    assert res.summary["updates"] == 0 and res.summary["staleness"]["mean"] is None
+    assert res.summary["per_learner"][0]["busy_share"] == 0.0

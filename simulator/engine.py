@@ -366,6 +366,7 @@ class Engine:
         self.updates = 0
         self.pending: list[tuple[Any, ...]] = []
         self.inbox: list[tuple[Any, ...]] = []
+        self.serving: list[tuple[Any, ...]] = []  # the batch in PS service, if any
         self.flush_scheduled = False
         self.busy = False
         self.paused = False
@@ -446,7 +447,7 @@ class Engine:
                     phase = "cycle"
                     self._membership_changed()
                     if self.post_push == "wait" and any(
-                        g[0] == lr.idx for g in (*self.pending, *self.inbox)
+                        g[0] == lr.idx for g in (*self.pending, *self.inbox, *self.serving)
                     ):
                         # Its gradient pushed before the crash is still queued: wait for
                         # that update as if it had never crashed (a new read now would
@@ -591,6 +592,7 @@ class Engine:
                 return
             if self.service:
                 self.busy = True
+                self.serving = batch
                 done = self.env.timeout(self.service)
                 done.callbacks.append(partial(self._service_done_cb, batch))
                 return
@@ -598,6 +600,7 @@ class Engine:
 
     def _service_done_cb(self, batch: list[tuple[Any, ...]], _ev: Any) -> None:
         self.busy = False
+        self.serving = []
         self._apply(batch)
         self._schedule_flush()
 

@@ -272,3 +272,19 @@ def test_run_without_any_gradient_row():
     res = simulate(sc)
     assert res.summary["updates"] == 0 and res.summary["staleness"]["mean"] is None
     assert res.summary["per_learner"][0]["busy_share"] == 0.0
+
+
+def test_restart_waits_for_its_gradient_in_ps_service():
+    # Regression: both push at 1; the PS serves the sync update over [1, 2). A crashes at 1.5
+    # and is back at 1.75 while its gradient is in service: it must read version 1 at 2.
+    sc = Scenario(
+        learners=(Learner("A", Fixed(1)), Learner("B", Fixed(1))),
+        protocol=Protocol("sync"),
+        service_time=1,
+        faults=(Crash("A", at=1.5, restart_after=0.25),),
+        until_updates=2,
+    )
+    tr = simulate(sc).trace
+    a2 = (tr["learner_name"] == "A") & (tr["seq"] == 2)
+    assert tr["t_read"][a2].tolist() == [2.0] and tr["read_version"][a2].tolist() == [1]
+    assert np.all(tr["staleness"] == 0)

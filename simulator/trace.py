@@ -310,4 +310,6 @@ def simulate(
     push = np.array([float(lrn.push_time) for lrn in sc.learners])
     trace = Trace(raw.columns, [lrn.name for lrn in sc.learners], push, sc.lr)
     summary = summarize(sc, raw, trace)
+    if isinstance(use_seed, np.random.SeedSequence):  # e.g. one replication of a sweep
+        summary["seed"] = {"entropy": use_seed.entropy, "spawn_key": list(use_seed.spawn_key)}
     return Result(sc, use_seed, trace, summary, raw)

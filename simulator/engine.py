@@ -10,7 +10,8 @@ its own: gradient arrivals are collected, and updates are formed by the protocol
 Tie rule (events at the same instant ``t``), enforced with SimPy event priorities:
 
 1. ordinary events at ``t`` (compute and network completions, crashes, service ends) run
-   first, in SimPy's order;
+   first, in SimPy's order (crashes are scheduled at the start, so a crash at the instant
+   a computation ends comes first and that gradient is lost);
 2. then the gradients that arrived at ``t`` join the PS queue in order of
    (read version, learner index) and updates are applied (priority ``FLUSH``);
 3. then learners read the weights (priority ``READ``), so a read at ``t`` sees every
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 import simpy
 from simpy.core import EmptySchedule, StopSimulation
-from simpy.events import NORMAL, URGENT
+from simpy.events import URGENT
 
 from dlsys.simulator.distributions import Time
 from dlsys.simulator.scenario import Crash, Learner, PSPause, Scenario, Slowdown
@@ -546,6 +547,11 @@ class Engine:
             return
         if lr.state in _IN_FLIGHT:
             self._row(lr, LOST, -1, math.nan, self.env.now)
+        elif lr.state == _READ:
+            # Crashed at the instant it was about to read: nothing was computed, so give the
+            # gradient number and the drawn duration back (the next gradient uses them).
+            lr.seq -= 1
+            lr.k -= 1
         lr.alive = False
         lr.state = _DOWN
         lr.wake = None
@@ -730,7 +736,6 @@ __all__ = [
     "COLUMNS",
     "DROPPED",
     "LOST",
-    "NORMAL",
     "STATUS_NAMES",
     "Engine",
     "RawRun",

@@ -20,6 +20,7 @@ from dlsys.simulator import (
     PSPause,
     Scenario,
     Slowdown,
+    Times,
     simulate,
 )
 from dlsys.simulator.engine import (
@@ -288,3 +289,15 @@ def test_restart_waits_for_its_gradient_in_ps_service():
     a2 = (tr["learner_name"] == "A") & (tr["seq"] == 2)
     assert tr["t_read"][a2].tolist() == [2.0] and tr["read_version"][a2].tolist() == [1]
     assert np.all(tr["staleness"] == 0)
+
+
+def test_crash_at_the_instant_of_a_read_keeps_gradient_numbers_dense():
+    # Regression: A starts at 2 and crashes at 2, before reading. Nothing was computed, so
+    # its first gradient (after the restart at 3) is still number 1, with the first duration.
+    sc = Scenario(
+        learners=(Learner("A", Times((1, 3)), start_delay=2),),
+        faults=(Crash("A", at=2, restart_after=1),),
+    )
+    tr = simulate(sc).trace
+    assert tr["seq"].tolist() == [1, 2]
+    assert tr["t_done"].tolist() == [4.0, 6.0]  # durations 1 and 2 (times 1, 3)

@@ -116,6 +116,8 @@ class Common:
         """``auto`` -> ``cuda`` when a CUDA device is present, else ``cpu``."""
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"--device {self.device}: no CUDA device is available; use cpu")
         return self.device
 
     def record(self) -> dict[str, Any]:

@@ -197,3 +197,38 @@ def test_batched_mean_staleness_is_n_minus_1_over_c(kind):
     # Successive staleness values are correlated; the SE comes from 20 batch means.
     se = batch_se(st.astype(float))
     assert abs(st.mean() - (n - 1) / c) < 5 * se + 0.01, (st.mean(), se)
+
+
+def test_async_matches_a_hand_written_simpy_script():
+    # An independent reference: the minimal SimPy script of benchmarks/simulator.py (one
+    # process per learner, a version counter inline, scalar draws from the same per-learner
+    # streams). dlsys must give exactly the same staleness sequence.
+    import simpy
+
+    rates = [0.5 + i / 10 for i in range(10)]
+    updates = 3000
+    env = simpy.Environment()
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(4).spawn(len(rates))]
+    state = {"version": 0}
+    log: list[tuple[int, int]] = []
+    done = env.event()
+
+    def learner(i, rng, scale):
+        read = 0
+        while True:
+            yield env.timeout(rng.exponential(scale))
+            log.append((i, state["version"] - read))
+            state["version"] += 1
+            if state["version"] == updates:
+                done.succeed()
+            read = state["version"]
+
+    for i, r in enumerate(rates):
+        env.process(learner(i, rngs[i], 1.0 / r))
+    env.run(until=done)
+    sc = Scenario(
+        learners=tuple(Learner(f"w{i}", Exponential(r)) for i, r in enumerate(rates)),
+        until_updates=updates,
+    )
+    tr = simulate(sc, seed=4).trace
+    assert list(zip(tr["learner"].tolist(), tr["staleness"].tolist(), strict=True)) == log

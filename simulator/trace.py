@@ -155,8 +155,14 @@ class Trace:
         return buf.getvalue()
 
     def to_dataframe(self) -> Any:
-        """The trace as a pandas DataFrame (needs pandas)."""
-        import pandas as pd
+        """The trace as a pandas DataFrame (pandas is optional: not a dlsys dependency)."""
+        try:
+            import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+        except ImportError:
+            raise ImportError(
+                "Trace.to_dataframe needs pandas (pip install pandas); trace[name] gives "
+                "numpy arrays without it"
+            ) from None
 
         return pd.DataFrame({k: self[k] for k in CSV_COLUMNS})
 

@@ -22,12 +22,24 @@ from typing import Any
 import numpy as np
 
 
+def _umask() -> int:
+    # NOTE: os.umask can only be read by setting it; restore it at once.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename; return the path."""
+    """Write ``data`` to ``path`` through a temporary file and a rename; return the path.
+
+    The file gets the mode a plain ``open(path, "w")`` would give (0666 less the umask), not
+    mkstemp's private 0600.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, target)
@@ -98,6 +110,7 @@ def output_dir(path: str | os.PathLike[str] | None) -> Iterator[Path | None]:
     try:
         yield stage
         if not final.exists():
+            os.chmod(stage, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the results
             os.replace(stage, final)
             return
         for src in sorted(stage.rglob("*")):

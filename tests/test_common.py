@@ -68,3 +68,22 @@ def test_to_jsonable_and_write_json(tmp_path: Path) -> None:
     assert to_jsonable(obj) == {"a": 2**40 + 1, "b": 0.5, "c": [0, 1, 2], "d": [1, None]}
     path = write_json(tmp_path / "x.json", obj)
     assert json.loads(path.read_text())["a"] == 1099511627777
+
+
+def test_outputs_follow_the_umask_not_mkstemp_private_modes(tmp_path: Path) -> None:
+    # mkstemp/mkdtemp create 0600 files and 0700 folders; published output must be readable
+    # by others as any file the user creates would be (umask 022 -> 0644 and 0755).
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = write_json(tmp_path / "x.json", {"a": 1})
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        out = tmp_path / "res"
+        with output_dir(out) as stage:
+            assert stage is not None
+            (stage / "a.txt").write_text("a")
+        assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    finally:
+        os.umask(old)

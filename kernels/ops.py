@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from dlsys.kernels import _C
 
@@ -40,6 +41,9 @@ REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
 _CUDA_COMPILED = bool(_C.build_info()["cuda_compiled"])
+#: Let eager calls of flooding_cross_entropy on plain tensors skip the dispatcher (the same
+#: kernels; see _FloodCEEager). Tests switch it off to compare both paths.
+_EAGER_FAST_PATH = True
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,8 +371,7 @@ def conv2d(
 # --------------------------------------------------------------------------------------------
 
 
-@torch.library.custom_op("dlsys::flood_ce", mutates_args=())
-def _flood_ce_op(
+def _flood_ce_forward_impl(
     logits: Tensor, target: Tensor, b: float, reduction: int, ignore_index: int
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(loss, rows, stats) of the fused flooding cross-entropy (see kernels/csrc/flood_ce.h).
@@ -404,6 +407,9 @@ def _flood_ce_op(
     return loss, rows, stats
 
 
+_flood_ce_op = torch.library.custom_op("dlsys::flood_ce", _flood_ce_forward_impl, mutates_args=())
+
+
 @_flood_ce_op.register_fake
 def _flood_ce_fake(logits, target, b, reduction, ignore_index):  # type: ignore[no-untyped-def]
     n = logits.shape[0]
@@ -414,8 +420,7 @@ def _flood_ce_fake(logits, target, b, reduction, ignore_index):  # type: ignore[
     )
 
 
-@torch.library.custom_op("dlsys::flood_ce_backward", mutates_args=())
-def _flood_ce_backward_op(
+def _flood_ce_backward_impl(
     grad_loss: Tensor,
     logits: Tensor,
     target: Tensor,
@@ -453,6 +458,11 @@ def _flood_ce_backward_op(
     return grad
 
 
+_flood_ce_backward_op = torch.library.custom_op(
+    "dlsys::flood_ce_backward", _flood_ce_backward_impl, mutates_args=()
+)
+
+
 @_flood_ce_backward_op.register_fake
 def _flood_ce_backward_fake(grad_loss, logits, target, rows, stats, b, reduction, ignore_index):  # type: ignore[no-untyped-def]
     return torch.empty_like(logits)
@@ -472,6 +482,43 @@ def _flood_ce_backward(ctx: Any, grad_loss: Tensor, _grows: Any, _gstats: Any) -
 
 
 _flood_ce_op.register_autograd(_flood_ce_backward, setup_context=_flood_ce_setup_context)
+
+
+class _FloodCEEager(torch.autograd.Function):
+    """The eager fast path: the same kernels as ``dlsys::flood_ce`` without the dispatcher.
+
+    A custom op call passes the dispatcher, the op's autograd wrapper and the Python kernel
+    (about 50 us on this 2-core machine, more than the whole (128, 10) loss costs torch); this
+    Function calls the same two implementations directly. It is used only for plain tensors
+    in eager mode (see :func:`_eager_ok`), so tracing, torch.compile, FakeTensor, functorch
+    transforms and dispatch modes still see ``dlsys::flood_ce``.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, logits: Tensor, target: Tensor, b: float, reduction: int, ignore_index: int
+    ) -> Tensor:
+        loss, rows, stats = _flood_ce_forward_impl(logits, target, b, reduction, ignore_index)
+        ctx.save_for_backward(logits, target, rows, stats)
+        ctx.conf = (b, reduction, ignore_index)
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        logits, target, rows, stats = ctx.saved_tensors
+        grad = _flood_ce_backward_impl(grad_loss, logits, target, rows, stats, *ctx.conf)
+        return grad, None, None, None, None
+
+
+def _eager_ok(*tensors: Tensor) -> bool:
+    """True when a call may bypass the dispatcher: eager mode, plain tensors, no modes."""
+    return (
+        all(type(t) is Tensor for t in tensors)
+        and not torch.compiler.is_compiling()
+        and not torch._C._is_torch_function_mode_enabled()
+        and _get_current_dispatch_mode() is None
+        and not torch._C._are_functorch_transforms_active()
+    )
 
 
 def _check_flood_args(b: Any, reduction: Any, ignore_index: Any) -> tuple[float, int]:
@@ -555,4 +602,6 @@ def flooding_cross_entropy(
                 f"target: target[{i}] = {int(target[i])} is out of range [0, {c}) and is not "
                 f"ignore_index={ignore_index}"
             )
+    if _EAGER_FAST_PATH and _eager_ok(logits, target):
+        return _FloodCEEager.apply(logits, target, bf, code, ignore_index)  # type: ignore[no-any-return]
     return torch.ops.dlsys.flood_ce(logits, target, bf, code, ignore_index)[0]

@@ -1,8 +1,9 @@
 // Optimised CPU fused cross-entropy with flooding (formulas in flood_ce.h).
 //
-// Forward, per row (OpenMP over rows): a max pass and a sum-of-exp pass over the row (both
-// vectorised; a row of 1000 floats is 4 KB and stays in L1 between them), then m, log-sum and
-// the row loss. Row losses are summed in fixed chunks of kChunk rows and the chunk sums added in
+// Forward, per chunk of 256 rows (OpenMP over chunks): a max pass and a sum-of-exp pass over
+// each row (both vectorised; a row of 1000 floats is 4 KB and stays in L1 between them; rows
+// narrower than 32 use one flat exp loop over the chunk instead), one vectorised log over the
+// chunk's sums, then the row losses. Row losses are summed in fixed chunks of kChunk rows and the chunk sums added in
 // order, so the result does not depend on the thread count.
 // Backward, per row: dx = s * exp((x - m) - ls) - s * onehot(t): one read of x and one write of dx,
 // no softmax tensor is materialised (torch writes log_softmax forward and reads it back).
@@ -23,19 +24,48 @@ namespace {
 
 constexpr int64_t kChunk = 256;          // rows per partial sum (fixed: determinism)
 constexpr int64_t kParallelMin = 16384;  // elements below which one thread is faster
+constexpr int64_t kNarrow = 32;          // rows narrower than this go through the flat path
 
-// m = max of the row and ls = log sum exp(row - m). A NaN anywhere in the row makes the sum
-// NaN (exp(NaN) = NaN), so the loss is NaN, as in torch.
 template <typename T>
-inline void row_stats(const T *row, int64_t C, T &m_out, T &ls_out) {
+inline T row_max(const T *row, int64_t C) {
   T m = row[0];
 #pragma omp simd reduction(max : m)
   for (int64_t j = 0; j < C; ++j) m = row[j] > m ? row[j] : m;
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < C; ++j) s += vexp(row[j] - m);
-  m_out = m;
-  ls_out = std::log(s);
+  return m;
+}
+
+// For rows [i0, i0 + nr): m[r] = max of row r and ls[r] = log sum_j exp(x_rj - m[r]).
+// Wide rows: one vectorised exp loop per row. Narrow rows (C < 32, e.g. 10 classes, where a
+// per-row loop would be mostly remainder): the shifted values of the whole chunk go into
+// `buf` and one flat vectorised exp loop runs over all of them. A NaN anywhere in a row makes
+// its sum NaN (exp(NaN) = NaN), so its loss is NaN, as in torch.
+template <typename T>
+void chunk_stats(const T *x, int64_t C, int64_t nr, T *m, T *ls, T *buf) {
+  T s[kChunk];
+  for (int64_t r = 0; r < nr; ++r) m[r] = row_max(x + r * C, C);
+  if (C >= kNarrow) {
+    for (int64_t r = 0; r < nr; ++r) {
+      const T *row = x + r * C;
+      const T mr = m[r];
+      T acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t j = 0; j < C; ++j) acc += vexp(row[j] - mr);
+      s[r] = acc;
+    }
+  } else {
+    for (int64_t r = 0; r < nr; ++r)
+      for (int64_t j = 0; j < C; ++j) buf[r * C + j] = x[r * C + j] - m[r];
+    const int64_t n = nr * C;
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) buf[k] = vexp(buf[k]);
+    for (int64_t r = 0; r < nr; ++r) {
+      T acc = 0;
+      for (int64_t j = 0; j < C; ++j) acc += buf[r * C + j];
+      s[r] = acc;
+    }
+  }
+#pragma omp simd
+  for (int64_t r = 0; r < nr; ++r) ls[r] = vlog(s[r]);
 }
 
 }  // namespace
@@ -48,27 +78,31 @@ void flood_ce_forward_cpu(const FloodDims &d, const T *x, const int64_t *t, T *l
   std::vector<double> part(static_cast<size_t>(nchunks), 0.0);
   std::vector<int64_t> cnt(static_cast<size_t>(nchunks), 0);
   const bool par = N * C >= kParallelMin && threads > 1;
-#pragma omp parallel for schedule(static) num_threads(threads) if (par)
-  for (int64_t ch = 0; ch < nchunks; ++ch) {
-    double acc = 0.0;
-    int64_t c = 0;
-    const int64_t end = std::min(N, (ch + 1) * kChunk);
-    for (int64_t i = ch * kChunk; i < end; ++i) {
-      const T *row = x + i * C;  // row is (C,)
-      T m, ls;
-      row_stats(row, C, m, ls);
-      rows[2 * i] = m;
-      rows[2 * i + 1] = ls;
-      T li = 0;
-      if (t[i] != d.ignore_index) {
-        li = (m - row[t[i]]) + ls;
-        ++c;
+#pragma omp parallel num_threads(threads) if (par)
+  {
+    std::vector<T> buf(C < kNarrow ? static_cast<size_t>(kChunk * C) : 0);
+#pragma omp for schedule(static)
+    for (int64_t ch = 0; ch < nchunks; ++ch) {
+      const int64_t i0 = ch * kChunk, nr = std::min(N, i0 + kChunk) - i0;
+      T m[kChunk], ls[kChunk];
+      chunk_stats(x + i0 * C, C, nr, m, ls, buf.data());
+      double acc = 0.0;
+      int64_t c = 0;
+      for (int64_t r = 0; r < nr; ++r) {
+        const int64_t i = i0 + r;
+        rows[2 * i] = m[r];
+        rows[2 * i + 1] = ls[r];
+        T li = 0;
+        if (t[i] != d.ignore_index) {
+          li = (m[r] - x[i * C + t[i]]) + ls[r];
+          ++c;
+        }
+        if (d.reduction == Reduction::None) loss[i] = li;
+        acc += static_cast<double>(li);
       }
-      if (d.reduction == Reduction::None) loss[i] = li;
-      acc += static_cast<double>(li);
+      part[static_cast<size_t>(ch)] = acc;
+      cnt[static_cast<size_t>(ch)] = c;
     }
-    part[static_cast<size_t>(ch)] = acc;
-    cnt[static_cast<size_t>(ch)] = c;
   }
   double total = 0.0;
   int64_t count = 0;
@@ -93,21 +127,49 @@ void flood_ce_backward_cpu(const FloodDims &d, const T *gloss, const T *x, const
     if (d.reduction == Reduction::Mean) scale /= static_cast<double>(stats[1]);
     common = static_cast<T>(scale);
   }
+  const int64_t nchunks = (N + kChunk - 1) / kChunk;
   const bool par = N * C >= kParallelMin && threads > 1;
 #pragma omp parallel for schedule(static) num_threads(threads) if (par)
-  for (int64_t i = 0; i < N; ++i) {
-    const T *row = x + i * C;
-    T *g = gx + i * C;
-    const int64_t ti = t[i];
-    if (ti == d.ignore_index) {
-      std::fill(g, g + C, T(0));
-      continue;
-    }
-    const T s = d.reduction == Reduction::None ? gloss[i] : common;
-    const T m = rows[2 * i], ls = rows[2 * i + 1];
+  for (int64_t ch = 0; ch < nchunks; ++ch) {
+    const int64_t i0 = ch * kChunk, i1 = std::min(N, i0 + kChunk);
+    if (C >= kNarrow) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const T *row = x + i * C;
+        T *g = gx + i * C;
+        const int64_t ti = t[i];
+        if (ti == d.ignore_index) {
+          std::fill(g, g + C, T(0));
+          continue;
+        }
+        const T s = d.reduction == Reduction::None ? gloss[i] : common;
+        const T m = rows[2 * i], ls = rows[2 * i + 1];
 #pragma omp simd
-    for (int64_t j = 0; j < C; ++j) g[j] = s * vexp((row[j] - m) - ls);
-    g[ti] = s * (vexp((row[ti] - m) - ls) - T(1));
+        for (int64_t j = 0; j < C; ++j) g[j] = s * vexp((row[j] - m) - ls);
+        g[ti] = s * (vexp((row[ti] - m) - ls) - T(1));
+      }
+    } else {
+      // Narrow rows: log-softmax of the chunk into gx, one flat exp loop, then scale per row.
+      for (int64_t i = i0; i < i1; ++i) {
+        const T m = rows[2 * i], ls = rows[2 * i + 1];
+        for (int64_t j = 0; j < C; ++j) gx[i * C + j] = (x[i * C + j] - m) - ls;
+      }
+      T *g0 = gx + i0 * C;
+      const int64_t n = (i1 - i0) * C;
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) g0[k] = vexp(g0[k]);
+      for (int64_t i = i0; i < i1; ++i) {
+        T *g = gx + i * C;
+        const int64_t ti = t[i];
+        if (ti == d.ignore_index) {
+          std::fill(g, g + C, T(0));
+          continue;
+        }
+        const T s = d.reduction == Reduction::None ? gloss[i] : common;
+        const T pt = g[ti];
+        for (int64_t j = 0; j < C; ++j) g[j] *= s;
+        g[ti] = s * (pt - T(1));
+      }
+    }
   }
 }
 

@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
 
+import dlsys.kernels.ops as ops
 from dlsys.kernels import _C, FloodingLoss, flooding_cross_entropy
 from dlsys.kernels.ops import REDUCTIONS
 from dlsys.kernels.testing import assert_close
@@ -248,3 +250,31 @@ def test_hypothesis_shapes_match_torch(problem: tuple[Any, ...]) -> None:
 @given(ce_problems())
 def test_hypothesis_shapes_match_torch_slow(problem: tuple[Any, ...]) -> None:
     test_hypothesis_shapes_match_torch.hypothesis.inner_test(problem)  # type: ignore[attr-defined]
+
+
+def test_eager_fast_path_equals_the_custom_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eager calls skip the dispatcher (ops._FloodCEEager) but run the very same kernels."""
+    x, t = _data(100, 7, seed=12)
+    t[::9] = -100
+    cases = [(0.0, "mean"), (0.4, "mean"), (50.0, "sum"), (0.0, "none")]
+    fast = [_value_and_grad(flooding_cross_entropy, x, t, b, r) for b, r in cases]
+    monkeypatch.setattr(ops, "_EAGER_FAST_PATH", False)
+    slow = [_value_and_grad(flooding_cross_entropy, x, t, b, r) for b, r in cases]
+    for (lf, gf), (ls, gs) in zip(fast, slow, strict=True):
+        assert torch.equal(lf, ls) and torch.equal(gf, gs)
+
+
+def test_dispatch_modes_see_the_custom_ops() -> None:
+    """Under a dispatch mode (as used by tracers and FLOP counters) the dlsys ops appear."""
+    seen: list[str] = []
+
+    class Log(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    x, t = _data(8, 3, seed=13)
+    x.requires_grad_()
+    with Log():
+        flooding_cross_entropy(x, t, 0.2).backward()
+    assert "dlsys.flood_ce.default" in seen and "dlsys.flood_ce_backward.default" in seen

@@ -410,6 +410,8 @@ def lr_range(
     summary: dict[str, Any] = {"model": base["model"], "rule": LR_RULE}
     fig, axs = _ax("LR range test", "learning rate (per update, log scale)", "training loss")
     plot_data: dict[str, Any] = {}
+    grid_first: list[float] = []
+    sweep_first: list[float] = []
     if mode in ("both", "grid"):
         rates = np.logspace(math.log10(lo), math.log10(hi), num).tolist()
         grid_loss = []
@@ -433,6 +435,7 @@ def lr_range(
         summary["grid"].pop("rule")
         fin = [(a, b) for a, b in zip(rates, grid_loss, strict=True) if math.isfinite(b)]
         axs[0].plot([a for a, _ in fin], [b for _, b in fin], "o-", label="grid (last epoch)")
+        grid_first = grid_loss[:1]
         plot_data["grid"] = {"lr": rates, "loss": grid_loss}
     if mode in ("both", "sweep"):
         sw = _lr_sweep(
@@ -452,6 +455,7 @@ def lr_range(
         summary["sweep"]["start_lr"] = sw["lrs"][0] if sw["lrs"] else None
         axs[0].plot(sw["lrs"], sw["losses"], alpha=0.3, label="sweep (per update)")
         axs[0].plot(sw["lrs"], sw["smoothed"], label="sweep (smoothed)")
+        sweep_first = sw["smoothed"][:1]
         plot_data["sweep"] = {k: sw[k] for k in ("lrs", "losses", "smoothed")}
     pick = summary.get("sweep") or summary["grid"]
     summary["lr_min"], summary["lr_max"] = pick["lr_min"], pick["lr_max"]
@@ -459,6 +463,9 @@ def lr_range(
     for v, style in ((summary["lr_min"], ":"), (summary["lr_max"], "--")):
         axs[0].axvline(v, color="k", linestyle=style, alpha=0.6)
     axs[0].set_xscale("log")
+    starts = [v[0] for v in (grid_first, sweep_first) if v and math.isfinite(v[0])]
+    if starts:  # diverged losses would flatten the curve: show up to 1.5x the starting loss
+        axs[0].set_ylim(0.0, 1.5 * max(starts))
     axs[0].legend(title=f"lr_min {summary['lr_min']:.2g}, lr_max {summary['lr_max']:.2g}")
     ctx.figure(
         "lr_range", fig, {**plot_data, "lr_min": summary["lr_min"], "lr_max": summary["lr_max"]}
@@ -590,9 +597,10 @@ def batch_ramp(
 ) -> ExperimentResult:
     """Batch-size ramp vs LR decay (experiment 3, Smith et al. 2018).
 
-    ``ramp``: fixed LR, batch ``start`` doubling every ``every`` updates up to ``max_batch``
-    (capped at the training-set size). ``decay``: batch ``start`` fixed, LR halved at the same
-    points in *samples seen* — after ``every * (2**k - 1)`` updates, k = 1..log2(max/start) —
+    ``ramp``: fixed LR (``--lr``, default ``lr_max`` of a fast LR sweep), batch ``start``
+    doubling every ``every`` updates up to ``max_batch`` (capped at the training-set size).
+    ``decay``: batch ``start`` fixed, LR halved at the same points in *samples seen* — after
+    ``every * (2**k - 1)`` updates, k = 1..log2(max/start) —
     so both follow one schedule in epochs. Both train the same number of epochs.
     """
     for nm, v in (("--ramp-start", start), ("--ramp-max", max_batch)):
@@ -600,15 +608,18 @@ def batch_ramp(
             raise ValueError(f"{nm}: must be an integer >= 1, got {v!r}")
     if max_batch < start:
         raise ValueError(f"--ramp-max: must be >= --ramp-start ({start}), got {max_batch}")
-    every = _pick(every, 10, 2000, common.preset)
+    every = _pick(every, 20, 2000, common.preset)
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"--ramp-every: must be an integer >= 1 (updates), got {every!r}")
     params = {"start": start, "max_batch": max_batch, "every": every}
     ctx = _Ctx("batch-ramp", common, out, params)
-    base = _base(
-        ctx, model=("cnn", "inception"), epochs=(8, 30), lr=0.05, momentum=0.9, optimizer="sgd"
-    )
+    base = _base(ctx, model=("cnn", "inception"), epochs=(8, 30), batch_size=start, momentum=0.9)
     base["batch_size"] = start
+    lr_source = "given (--lr)"
+    if "lr" not in base:  # the homework: fix the LR at lr_max of the range test
+        sw = _lr_sweep(ctx, {**base, "lr": 1e-6}, 1e-6, 10.0, 150, "lr-sweep")
+        base["lr"] = sw["suggestion"]["lr_max"]
+        lr_source = "lr_max of a fast LR sweep (" + LR_RULE + ")"
     doublings = int(math.log2(max_batch // start))
     milestones = [every * (2**k - 1) for k in range(1, doublings + 1)]
     ramp = ctx.run(
@@ -639,6 +650,7 @@ def batch_ramp(
     summary = {
         "model": base["model"],
         "lr": base["lr"],
+        "lr_source": lr_source,
         "decay_milestones_updates": milestones,
         "batch_cap": min(max_batch, n_train),
         "capped_by_train_size": max_batch > n_train,

@@ -291,6 +291,25 @@ std::vector<int64_t> xcol_offsets(const ConvDims &d, const Padded &pd) {
   return off;
 }
 
+// c[j] (+)= v[j] for j < cnt: one vector store for a full run, a masked loop otherwise.
+template <typename T>
+inline void store_run(T *c, typename VecType<T>::type v, int64_t cnt, bool accumulate) {
+  constexpr int VL = Vec<T>::VL;
+  if (cnt == VL) {
+    vstore(c, accumulate ? vload(c) + v : v);
+    return;
+  }
+  T tmp[VL];
+  vstore(tmp, v);
+  if (accumulate) {
+#pragma omp simd
+    for (int64_t j = 0; j < cnt; ++j) c[j] += tmp[j];
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < cnt; ++j) c[j] = tmp[j];
+  }
+}
+
 // C rows i < mr: C0[i*ldc + j] (+)= sum_p Ap[p][i] * b0[off[p] + j] for j < cnt0, likewise
 // C1 with b1 and cnt1 (cnt1 = 0: no second run).
 template <typename T>
@@ -310,14 +329,9 @@ inline void micro_implicit(int64_t kc, const T *__restrict Ap, const int64_t *__
       acc1[i] += ai * x1;
     }
   }
-  T tmp[2 * VL];
   for (int64_t i = 0; i < mr; ++i) {
-    vstore(tmp, acc0[i]);
-    vstore(tmp + VL, acc1[i]);
-    T *c0 = C0 + i * ldc;
-    for (int64_t j = 0; j < cnt0; ++j) c0[j] = accumulate ? c0[j] + tmp[j] : tmp[j];
-    T *c1 = C1 + i * ldc;
-    for (int64_t j = 0; j < cnt1; ++j) c1[j] = accumulate ? c1[j] + tmp[VL + j] : tmp[VL + j];
+    store_run(C0 + i * ldc, acc0[i], cnt0, accumulate);
+    store_run(C1 + i * ldc, acc1[i], cnt1, accumulate);
   }
 }
 
@@ -557,7 +571,8 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
         T *pwc = gw ? pw.data() + ch * wsz : nullptr;
         T *pbc = gb ? pb.data() + ch * d.K : nullptr;
         if (pbc) std::fill(pbc, pbc + d.K, T(0));
-        if (pbc)
+        const bool fuse_bias = pbc && pwc && dot;  // summed while gy is copied below
+        if (pbc && !fuse_bias)
           for (int64_t n = n0; n < n1; ++n)
             for (int64_t k = 0; k < d.K; ++k) {
               const T *gyk = gy + (n * d.K + k) * P;
@@ -576,7 +591,7 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
               pad_input(d, pd, x + (n * d.C + g * Cg) * HW, xps.data() + (n - n0) * pd.size);
               T *gv = gyv.data() + (n - n0) * gyv_img;
               const T *gyg = gy + (n * d.K + g * Kg) * P;
-              for (int64_t k = 0; k < Kg; ++k)
+              for (int64_t k = 0; k < Kg; ++k) {
                 for (int64_t t = 0; t < nrun; ++t) {
                   const Run &ru = runs[static_cast<size_t>(t)];
                   T *dst = gv + k * gyv_k + t * VL;
@@ -584,6 +599,14 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
                   std::copy(src, src + ru.cnt, dst);
                   std::fill(dst + ru.cnt, dst + VL, T(0));
                 }
+                if (fuse_bias) {  // the copy is zero-padded, so its sum is the row's sum
+                  const T *src = gv + k * gyv_k;
+                  T sum = 0;
+#pragma omp simd reduction(+ : sum)
+                  for (int64_t e = 0; e < gyv_k; ++e) sum += src[e];
+                  pbc[g * Kg + k] += sum;
+                }
+              }
             }
             T *outg = pwc + g * Kg * CRS;
             constexpr int MK = 4, NQ = 5;

@@ -317,7 +317,7 @@ inline void micro_implicit(int64_t kc, const T *__restrict Ap, const int64_t *__
                            const T *__restrict b0, const T *__restrict b1, T *C0, T *C1,
                            int64_t ldc, int64_t mr, int64_t cnt0, int64_t cnt1, bool accumulate) {
   using V = typename VecType<T>::type;
-  constexpr int MR = Tile<T>::MR, VL = Vec<T>::VL;
+  constexpr int MR = Tile<T>::MR;
   V acc0[MR], acc1[MR];
   for (int i = 0; i < MR; ++i) acc0[i] = acc1[i] = V{};
   for (int64_t p = 0; p < kc; ++p) {

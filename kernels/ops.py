@@ -69,7 +69,7 @@ def _launch(t: Tensor) -> tuple[str, int, int, int]:
 def _check_device(name: str, t: Tensor) -> None:
     """Reject devices without a dlsys kernel, never copying silently."""
     kind = t.device.type
-    if kind == "cpu":
+    if kind in ("cpu", "meta"):  # meta: shapes only, through the ops' fake kernels
         return
     if kind == "cuda":
         if not _CUDA_COMPILED:
@@ -78,7 +78,7 @@ def _check_device(name: str, t: Tensor) -> None:
                 "(rebuild with nvcc on PATH, or move the tensor to the CPU)"
             )
         return
-    raise ValueError(f"{name}: device {t.device} is not supported (allowed: cpu, cuda)")
+    raise ValueError(f"{name}: device {t.device} is not supported (allowed: cpu, cuda, meta)")
 
 
 def _check_dtype(name: str, t: Tensor) -> None:
@@ -602,6 +602,6 @@ def flooding_cross_entropy(
                 f"target: target[{i}] = {int(target[i])} is out of range [0, {c}) and is not "
                 f"ignore_index={ignore_index}"
             )
-    if _EAGER_FAST_PATH and _eager_ok(logits, target):
+    if _EAGER_FAST_PATH and logits.device.type != "meta" and _eager_ok(logits, target):
         return _FloodCEEager.apply(logits, target, bf, code, ignore_index)  # type: ignore[no-any-return]
     return torch.ops.dlsys.flood_ce(logits, target, bf, code, ignore_index)[0]

@@ -543,6 +543,10 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
   const int64_t nrun = static_cast<int64_t>(runs.size());
   const int64_t max_chunk = (d.N + nch - 1) / nch;
   constexpr int VL = Vec<T>::VL;
+  using V = typename VecType<T>::type;
+  V lane;  // 0, 1, ..., VL-1
+  for (int j = 0; j < VL; ++j) lane[j] = static_cast<T>(j);
+  const T *gy_end = gy + d.y_numel();
 
 #pragma omp parallel num_threads(threads) if (nch > 1 || d.N > 1)
   {
@@ -596,8 +600,12 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
                   const Run &ru = runs[static_cast<size_t>(t)];
                   T *dst = gv + k * gyv_k + t * VL;
                   const T *src = gyg + k * P + ru.oh * d.OW + ru.ow0;
-                  std::copy(src, src + ru.cnt, dst);
-                  std::fill(dst + ru.cnt, dst + VL, T(0));
+                  if (src + VL <= gy_end) {  // one vector load, lanes past the run zeroed
+                    const V v = vload(src);
+                    vstore(dst, ru.cnt == VL ? v : (lane < static_cast<T>(ru.cnt) ? v : V{}));
+                  } else {
+                    for (int64_t j = 0; j < VL; ++j) dst[j] = j < ru.cnt ? src[j] : T(0);
+                  }
                 }
                 if (fuse_bias) {  // the copy is zero-padded, so its sum is the row's sum
                   const T *src = gv + k * gyv_k;

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dlsys.reproduce.report import Context, Section, SectionResult, markdown_table
+from dlsys.reproduce.training_sections import TRAINING_SECTIONS
 
 
 def _cpu_model() -> str:
@@ -363,5 +364,6 @@ SECTIONS: tuple[Section, ...] = (
     Section("simulator", "Parameter-server staleness", simulator),
     Section("costs", "Architecture costs", costs),
     Section("evaluation", "Bias-variance and classifier curves", evaluation),
+    *TRAINING_SECTIONS,
     Section("environment", "Environment", environment),
 )

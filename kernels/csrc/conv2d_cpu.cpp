@@ -311,15 +311,16 @@ inline void store_run(T *c, typename VecType<T>::type v, int64_t cnt, bool accum
 }
 
 // C rows i < mr: C0[i*ldc + j] (+)= sum_p Ap[p][i] * b0[off[p] + j] for j < cnt0, likewise
-// C1 with b1 and cnt1 (cnt1 = 0: no second run).
+// C1 with b1 and cnt1 (cnt1 = 0: no second run). bias (mr values, or null) starts the sums.
 template <typename T>
 inline void micro_implicit(int64_t kc, const T *__restrict Ap, const int64_t *__restrict off,
                            const T *__restrict b0, const T *__restrict b1, T *C0, T *C1,
-                           int64_t ldc, int64_t mr, int64_t cnt0, int64_t cnt1, bool accumulate) {
+                           int64_t ldc, int64_t mr, int64_t cnt0, int64_t cnt1, bool accumulate,
+                           const T *bias) {
   using V = typename VecType<T>::type;
   constexpr int MR = Tile<T>::MR;
   V acc0[MR], acc1[MR];
-  for (int i = 0; i < MR; ++i) acc0[i] = acc1[i] = V{};
+  for (int i = 0; i < MR; ++i) acc0[i] = acc1[i] = (bias && i < mr) ? bias[i] - V{} : V{};
   for (int64_t p = 0; p < kc; ++p) {
     const V x0 = vload(b0 + off[p]), x1 = vload(b1 + off[p]);
     const T *a = Ap + p * MR;
@@ -339,13 +340,13 @@ inline void micro_implicit(int64_t kc, const T *__restrict Ap, const int64_t *__
 template <typename T>
 void forward_implicit(const ConvDims &d, const Padded &pd, const int64_t *off,
                       const std::vector<Run> &runs, const T *Ap, const T *xp, T *yg,
-                      bool accumulate) {
+                      const T *bias) {
   constexpr int MR = Tile<T>::MR;
   const int64_t Kg = d.Kg(), CRS = d.CRS(), P = d.P();
   const int64_t nrun = static_cast<int64_t>(runs.size());
   for (int64_t k0 = 0; k0 < CRS; k0 += kKC) {
     const int64_t kc = std::min(kKC, CRS - k0);
-    const bool acc = accumulate || k0 > 0;
+    const bool acc = k0 > 0;  // the first k-block writes, starting from the bias
     for (int64_t t = 0; t < nrun; t += 2) {
       const Run &r0 = runs[static_cast<size_t>(t)];
       const Run &r1 = t + 1 < nrun ? runs[static_cast<size_t>(t + 1)] : r0;
@@ -356,7 +357,8 @@ void forward_implicit(const ConvDims &d, const Padded &pd, const int64_t *off,
       T *c1 = yg + r1.oh * d.OW + r1.ow0;
       for (int64_t i0 = 0; i0 < Kg; i0 += MR)
         micro_implicit<T>(kc, Ap + i0 * CRS + k0 * MR, off + k0, b0, b1, c0 + i0 * P,
-                          c1 + i0 * P, P, std::min<int64_t>(MR, Kg - i0), r0.cnt, cnt1, acc);
+                          c1 + i0 * P, P, std::min<int64_t>(MR, Kg - i0), r0.cnt, cnt1, acc,
+                          bias && !acc ? bias + i0 : nullptr);
     }
   }
 }
@@ -436,14 +438,14 @@ void conv2d_forward_cpu(const ConvDims &d, const T *x, const T *w, const T *b, T
       const int64_t n = task / G, g = task % G;
       const T *xg = x + (n * d.C + g * d.Cg()) * d.H * d.W;  // (Cg, H, W)
       T *yg = y + (n * d.K + g * Kg) * P;                     // (Kg, P)
-      if (b) {
-        for (int64_t k = 0; k < Kg; ++k) std::fill(yg + k * P, yg + (k + 1) * P, b[g * Kg + k]);
-      }
       if (implicit) {
         pad_input(d, pd, xg, xp.data());
         forward_implicit(d, pd, off.data(), runs, wp.data() + g * psz, xp.data(), yg,
-                         b != nullptr);
+                         b ? b + g * Kg : nullptr);
         continue;
+      }
+      if (b) {
+        for (int64_t k = 0; k < Kg; ++k) std::fill(yg + k * P, yg + (k + 1) * P, b[g * Kg + k]);
       }
       const T *B = xg;
       if (!direct) {

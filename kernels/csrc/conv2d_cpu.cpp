@@ -619,7 +619,7 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
               }
             }
             T *outg = pwc + g * Kg * CRS;
-            constexpr int MK = 4, NQ = 5;
+            constexpr int MK = 4, NQ = 6;
             const int64_t kmain = Kg / MK * MK, qmain = CRS / NQ * NQ;
             const int64_t nimg = n1 - n0;
             const T *gys = gyv.data();

@@ -360,10 +360,73 @@ def evaluation(ctx: Context) -> SectionResult:
     return SectionResult("\n".join(md), data)
 
 
+def kernels(ctx: Context) -> SectionResult:
+    """dlsys's kernels against PyTorch on this machine: agreement, then the benchmark table."""
+    import torch
+    import torch.nn.functional as F
+
+    from dlsys.common.io import atomic_write_text, write_json
+    from dlsys.kernels import backends, conv2d, flooding_cross_entropy
+    from dlsys.kernels.bench import format_table, run
+
+    # Agreement on the benchmark's layer-2 shape (fewer images) before any timing.
+    g = torch.Generator().manual_seed(ctx.seed)
+    x = torch.randn(8, 16, 14, 14, generator=g, dtype=torch.float64)
+    w = torch.randn(32, 16, 5, 5, generator=g, dtype=torch.float64)
+    conv_err = float((conv2d(x, w, padding=2) - F.conv2d(x, w, padding=2)).abs().max())
+    z = torch.randn(256, 10, generator=g, dtype=torch.float64) * 5
+    t = torch.randint(0, 10, (256,), generator=g)
+    b = 0.1
+    ce_err = abs(
+        float(flooding_cross_entropy(z, t, b=b)) - float((F.cross_entropy(z, t) - b).abs() + b)
+    )
+    result = run(quick=ctx.size != "full", threads=2)
+    table = format_table(result)
+    atomic_write_text(ctx.out / "kernels_benchmark.txt", table + "\n")
+    write_json(ctx.out / "kernels_benchmark.json", result)
+    rows = result["rows"]
+    missed = [r["name"] for r in rows if r["target"] == r["target"] and not r["met"]]
+    met = [r["name"] for r in rows if r["target"] == r["target"] and r["met"]]
+    step = next((r for r in rows if r["name"].startswith("train step")), None)
+    be = backends()
+    md = [
+        f"Agreement with PyTorch in float64: conv2d (8x16x14x14, 5x5, pad 2) max abs difference "
+        f"{conv_err:.1e}; flooding cross-entropy (256x10, b = {b}) {ce_err:.1e}.",
+        "",
+        f"Benchmark (`python benchmarks/kernels.py`; {result['reps']} interleaved repetitions, "
+        "medians; ratio = dlsys time / torch time, so below 1 means dlsys is faster):",
+        "",
+        "```text",
+        table,
+        "```",
+        "",
+        f"Reading: {len(met)} of {len(met) + len(missed)} targets met on this run"
+        + (f"; missed: {', '.join(missed)}." if missed else ".")
+        + (
+            f" One training step of the flooding CNN takes {step['dlsys_total_ms']:.1f} ms with "
+            f"dlsys kernels against {step['torch_total_ms']:.1f} ms with torch's "
+            f"({step['ratio']:.2f}x)."
+            if step
+            else ""
+        )
+        + " The machine is shared: ratios from one run move by several tens of percent with "
+        "the load average shown in the table's last line."
+        + (
+            ""
+            if be["cuda_available"]
+            else " CUDA kernels are compiled into this build but no GPU is present, so only the "
+            "CPU kernels are timed."
+        ),
+    ]
+    data = {"conv_max_abs_diff": conv_err, "flood_ce_abs_diff": ce_err, "benchmark": result}
+    return SectionResult("\n".join(md), data)
+
+
 SECTIONS: tuple[Section, ...] = (
     Section("simulator", "Parameter-server staleness", simulator),
     Section("costs", "Architecture costs", costs),
     Section("evaluation", "Bias-variance and classifier curves", evaluation),
     *TRAINING_SECTIONS,
+    Section("kernels", "Kernels: dlsys vs PyTorch", kernels),
     Section("environment", "Environment", environment),
 )

@@ -253,12 +253,44 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Bar chart of fwd+bwd time relative to torch (1 = torch) per benchmark, with each
+    target marked; saved as PNG with the rows as JSON beside it."""
+    from dlsys.common.plotting import pyplot as plt
+    from dlsys.common.plotting import save_figure
+
+    rows = result["rows"]
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 1.6))
+    y = list(range(len(rows)))[::-1]
+    colors = [
+        "#8c8c8c" if r["target"] != r["target"] else ("#55a868" if r["met"] else "#c44e52")
+        for r in rows
+    ]
+    ax.barh(y, [r["ratio"] for r in rows], color=colors)
+    for yi, r in zip(y, rows, strict=True):
+        if r["target"] == r["target"]:
+            ax.plot([r["target"]] * 2, [yi - 0.4, yi + 0.4], color="black", lw=2)
+        ax.text(r["ratio"], yi, f" {r['ratio']:.2f}", va="center", fontsize=8)
+    ax.axvline(1.0, color="#4c72b0", ls="--", lw=1, label="torch (1.0)")
+    ax.set_yticks(y, [r["name"] for r in rows], fontsize=8)
+    ax.set_xlabel("dlsys fwd+bwd time / torch fwd+bwd time (lower is faster; | = target)")
+    lb = result["loadavg_before"]
+    ax.set_title(
+        f"dlsys kernels vs torch {result['torch']}, {result['threads']} threads, load {lb[0]:.2f}",
+        fontsize=9,
+    )
+    ax.legend(fontsize=8, loc="lower right")
+    save_figure(fig, path, data=result)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry: ``[--quick] [--threads N] [--json]``; prints the table."""
+    """Command-line entry: ``[--quick] [--threads N] [--json] [--plot PNG]``; prints the
+    table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 repetitions instead of 21")
     parser.add_argument("--threads", type=int, default=2, help="threads for torch and dlsys")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--plot", metavar="PNG", help="also draw the ratios into this PNG")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads: must be >= 1, got {args.threads}")
@@ -269,4 +301,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(dumps(result))
     else:
         print(format_table(result))
+    if args.plot:
+        plot(result, args.plot)
     return 0

@@ -367,7 +367,7 @@ def kernels(ctx: Context) -> SectionResult:
 
     from dlsys.common.io import atomic_write_text, write_json
     from dlsys.kernels import backends, conv2d, flooding_cross_entropy
-    from dlsys.kernels.bench import format_table, run
+    from dlsys.kernels.bench import format_table, plot, run
 
     # Agreement on the benchmark's layer-2 shape (fewer images) before any timing.
     g = torch.Generator().manual_seed(ctx.seed)
@@ -384,6 +384,7 @@ def kernels(ctx: Context) -> SectionResult:
     table = format_table(result)
     atomic_write_text(ctx.out / "kernels_benchmark.txt", table + "\n")
     write_json(ctx.out / "kernels_benchmark.json", result)
+    plot(result, ctx.out / "kernels_benchmark.png")
     rows = result["rows"]
     missed = [r["name"] for r in rows if r["target"] == r["target"] and not r["met"]]
     met = [r["name"] for r in rows if r["target"] == r["target"] and r["met"]]
@@ -417,6 +418,8 @@ def kernels(ctx: Context) -> SectionResult:
             else " CUDA kernels are compiled into this build but no GPU is present, so only the "
             "CPU kernels are timed."
         ),
+        "",
+        f"![kernel benchmark]({ctx.rel(ctx.out / 'kernels_benchmark.png')})",
     ]
     data = {"conv_max_abs_diff": conv_err, "flood_ce_abs_diff": ce_err, "benchmark": result}
     return SectionResult("\n".join(md), data)

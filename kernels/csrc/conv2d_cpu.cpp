@@ -17,6 +17,9 @@
 // Grad weight sums per-image products in a fixed number of chunks of the batch, added in
 // order at the end, so the result does not depend on the thread count.
 #include <omp.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstring>
@@ -291,6 +294,30 @@ std::vector<int64_t> xcol_offsets(const ConvDims &d, const Padded &pd) {
   return off;
 }
 
+// c[j] (+)= v[j] for j < cnt < VL.
+// NOTE: with AVX-512 a masked load/store; the portable loop below is turned by GCC into a
+// memcpy call per run, which was the largest cost of narrow outputs (a 14- or 13-wide output
+// row is always a partial run).
+#if defined(__AVX512F__)
+inline void masked_store_run(float *c, VecType<float>::type v, int64_t cnt, bool accumulate) {
+  const __mmask16 m = static_cast<__mmask16>((1u << cnt) - 1u);
+  __m512 x = reinterpret_cast<__m512>(v);
+  if (accumulate) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, c));
+  _mm512_mask_storeu_ps(c, m, x);
+}
+inline void masked_store_run(double *c, VecType<double>::type v, int64_t cnt, bool accumulate) {
+  const __mmask8 m = static_cast<__mmask8>((1u << cnt) - 1u);
+  __m512d x = reinterpret_cast<__m512d>(v);
+  if (accumulate) x = _mm512_add_pd(x, _mm512_maskz_loadu_pd(m, c));
+  _mm512_mask_storeu_pd(c, m, x);
+}
+#else
+template <typename T>
+inline void masked_store_run(T *c, typename VecType<T>::type v, int64_t cnt, bool accumulate) {
+  for (int64_t j = 0; j < cnt; ++j) c[j] = accumulate ? c[j] + v[j] : v[j];
+}
+#endif
+
 // c[j] (+)= v[j] for j < cnt: one vector store for a full run, a masked loop otherwise.
 template <typename T>
 inline void store_run(T *c, typename VecType<T>::type v, int64_t cnt, bool accumulate) {
@@ -299,41 +326,132 @@ inline void store_run(T *c, typename VecType<T>::type v, int64_t cnt, bool accum
     vstore(c, accumulate ? vload(c) + v : v);
     return;
   }
-  T tmp[VL];
-  vstore(tmp, v);
-  if (accumulate) {
-#pragma omp simd
-    for (int64_t j = 0; j < cnt; ++j) c[j] += tmp[j];
-  } else {
-#pragma omp simd
-    for (int64_t j = 0; j < cnt; ++j) c[j] = tmp[j];
-  }
+  if (cnt <= 0) return;
+  masked_store_run(c, v, cnt, accumulate);
 }
 
-// C rows i < mr: C0[i*ldc + j] (+)= sum_p Ap[p][i] * b0[off[p] + j] for j < cnt0, likewise
-// C1 with b1 and cnt1 (cnt1 = 0: no second run). bias (mr values, or null) starts the sums.
+// ---- shifted copies: the output pixels of an image as one flat row (stride_h == 1) -------
+//
+// With U[c, s, h, ow] = xpad[c, h, ow*stride_w + s*dil_w] (h over the OH + dil_h*(R-1) input
+// rows the output needs), Xcol row q = (c, r, s) at flat output pixel p = oh*OW + ow is
+// U[c, s, oh + r*dil_h, ow] = U_flat[off[q] + p] with off[q] = ((c*S + s)*Hq + r*dil_h)*OW:
+// every Xcol row is a contiguous run of U, whatever OW is. The implicit GEMM then walks the
+// flat pixels in 16-lane vectors (169 pixels of a 13x13 map: 11 vectors, 176 lanes) where
+// runs along output rows needed one vector per row (13 vectors, 208 lanes): 13-19% fewer
+// FMAs for 13- and 14-wide maps. U is S times the padded input, not R*S times like im2col.
+struct Shifted {
+  int64_t Hq, size;  // rows per (c, s) block; elements incl. VL of zero slack
+};
+
+Shifted shifted_dims(const ConvDims &d, int vl) {
+  const int64_t Hq = d.OH + d.dil_h * (d.R - 1);  // stride_h == 1
+  return {Hq, d.Cg() * d.S * Hq * d.OW + vl};
+}
+
+// out[j] = j in [lo, hi) ? in[j] : 0 for j < n (stride 1).
+// NOTE: masked vector loads/stores with AVX-512: rows are 13-28 floats, where std::copy and
+// std::fill became a memmove/memset call each.
+#if defined(__AVX512F__)
+inline void copy_row(float *out, const float *in, int64_t lo, int64_t hi, int64_t n) {
+  for (int64_t j0 = 0; j0 < n; j0 += 16) {
+    const int64_t cnt = std::min<int64_t>(16, n - j0);
+    const int64_t a = std::clamp<int64_t>(lo - j0, 0, cnt), b = std::clamp<int64_t>(hi - j0, 0, cnt);
+    const __mmask16 m = static_cast<__mmask16>(((1u << b) - 1u) & ~((1u << a) - 1u));
+    _mm512_mask_storeu_ps(out + j0, static_cast<__mmask16>((1u << cnt) - 1u),
+                          _mm512_maskz_loadu_ps(m, in + j0));
+  }
+}
+inline void copy_row(double *out, const double *in, int64_t lo, int64_t hi, int64_t n) {
+  for (int64_t j0 = 0; j0 < n; j0 += 8) {
+    const int64_t cnt = std::min<int64_t>(8, n - j0);
+    const int64_t a = std::clamp<int64_t>(lo - j0, 0, cnt), b = std::clamp<int64_t>(hi - j0, 0, cnt);
+    const __mmask8 m = static_cast<__mmask8>(((1u << b) - 1u) & ~((1u << a) - 1u));
+    _mm512_mask_storeu_pd(out + j0, static_cast<__mmask8>((1u << cnt) - 1u),
+                          _mm512_maskz_loadu_pd(m, in + j0));
+  }
+}
+#else
 template <typename T>
+inline void copy_row(T *out, const T *in, int64_t lo, int64_t hi, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) out[j] = j >= lo && j < hi ? in[j] : T(0);
+}
+#endif
+
+// u = U of one image and group (layout above); xg is (Cg, H, W).
+template <typename T>
+void shift_input(const ConvDims &d, const Shifted &sh, const T *xg, T *u) {
+  for (int64_t c = 0; c < d.Cg(); ++c)
+    for (int64_t s = 0; s < d.S; ++s) {
+      const int64_t off = s * d.dil_w - d.pad_left;
+      int64_t lo, hi;
+      valid_range(off, d.stride_w, d.W, d.OW, lo, hi);
+      for (int64_t h = 0; h < sh.Hq; ++h) {
+        T *out = u + ((c * d.S + s) * sh.Hq + h) * d.OW;
+        const int64_t ih = h - d.pad_top;
+        if (ih < 0 || ih >= d.H) {
+          copy_row(out, xg, 0, 0, d.OW);  // zeros
+          continue;
+        }
+        const T *in = xg + (c * d.H + ih) * d.W + off;
+        if (d.stride_w == 1) {
+          copy_row(out, in, lo, hi, d.OW);
+        } else {
+          for (int64_t ow = 0; ow < d.OW; ++ow)
+            out[ow] = ow >= lo && ow < hi ? in[ow * d.stride_w] : T(0);
+        }
+      }
+    }
+  std::fill(u + sh.size - Vec<T>::VL, u + sh.size, T(0));
+}
+
+std::vector<int64_t> shifted_offsets(const ConvDims &d, const Shifted &sh) {
+  std::vector<int64_t> off(static_cast<size_t>(d.CRS()));
+  for (int64_t c = 0; c < d.Cg(); ++c)
+    for (int64_t r = 0; r < d.R; ++r)
+      for (int64_t s = 0; s < d.S; ++s)
+        off[static_cast<size_t>((c * d.R + r) * d.S + s)] =
+            ((c * d.S + s) * sh.Hq + r * d.dil_h) * d.OW;
+  return off;
+}
+
+// The flat output as runs of VL pixels (oh = 0, ow0 = first flat pixel).
+template <typename T>
+std::vector<Run> flat_runs(const ConvDims &d) {
+  constexpr int VL = Vec<T>::VL;
+  std::vector<Run> runs;
+  for (int64_t p0 = 0; p0 < d.P(); p0 += VL) runs.push_back({0, p0, std::min<int64_t>(VL, d.P() - p0)});
+  return runs;
+}
+
+// C rows i < mr, runs j < NRUN: C[j][i*ldc + e] (+)= sum_p Ap[p][i] * b[j][off[p] + e] for
+// e < cnt[j]. bias (mr values, or null) starts the sums.
+// NOTE: NRUN = 3 runs per call (MR x 3 = 24 accumulators with AVX-512 float32, 12 loads per
+// 24 FMAs) instead of 2 (16 accumulators, 11 loads per 16 FMAs): the loads of x are
+// unaligned and mostly split across cache lines, so fewer loads per FMA is what counts
+// (measured on one core: 160->96 3x3 13x13 N=64 forward 30 ms -> see docs/kernels.md).
+template <typename T, int NRUN>
 inline void micro_implicit(int64_t kc, const T *__restrict Ap, const int64_t *__restrict off,
-                           const T *__restrict b0, const T *__restrict b1, T *C0, T *C1,
-                           int64_t ldc, int64_t mr, int64_t cnt0, int64_t cnt1, bool accumulate,
-                           const T *bias) {
+                           const T *const *b, T *const *C, int64_t ldc, int64_t mr,
+                           const int64_t *cnt, bool accumulate, const T *bias) {
   using V = typename VecType<T>::type;
   constexpr int MR = Tile<T>::MR;
-  V acc0[MR], acc1[MR];
-  for (int i = 0; i < MR; ++i) acc0[i] = acc1[i] = (bias && i < mr) ? bias[i] - V{} : V{};
+  V acc[MR][NRUN];
+  const T *bp[NRUN];
+  for (int j = 0; j < NRUN; ++j) bp[j] = b[j];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NRUN; ++j) acc[i][j] = (bias && i < mr) ? bias[i] - V{} : V{};
   for (int64_t p = 0; p < kc; ++p) {
-    const V x0 = vload(b0 + off[p]), x1 = vload(b1 + off[p]);
+    V x[NRUN];
+    const int64_t o = off[p];
+    for (int j = 0; j < NRUN; ++j) x[j] = vload(bp[j] + o);
     const T *a = Ap + p * MR;
     for (int i = 0; i < MR; ++i) {
       const V ai = a[i] - V{};  // broadcast (x - 0 folds to x; 0 + x would not: -0)
-      acc0[i] += ai * x0;
-      acc1[i] += ai * x1;
+      for (int j = 0; j < NRUN; ++j) acc[i][j] += ai * x[j];
     }
   }
-  for (int64_t i = 0; i < mr; ++i) {
-    store_run(C0 + i * ldc, acc0[i], cnt0, accumulate);
-    store_run(C1 + i * ldc, acc1[i], cnt1, accumulate);
-  }
+  for (int64_t i = 0; i < mr; ++i)
+    for (int j = 0; j < NRUN; ++j) store_run(C[j] + i * ldc, acc[i][j], cnt[j], accumulate);
 }
 
 // Forward of one image and group by implicit GEMM: yg (Kg, OH*OW) (+)= Wg * Xcol(xp).
@@ -342,23 +460,36 @@ void forward_implicit(const ConvDims &d, const Padded &pd, const int64_t *off,
                       const std::vector<Run> &runs, const T *Ap, const T *xp, T *yg,
                       const T *bias) {
   constexpr int MR = Tile<T>::MR;
+  constexpr int NRUN = 3;
   const int64_t Kg = d.Kg(), CRS = d.CRS(), P = d.P();
   const int64_t nrun = static_cast<int64_t>(runs.size());
   for (int64_t k0 = 0; k0 < CRS; k0 += kKC) {
     const int64_t kc = std::min(kKC, CRS - k0);
     const bool acc = k0 > 0;  // the first k-block writes, starting from the bias
-    for (int64_t t = 0; t < nrun; t += 2) {
-      const Run &r0 = runs[static_cast<size_t>(t)];
-      const Run &r1 = t + 1 < nrun ? runs[static_cast<size_t>(t + 1)] : r0;
-      const int64_t cnt1 = t + 1 < nrun ? r1.cnt : 0;
-      const T *b0 = xp + r0.oh * d.stride_h * pd.Wp + r0.ow0;
-      const T *b1 = xp + r1.oh * d.stride_h * pd.Wp + r1.ow0;
-      T *c0 = yg + r0.oh * d.OW + r0.ow0;
-      T *c1 = yg + r1.oh * d.OW + r1.ow0;
-      for (int64_t i0 = 0; i0 < Kg; i0 += MR)
-        micro_implicit<T>(kc, Ap + i0 * CRS + k0 * MR, off + k0, b0, b1, c0 + i0 * P,
-                          c1 + i0 * P, P, std::min<int64_t>(MR, Kg - i0), r0.cnt, cnt1, acc,
-                          bias && !acc ? bias + i0 : nullptr);
+    for (int64_t t = 0; t < nrun; t += NRUN) {
+      const int64_t nt = std::min<int64_t>(NRUN, nrun - t);
+      const T *b[NRUN];
+      T *c[NRUN];
+      int64_t cnt[NRUN];
+      for (int64_t j = 0; j < nt; ++j) {
+        const Run &r = runs[static_cast<size_t>(t + j)];
+        b[j] = xp + r.oh * d.stride_h * pd.Wp + r.ow0;
+        c[j] = yg + r.oh * d.OW + r.ow0;
+        cnt[j] = r.cnt;
+      }
+      for (int64_t i0 = 0; i0 < Kg; i0 += MR) {
+        const T *a = Ap + i0 * CRS + k0 * MR;
+        const int64_t mr = std::min<int64_t>(MR, Kg - i0);
+        const T *bi = bias && !acc ? bias + i0 : nullptr;
+        T *ci[NRUN];
+        for (int64_t j = 0; j < nt; ++j) ci[j] = c[j] + i0 * P;
+        if (nt == 3)
+          micro_implicit<T, 3>(kc, a, off + k0, b, ci, P, mr, cnt, acc, bi);
+        else if (nt == 2)
+          micro_implicit<T, 2>(kc, a, off + k0, b, ci, P, mr, cnt, acc, bi);
+        else
+          micro_implicit<T, 1>(kc, a, off + k0, b, ci, P, mr, cnt, acc, bi);
+      }
     }
   }
 }
@@ -424,15 +555,16 @@ void conv2d_forward_cpu(const ConvDims &d, const T *x, const T *w, const T *b, T
   const bool direct = d.R == 1 && d.S == 1 && d.stride_h == 1 && d.stride_w == 1 &&
                       d.pad_top == 0 && d.pad_left == 0 && d.pad_bottom == 0 &&
                       d.pad_right == 0;  // 1x1: Xcol is the input itself
-  const bool implicit = !direct && d.stride_w == 1;
-  const Padded pd = padded_dims(d, Vec<T>::VL);
-  const std::vector<int64_t> off = implicit ? xcol_offsets(d, pd) : std::vector<int64_t>();
-  const std::vector<Run> runs = implicit ? output_runs<T>(d) : std::vector<Run>();
+  const bool implicit = !direct && d.stride_h == 1;
+  const Shifted sh = shifted_dims(d, Vec<T>::VL);
+  const std::vector<int64_t> off = implicit ? shifted_offsets(d, sh) : std::vector<int64_t>();
+  const std::vector<Run> runs = implicit ? flat_runs<T>(d) : std::vector<Run>();
+  const Padded pd{0, 0, 0};  // flat runs: forward_implicit never steps a padded row
   const int64_t tasks = d.N * G;
 #pragma omp parallel num_threads(threads) if (tasks > 1)
   {
     std::vector<T> col(direct || implicit ? 0 : static_cast<size_t>(CRS * P));
-    std::vector<T> xp(implicit ? static_cast<size_t>(pd.size) : 0);
+    std::vector<T> xp(implicit ? static_cast<size_t>(sh.size) : 0);
     std::vector<T> btmp(static_cast<size_t>(kKC * Tile<T>::NR));
 #pragma omp for schedule(static)
     for (int64_t task = 0; task < tasks; ++task) {
@@ -440,7 +572,7 @@ void conv2d_forward_cpu(const ConvDims &d, const T *x, const T *w, const T *b, T
       const T *xg = x + (n * d.C + g * d.Cg()) * d.H * d.W;  // (Cg, H, W)
       T *yg = y + (n * d.K + g * Kg) * P;                     // (Kg, P)
       if (implicit) {
-        pad_input(d, pd, xg, xp.data());
+        shift_input(d, sh, xg, xp.data());
         forward_implicit(d, pd, off.data(), runs, wp.data() + g * psz, xp.data(), yg,
                          b ? b + g * Kg : nullptr);
         continue;

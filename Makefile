@@ -30,7 +30,7 @@ $(STAMP): $(NATIVE_SOURCES) | $(VENV)/.torch
 	@touch $@
 
 demo: $(STAMP)
-	$(BIN)/dlsys info
+	$(BIN)/dlsys reproduce --quick --out results
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -50,6 +50,15 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# The README's pictures, from one quick report (so they show what a user's run shows).
+DOC_IMAGES := simulator/staleness.png evaluation/curves/curves.png lr-range/lr_range.png \
+	kernels/kernels_benchmark.png
+docs-img: $(STAMP)
+	rm -rf build/docs-img
+	$(BIN)/dlsys reproduce --quick --quiet --only simulator,evaluation,lr-range,kernels \
+		--out build/docs-img
+	cd build/docs-img && cp $(DOC_IMAGES) ../../docs/img/
 
 clean:
 	rm -rf build results .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -194,14 +194,28 @@ def flooding(ctx: Context) -> SectionResult:
         )
         for t in s["table"]
     ]
+
+    def mlp_loss(b: float) -> float:
+        return next(
+            float(t["final_train_loss"])
+            for t in s["table"]
+            if t["b"] == b and not str(t["model"]).startswith("cnn")
+        )
+
     reading = (
         f"the flood level chosen by validation accuracy is b = {s['chosen_b']:g} "
         f"({s['b_rule']}). The MLP's test accuracy is {_pct(s['mlp_test_acc_no_flood'])} "
         f"without flooding and {_pct(s['mlp_test_acc_chosen_b'])} with b = {s['chosen_b']:g}; "
         f"the CNN on the same split reaches {_pct(s['cnn_test_acc_no_flood'])} and "
-        f"{_pct(s['cnn_test_acc_chosen_b'])}. Flooding keeps the training loss near b instead "
-        "of driving it to zero (see the final training losses), the loss here computed by "
-        "dlsys's fused flooding cross-entropy kernel."
+        f"{_pct(s['cnn_test_acc_chosen_b'])}. "
+        + (
+            f"The MLP's final training loss is {mlp_loss(0.0):.4f} without flooding and "
+            f"{mlp_loss(s['chosen_b']):.4f} with b = {s['chosen_b']:g}: once the batch loss "
+            "falls below b, flooding turns descent into ascent. "
+            if s["chosen_b"] > 0
+            else "No flood level beat training without flooding on validation accuracy here. "
+        )
+        + "The loss is computed by dlsys's fused flooding cross-entropy kernel."
         if "cnn_test_acc_no_flood" in s
         else f"the flood level chosen by validation accuracy is b = {s['chosen_b']:g}."
     )
@@ -229,13 +243,20 @@ def batch_size(ctx: Context) -> SectionResult:
     ]
     best = max(s["rows"], key=lambda x: x["test_acc"])
     fast = min(s["rows"], key=lambda x: x["train_time_s"])
+    small, large = s["rows"][0], s["rows"][-1]
     reading = (
         f"at lr {s['lr']:g} with patience {s['patience']}, batch {best['batch_size']} gives the "
         f"best test accuracy ({_pct(best['test_acc'])}, {best['updates_to_best']} updates to "
         f"the best model) and batch {fast['batch_size']} trains fastest "
-        f"({fast['train_time_s']:.2f} s). Large batches take few updates per epoch, so at a "
-        "fixed learning rate they make little progress per epoch; batch 1 makes the most "
-        "progress per epoch but costs the most time."
+        f"({fast['train_time_s']:.2f} s). Batch {small['batch_size']} makes "
+        f"{small['updates_to_best']} updates in {small['epochs_to_best']} epochs to its best "
+        f"model; batch {large['batch_size']} makes {large['updates_to_best']} in "
+        f"{large['epochs_to_best']} epochs"
+        + (
+            " and never triggered early stopping within its epoch budget."
+            if not large["stopped_early"]
+            else "."
+        )
     )
     header = ["batch", "test acc.", "epochs to best", "updates to best", "train s", "stopped"]
     return _finish(ctx, r, markdown_table(rows, header), reading)
@@ -270,13 +291,19 @@ def momentum(ctx: Context) -> SectionResult:
     s = r.summary
     rows = [(x["momentum"], f"{x['final_train_loss']:.4f}", _pct(x["test_acc"])) for x in s["rows"]]
     lo, hi = s["rows"][0], s["rows"][-1]
+    best = s["lowest_final_train_loss_momentum"]
+    trend = "falls" if hi["final_train_loss"] < lo["final_train_loss"] else "rises"
+    why = (
+        " Momentum m scales the effective step by about 1 / (1 - m) along a consistent "
+        "gradient, so at this small learning rate the largest momentum trains fastest."
+        if best == max(x["momentum"] for x in s["rows"])
+        else f" The largest momentum is not the fastest here: momentum {best:g} is."
+    )
     reading = (
-        f"at lr {s['lr']:g}, the final training loss falls from {lo['final_train_loss']:.4f} "
-        f"with momentum {lo['momentum']:g} to {hi['final_train_loss']:.4f} with momentum "
-        f"{hi['momentum']:g}; the lowest is at momentum "
-        f"{s['lowest_final_train_loss_momentum']:g}. Momentum m multiplies the effective step by "
-        "about 1 / (1 - m) on a consistent gradient, so at a small learning rate more momentum "
-        "trains faster."
+        f"at lr {s['lr']:g}, the final training loss {trend} from "
+        f"{lo['final_train_loss']:.4f} with momentum {lo['momentum']:g} to "
+        f"{hi['final_train_loss']:.4f} with momentum {hi['momentum']:g}; the lowest is at "
+        f"momentum {best:g}." + why
     )
     header = ["momentum", "final train loss", "test acc."]
     return _finish(ctx, r, markdown_table(rows, header), reading)
@@ -290,12 +317,19 @@ def ood(ctx: Context) -> SectionResult:
     rows = [(x["model"], f"{x['params']:,}", *(_pct(x[k]) for k in sets)) for x in s["rows"]]
     drops = [(x["model"], x["in-domain"] - x[f"shift up {s['shift_pixels']}"]) for x in s["rows"]]
     worst = max(drops, key=lambda d: d[1])
+    side = [k for k in sets if k in ("rot 90", "rot 270")]
+    top = max((x[k] for x in s["rows"] for k in side), default=float("nan"))
     reading = (
-        f"every model loses accuracy off its training distribution: shifting the images up "
-        f"{s['shift_pixels']} pixels costs up to {100 * worst[1]:.1f} points ({worst[0]}), and "
-        "rotations by 90 or 270 degrees bring the models near or to chance (10%: a model that "
-        "maps every rotated image to one class scores exactly the share of that class). "
-        "Parameter counts come from dlsys.analytics."
+        f"shifting the test images up {s['shift_pixels']} pixels costs up to "
+        f"{100 * worst[1]:.1f} accuracy points ({worst[0]})"
+        + (
+            f"; rotated by 90 or 270 degrees, no model does better than {_pct(top)} (chance "
+            "is 10%; a model that maps every rotated image to one class scores exactly that "
+            "class's share of the test set)."
+            if side
+            else "."
+        )
+        + " Parameter counts come from dlsys.analytics."
     )
     header = ["model", "parameters", *sets]
     return _finish(ctx, r, markdown_table(rows, header), reading)

@@ -541,6 +541,63 @@ void wgrad_block(int64_t k0, int64_t q0, int64_t nimg, const T *gyv, int64_t gyv
     }
 }
 
+// ---- grad weight as a GEMM with output channels in the vector lanes (stride_h == 1) ------
+//
+// gwT[q, k] += sum_p U[off[q] + p] * gyT[p, k] over the flat output pixels p of one image,
+// with U the shifted copies of the input (above) and gyT (P, ldk) the image's grad_out
+// transposed, k zero-padded to ldk. A tile of NQ x NV accumulator vectors (12 x 2 or 8 x 3:
+// 24 zmm) takes per pixel NV aligned vector loads of gyT and NQ scalar broadcasts from U
+// rows (4-byte loads never split a cache line): 14 or 11 loads per 24 FMAs, all from L1
+// (a gyT slice of NV vectors is P*NV*64 B, 21 KB for 169 pixels). It replaced dot products
+// along the pixels (10 loads per 24 FMAs, half of them unaligned and from L2, and a
+// horizontal sum per output; 68 GFLOP/s -> see docs/kernels.md).
+template <typename T, int NQ, int NV>
+void wgrad_tile(int64_t P, const T *u, const int64_t *offq, const T *gyT, int64_t ldk, T *out,
+                int64_t ldo) {
+  using V = typename VecType<T>::type;
+  constexpr int VL = Vec<T>::VL;
+  V acc[NQ][NV];
+  const T *uq[NQ];
+  for (int i = 0; i < NQ; ++i) {
+    uq[i] = u + offq[i];
+    for (int v = 0; v < NV; ++v) acc[i][v] = vload(out + i * ldo + v * VL);
+  }
+  for (int64_t p = 0; p < P; ++p) {
+    V g[NV];
+    for (int v = 0; v < NV; ++v) g[v] = vload(gyT + p * ldk + v * VL);
+    for (int i = 0; i < NQ; ++i) {
+      const V xi = uq[i][p] - V{};  // broadcast
+      for (int v = 0; v < NV; ++v) acc[i][v] += xi * g[v];
+    }
+  }
+  for (int i = 0; i < NQ; ++i)
+    for (int v = 0; v < NV; ++v) vstore(out + i * ldo + v * VL, acc[i][v]);
+}
+
+// One image's contribution to gwT (CRSp x ldk, CRSp = CRS rounded up to NQ; off padded alike).
+template <typename T, int NQ, int NV>
+void wgrad_image(int64_t P, int64_t CRSp, int64_t ldk, const T *u, const int64_t *off,
+                 const T *gyT, T *gwT) {
+  constexpr int VL = Vec<T>::VL;
+  for (int64_t kv = 0; kv < ldk; kv += NV * VL)  // the gyT slice stays in L1 over all q
+    for (int64_t q0 = 0; q0 < CRSp; q0 += NQ)
+      wgrad_tile<T, NQ, NV>(P, u, off + q0, gyT + kv, ldk, gwT + q0 * ldk + kv, ldk);
+}
+
+// A buffer of n elements whose data() is 64-byte aligned.
+template <typename T>
+struct Aligned {
+  std::vector<T> v;
+  T *p = nullptr;
+  explicit Aligned(int64_t n) : v(static_cast<size_t>(n > 0 ? n + 64 / sizeof(T) : 0)) {
+    if (n > 0) {
+      const uintptr_t a = reinterpret_cast<uintptr_t>(v.data());
+      p = v.data() + ((64 - a % 64) % 64) / sizeof(T);
+    }
+  }
+  T *data() { return p; }
+};
+
 }  // namespace
 
 template <typename T>
@@ -668,8 +725,19 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
   // several GEMM column panels exactly (K/G a multiple of NR, >= 2 NR), where GEMM on im2col
   // is faster (measured on one core: 160->96 3x3 13x13 N=64, 35 ms vs 46 ms; 16->32 5x5
   // 14x14 N=128, 11.4 ms vs 7.6 ms the other way round).
-  const bool dot = d.stride_w == 1 && !(Kg % Tile<T>::NR == 0 && Kg >= 2 * Tile<T>::NR);
-  const int64_t wsz = G * CRS * Kg;  // one chunk's partial grad weight
+  // tg: grad weight by wgrad_image (stride_h == 1 and a reduction long enough that
+  // transposing grad_out, P*K/G scalar moves per image, costs little beside P*K/G*CRS MACs).
+  constexpr int VL = Vec<T>::VL;
+  const bool tg = d.stride_h == 1 && CRS >= 4 * VL;
+  const int64_t nvec = (Kg + VL - 1) / VL;
+  const bool nv3 = nvec % 3 == 0;  // 8 x 3 tiles, else 12 x 2
+  const int64_t tq = nv3 ? 8 : 12, tv = nv3 ? 3 : 2;
+  const int64_t ldk = (nvec + tv - 1) / tv * tv * VL, CRSp = (CRS + tq - 1) / tq * tq;
+  const bool dot = !tg && d.stride_w == 1 && !(Kg % Tile<T>::NR == 0 && Kg >= 2 * Tile<T>::NR);
+  const int64_t wsz = tg ? G * CRSp * ldk : G * CRS * Kg;  // one chunk's partial grad weight
+  const Shifted sh = shifted_dims(d, VL);
+  std::vector<int64_t> toff = tg ? shifted_offsets(d, sh) : std::vector<int64_t>();
+  toff.resize(static_cast<size_t>(tg ? CRSp : 0), 0);  // padding rows read U[0..P), unused
   std::vector<T> pw(gw ? static_cast<size_t>(nch * wsz) : 0);
   std::vector<T> pb(gb ? static_cast<size_t>(nch * d.K) : 0);
   const Padded pd = padded_dims(d, Vec<T>::VL);
@@ -677,7 +745,6 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
   const std::vector<Run> runs = dot ? output_runs<T>(d) : std::vector<Run>();
   const int64_t nrun = static_cast<int64_t>(runs.size());
   const int64_t max_chunk = (d.N + nch - 1) / nch;
-  constexpr int VL = Vec<T>::VL;
   using V = typename VecType<T>::type;
   V lane;  // 0, 1, ..., VL-1
   for (int j = 0; j < VL; ++j) lane[j] = static_cast<T>(j);
@@ -685,10 +752,13 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
 
 #pragma omp parallel num_threads(threads) if (nch > 1 || d.N > 1)
   {
-    const bool need_col = gx || (gw && !dot);
+    const bool im2col_gw = gw && !dot && !tg;
+    const bool need_col = gx || im2col_gw;
     std::vector<T> col(need_col ? static_cast<size_t>(CRS * P) : 0);
-    std::vector<T> ap(gw && !dot ? static_cast<size_t>(packed_size<T>(CRS, P)) : 0);
-    std::vector<T> gyt(gw && !dot ? static_cast<size_t>(P * Kg) : 0);
+    std::vector<T> ap(im2col_gw ? static_cast<size_t>(packed_size<T>(CRS, P)) : 0);
+    std::vector<T> gyt(im2col_gw ? static_cast<size_t>(P * Kg) : 0);
+    std::vector<T> us(gw && tg ? static_cast<size_t>(sh.size) : 0);
+    Aligned<T> gyT(gw && tg ? P * ldk : 0);
     std::vector<T> btmp(static_cast<size_t>(kKC * Tile<T>::NR));
     std::vector<T> xps(gw && dot ? static_cast<size_t>(max_chunk * pd.size) : 0);
     std::vector<T> gyv(gw && dot ? static_cast<size_t>(max_chunk * Kg * nrun * VL) : 0);
@@ -721,6 +791,26 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
               pbc[k] += s;
             }
         if (!pwc) continue;
+        if (tg) {
+          // pwc is per group gwT (CRSp, ldk).
+          std::fill(pwc, pwc + wsz, T(0));
+          for (int64_t n = n0; n < n1; ++n)
+            for (int64_t g = 0; g < G; ++g) {
+              shift_input(d, sh, x + (n * d.C + g * Cg) * HW, us.data());
+              const T *gyg = gy + (n * d.K + g * Kg) * P;  // (Kg, P)
+              T *gt = gyT.data();
+              for (int64_t p = 0; p < P; ++p) {
+                for (int64_t k = 0; k < Kg; ++k) gt[p * ldk + k] = gyg[k * P + p];
+                for (int64_t k = Kg; k < ldk; ++k) gt[p * ldk + k] = T(0);
+              }
+              T *gwT = pwc + g * CRSp * ldk;
+              if (nv3)
+                wgrad_image<T, 8, 3>(P, CRSp, ldk, us.data(), toff.data(), gt, gwT);
+              else
+                wgrad_image<T, 12, 2>(P, CRSp, ldk, us.data(), toff.data(), gt, gwT);
+            }
+          continue;
+        }
         if (dot) {
           // pwc is laid out like gw: (K, CRS) = per group (Kg, CRS).
           std::fill(pwc, pwc + wsz, T(0));
@@ -799,7 +889,15 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
 #pragma omp simd
       for (int64_t e = 0; e < wsz; ++e) gw[e] += src[e];
     }
-  if (gw && !dot)  // partials are dW^T (CRS x Kg) per group
+  if (gw && tg)  // partials are gwT (CRSp x ldk) per group
+    for (int64_t ch = 0; ch < nch; ++ch)
+      for (int64_t g = 0; g < G; ++g) {
+        const T *src = pw.data() + ch * wsz + g * CRSp * ldk;
+        T *dst = gw + g * Kg * CRS;
+        for (int64_t k = 0; k < Kg; ++k)
+          for (int64_t q = 0; q < CRS; ++q) dst[k * CRS + q] += src[q * ldk + k];
+      }
+  if (gw && !dot && !tg)  // partials are dW^T (CRS x Kg) per group
     for (int64_t ch = 0; ch < nch; ++ch)
       for (int64_t g = 0; g < G; ++g) {
         const T *src = pw.data() + ch * wsz + g * CRS * Kg;

@@ -41,6 +41,8 @@ CASES: list[tuple[Any, ...]] = [
     (5, 1, 28, 28, 16, (5, 5), 1, 2, 1, 1),  # the training CNN's first layer, odd batch
     (2, 3, 5, 6, 2, (3, 3), 2, 3, 1, 1),  # padding larger than half the kernel
     (1, 2, 6, 6, 3, (1, 1), 3, 1, 1, 1),  # 1x1 with stride and padding (not the in-place path)
+    (3, 8, 7, 9, 40, (3, 3), (1, 2), 1, 1, 1),  # grad weight 8 x 3 tiles (K 40: 3 vectors)
+    (2, 16, 6, 5, 20, (3, 3), 1, 1, 2, 2),  # grad weight 12 x 2 tiles, groups, dilation
 ]
 
 GRAD_TOL = {torch.float32: (2e-4, 2e-3), torch.float64: (1e-10, 1e-9)}
@@ -263,11 +265,12 @@ def test_hypothesis_shapes_reference_vs_optimised_slow(case: tuple[Any, ...]) ->
         assert_close(a, e, rtol=1e-12, atol=1e-11, name=name)
 
 
-def test_thread_count_follows_torch_and_result_does_not_depend_on_it() -> None:
+@pytest.mark.parametrize("c", [3, 16])  # dot-product and transposed-GEMM grad weight
+def test_thread_count_follows_torch_and_result_does_not_depend_on_it(c: int) -> None:
     """dlsys uses torch.get_num_threads(); gradient sums are chunked so 1 and 2 threads agree."""
     gen = torch.Generator().manual_seed(11)
-    x = torch.randn(19, 3, 10, 10, generator=gen, requires_grad=True)
-    w = torch.randn(8, 3, 3, 3, generator=gen, requires_grad=True)
+    x = torch.randn(19, c, 10, 10, generator=gen, requires_grad=True)
+    w = torch.randn(8, c, 3, 3, generator=gen, requires_grad=True)
     saved = torch.get_num_threads()
     out = []
     try:

@@ -778,8 +778,8 @@ def conv_module_adapter(module: Any, shapes: list[Shape]) -> OpCall:
 
 
 def _register_known_custom_modules() -> None:
-    # dlsys's own Conv2d runs a compiled kernel that refuses meta tensors; price it as a
-    # leaf. Looked up only if the model's code already imported it (no import cost here).
+    # dlsys's own Conv2d calls the dlsys::conv2d custom op, which has no formula here; price
+    # the module as a leaf conv. Looked up only if the model's code already imported it.
     mod = sys.modules.get("dlsys.kernels.modules")
     cls = getattr(mod, "Conv2d", None) if mod is not None else None
     if isinstance(cls, type) and cls not in _MODULES:

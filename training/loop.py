@@ -352,12 +352,9 @@ def train(
     full_config = {"train": config.to_dict(), "data": data.describe(), **(context or {})}
     init_seed, batch_seed = _seeds(config.seed)
 
-    # Count on the torch-kernels twin: dlsys.kernels.Conv2d has the same parameters, and the
-    # cost model traces on the meta device, which the compiled kernels do not accept.
-    twin = build_model(config.model, data.input_shape, data.num_classes, "torch")
-    params = parameter_count(twin, data.input_shape)
     torch.manual_seed(init_seed)
     model = build_model(config.model, data.input_shape, data.num_classes, config.kernels)
+    params = parameter_count(model, data.input_shape)  # traced on meta: no RNG, no memory
     model.to(device)
     loss_fn = flooding_loss(config.flood, config.kernels)
     ce_fn = flooding_loss(0.0, config.kernels) if config.flood > 0 else loss_fn

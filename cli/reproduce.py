@@ -40,16 +40,7 @@ def run(args: argparse.Namespace) -> int:
             {
                 "report": f"{args.out}/REPORT.md",
                 "size": size,
-                "sections": [
-                    {
-                        "name": o.section.name,
-                        "ok": o.ok,
-                        "seconds": o.seconds,
-                        "error": o.error,
-                        "data": o.result.data if o.result else None,
-                    }
-                    for o in outcomes
-                ],
+                "sections": [o.as_dict() for o in outcomes],
             }
         )
     else:

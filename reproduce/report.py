@@ -88,6 +88,17 @@ class SectionOutcome:
     def ok(self) -> bool:
         return self.error is None
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: name, title, ok, seconds, error and the section's data (or None)."""
+        return {
+            "name": self.section.name,
+            "title": self.section.title,
+            "ok": self.ok,
+            "seconds": self.seconds,
+            "error": self.error,
+            "data": self.result.data if self.result else None,
+        }
+
 
 def _registry() -> list[Section]:
     from dlsys.reproduce.sections import SECTIONS
@@ -233,16 +244,7 @@ def run_report(
                 "started": started,
                 "python": platform.python_version(),
                 "seconds": total,
-                "sections": {
-                    o.section.name: {
-                        "title": o.section.title,
-                        "ok": o.ok,
-                        "seconds": o.seconds,
-                        "error": o.error,
-                        "data": o.result.data if o.result else None,
-                    }
-                    for o in outcomes
-                },
+                "sections": {o.section.name: o.as_dict() for o in outcomes},
             },
         )
     return outcomes

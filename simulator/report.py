@@ -18,7 +18,7 @@ import numpy as np
 from dlsys.common import atomic_write_text, write_json
 from dlsys.simulator.engine import APPLIED, STATUS_NAMES
 from dlsys.simulator.theory import async_staleness_pmf, scenario_rates
-from dlsys.simulator.trace import Result
+from dlsys.simulator.trace import CSV_COLUMNS, Result
 
 #: Runs with at most this many gradient rows get the per-gradient table by default.
 TABLE_ROWS = 50
@@ -328,20 +328,7 @@ def write_outputs(result: Result, out: str | os.PathLike[str]) -> list[Path]:
                 k: tr[k]
                 if k not in ("learner", "status")
                 else tr["learner_name" if k == "learner" else "status_name"].astype(str)
-                for k in (
-                    "learner",
-                    "seq",
-                    "read_version",
-                    "version",
-                    "staleness",
-                    "t_read",
-                    "t_start",
-                    "t_done",
-                    "t_arrive",
-                    "t_apply",
-                    "status",
-                    "lr",
-                )
+                for k in CSV_COLUMNS
             }
         )
         pq.write_table(table, d / "trace.parquet")

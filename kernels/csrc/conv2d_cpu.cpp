@@ -234,65 +234,10 @@ void col2im_add(const ConvDims &d, const T *col, T *dxg) {
 }
 
 
-// ---- implicit GEMM on a zero-padded copy of the input (used when stride_w == 1) ----------
-//
-// B of the forward GEMM is never built: column (oh, ow) of Xcol row q = (c, r, s) is
-// xpad[c, oh*stride_h + r*dil_h, ow + s*dil_w], so a run of output columns of one output row
-// is a contiguous run of xpad at offset off[q] = (c*Hp + r*dil_h)*Wp + s*dil_w from the run's
-// base. The micro-kernel's two vectors of NR = 2*VL columns each cover one run of <= VL output
-// columns (one output row when OW <= VL, as for 14x14 and 13x13 maps), so narrow maps still
-// fill most lanes. Lanes past a run read neighbouring padded data and are never stored.
-
 template <typename T>
 struct Vec {
   static constexpr int VL = kVecBytes / static_cast<int>(sizeof(T));
 };
-
-struct Run {
-  int64_t oh, ow0, cnt;  // output row, first output column, number of columns (<= VL)
-};
-
-// All runs of one image's output, row by row.
-template <typename T>
-std::vector<Run> output_runs(const ConvDims &d) {
-  constexpr int VL = Vec<T>::VL;
-  std::vector<Run> runs;
-  for (int64_t oh = 0; oh < d.OH; ++oh)
-    for (int64_t ow0 = 0; ow0 < d.OW; ow0 += VL) runs.push_back({oh, ow0, std::min<int64_t>(VL, d.OW - ow0)});
-  return runs;
-}
-
-struct Padded {
-  int64_t Hp, Wp, size;  // padded height, width, elements per image incl. slack
-};
-
-// Each padded row gets VL extra zero columns, so that the lanes of a run past the output
-// row's end read zeros (finite: 0 * x never turns into NaN in grad weight).
-Padded padded_dims(const ConvDims &d, int vl) {
-  const int64_t Hp = d.H + d.pad_top + d.pad_bottom, Wp = d.W + d.pad_left + d.pad_right + vl;
-  return {Hp, Wp, d.Cg() * Hp * Wp + 2 * vl};
-}
-
-// xp (Cg, Hp, Wp) + zero slack = zero-padded copy of xg (Cg, H, W).
-template <typename T>
-void pad_input(const ConvDims &d, const Padded &pd, const T *xg, T *xp) {
-  std::fill(xp, xp + pd.size, T(0));
-  for (int64_t c = 0; c < d.Cg(); ++c)
-    for (int64_t h = 0; h < d.H; ++h)
-      std::copy(xg + (c * d.H + h) * d.W, xg + (c * d.H + h + 1) * d.W,
-                xp + (c * pd.Hp + h + d.pad_top) * pd.Wp + d.pad_left);
-}
-
-// off[q] for q = (c, r, s) in Xcol row order.
-std::vector<int64_t> xcol_offsets(const ConvDims &d, const Padded &pd) {
-  std::vector<int64_t> off(static_cast<size_t>(d.CRS()));
-  for (int64_t c = 0; c < d.Cg(); ++c)
-    for (int64_t r = 0; r < d.R; ++r)
-      for (int64_t s = 0; s < d.S; ++s)
-        off[static_cast<size_t>((c * d.R + r) * d.S + s)] =
-            (c * pd.Hp + r * d.dil_h) * pd.Wp + s * d.dil_w;
-  return off;
-}
 
 // c[j] (+)= v[j] for j < cnt < VL.
 // NOTE: with AVX-512 a masked load/store; the portable loop below is turned by GCC into a
@@ -414,15 +359,6 @@ std::vector<int64_t> shifted_offsets(const ConvDims &d, const Shifted &sh) {
   return off;
 }
 
-// The flat output as runs of VL pixels (oh = 0, ow0 = first flat pixel).
-template <typename T>
-std::vector<Run> flat_runs(const ConvDims &d) {
-  constexpr int VL = Vec<T>::VL;
-  std::vector<Run> runs;
-  for (int64_t p0 = 0; p0 < d.P(); p0 += VL) runs.push_back({0, p0, std::min<int64_t>(VL, d.P() - p0)});
-  return runs;
-}
-
 // C rows i < mr, runs j < NRUN: C[j][i*ldc + e] (+)= sum_p Ap[p][i] * b[j][off[p] + e] for
 // e < cnt[j]. bias (mr values, or null) starts the sums.
 // NOTE: NRUN = 3 runs per call (MR x 3 = 24 accumulators with AVX-512 float32, 12 loads per
@@ -454,35 +390,33 @@ inline void micro_implicit(int64_t kc, const T *__restrict Ap, const int64_t *__
     for (int j = 0; j < NRUN; ++j) store_run(C[j] + i * ldc, acc[i][j], cnt[j], accumulate);
 }
 
-// Forward of one image and group by implicit GEMM: yg (Kg, OH*OW) (+)= Wg * Xcol(xp).
+// Forward of one image and group by implicit GEMM over the flat output pixels:
+// yg (Kg, P) = bias + Wg * Xcol, Xcol row q being u + off[q] (shifted copies, above).
 template <typename T>
-void forward_implicit(const ConvDims &d, const Padded &pd, const int64_t *off,
-                      const std::vector<Run> &runs, const T *Ap, const T *xp, T *yg,
+void forward_implicit(const ConvDims &d, const int64_t *off, const T *Ap, const T *u, T *yg,
                       const T *bias) {
-  constexpr int MR = Tile<T>::MR;
+  constexpr int MR = Tile<T>::MR, VL = Vec<T>::VL;
   constexpr int NRUN = 3;
   const int64_t Kg = d.Kg(), CRS = d.CRS(), P = d.P();
-  const int64_t nrun = static_cast<int64_t>(runs.size());
+  const int64_t nrun = (P + VL - 1) / VL;  // vectors of VL output pixels, the last partial
   for (int64_t k0 = 0; k0 < CRS; k0 += kKC) {
     const int64_t kc = std::min(kKC, CRS - k0);
     const bool acc = k0 > 0;  // the first k-block writes, starting from the bias
     for (int64_t t = 0; t < nrun; t += NRUN) {
       const int64_t nt = std::min<int64_t>(NRUN, nrun - t);
       const T *b[NRUN];
-      T *c[NRUN];
       int64_t cnt[NRUN];
       for (int64_t j = 0; j < nt; ++j) {
-        const Run &r = runs[static_cast<size_t>(t + j)];
-        b[j] = xp + r.oh * d.stride_h * pd.Wp + r.ow0;
-        c[j] = yg + r.oh * d.OW + r.ow0;
-        cnt[j] = r.cnt;
+        const int64_t p0 = (t + j) * VL;
+        b[j] = u + p0;
+        cnt[j] = std::min<int64_t>(VL, P - p0);
       }
       for (int64_t i0 = 0; i0 < Kg; i0 += MR) {
         const T *a = Ap + i0 * CRS + k0 * MR;
         const int64_t mr = std::min<int64_t>(MR, Kg - i0);
         const T *bi = bias && !acc ? bias + i0 : nullptr;
         T *ci[NRUN];
-        for (int64_t j = 0; j < nt; ++j) ci[j] = c[j] + i0 * P;
+        for (int64_t j = 0; j < nt; ++j) ci[j] = yg + i0 * P + (t + j) * VL;
         if (nt == 3)
           micro_implicit<T, 3>(kc, a, off + k0, b, ci, P, mr, cnt, acc, bi);
         else if (nt == 2)
@@ -494,51 +428,110 @@ void forward_implicit(const ConvDims &d, const Padded &pd, const int64_t *off,
   }
 }
 
-// ---- grad weight by dot products over output pixels (used when stride_w == 1) ------------
+// ---- grad weight by dot products over flat output pixels (stride_h == 1, short CRS) -----
 //
-// gw[k, q] = sum over images and output pixels of gy[n, k, oh, ow] * xpad[n, off[q] + base]
-// with base = oh*stride_h*Wp + ow. Vector lanes run over the output columns of one run, so
-// both operands are contiguous loads (gy from a copy padded to VL columns per run, with zeros
-// in unused lanes; the x lanes past a run read zeros, so that an inf or NaN next to it can
-// not leak in as 0 * inf: the padded rows end in VL zero columns). A block of MK x NQ
-// accumulator vectors (4 x 6: 24 registers, 10 loads per 24 FMAs) is summed over every pixel
-// of every image of the chunk before one horizontal sum.
+// For a short reduction (a first layer: CRS = 25) transposing grad_out would cost as much as
+// the products, so the vector lanes run over output pixels instead: gw[k, q] = sum_p
+// gy[k, p] * U[off[q] + p], both operands contiguous. A tile of MK x NQ accumulator vectors
+// (4 x 6: 24 zmm, 10 loads per 24 FMAs) runs over one image's pixels, the image's grad_out
+// rows and U staying in L1; the vectors are kept per (k, q) in a chunk buffer (loaded and
+// stored once per tile and image) and summed across lanes once per chunk. The last, partial
+// vector is loaded masked (zeros past P, so no inf or NaN of the next row leaks in as 0*inf).
 
-template <typename T, int MK, int NQ>
-void wgrad_block(int64_t k0, int64_t q0, int64_t nimg, const T *gyv, int64_t gyv_img,
-                 int64_t gyv_k, const T *xps, int64_t xp_img, const int64_t *off,
-                 const std::vector<Run> &runs, int64_t stride_h, int64_t Wp, T *out,
-                 int64_t ldo) {
+// The first cnt (<= VL) elements of p, zeros in the other lanes.
+#if defined(__AVX512F__)
+inline VecType<float>::type load_first(const float *p, int64_t cnt) {
+  return reinterpret_cast<VecType<float>::type>(
+      _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << cnt) - 1u), p));
+}
+inline VecType<double>::type load_first(const double *p, int64_t cnt) {
+  return reinterpret_cast<VecType<double>::type>(
+      _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << cnt) - 1u), p));
+}
+#else
+template <typename T>
+inline typename VecType<T>::type load_first(const T *p, int64_t cnt) {
+  typename VecType<T>::type v{};
+  for (int64_t j = 0; j < cnt; ++j) v[j] = p[j];
+  return v;
+}
+#endif
+
+// acc (Kg x CRS x VL per group) += lane-wise products of MK grad_out rows (gyk, row stride P)
+// and NQ Xcol rows (u + offq[b]); with BIAS also bsum (MK x VL) += the grad_out rows.
+template <typename T, int MK, int NQ, bool BIAS>
+void wgrad_dot_tile(int64_t P, const T *gyk, const T *u, const int64_t *offq, T *acc_out,
+                    int64_t CRS, T *bsum) {
   using V = typename VecType<T>::type;
   constexpr int VL = Vec<T>::VL;
-  V acc[MK][NQ];
-  for (int a = 0; a < MK; ++a)
-    for (int b = 0; b < NQ; ++b) acc[a][b] = V{};
-  int64_t oq[NQ];
-  for (int b = 0; b < NQ; ++b) oq[b] = off[q0 + b];
-  const int64_t nrun = static_cast<int64_t>(runs.size());
-  for (int64_t n = 0; n < nimg; ++n) {
-    const T *gyn = gyv + n * gyv_img + k0 * gyv_k;
-    const T *xpn = xps + n * xp_img;
-    for (int64_t t = 0; t < nrun; ++t) {
-      const Run &ru = runs[static_cast<size_t>(t)];
-      const T *xb = xpn + ru.oh * stride_h * Wp + ru.ow0;
-      V xv[NQ];
-      for (int b = 0; b < NQ; ++b) xv[b] = vload(xb + oq[b]);
-      for (int a = 0; a < MK; ++a) {
-        const V g = vload(gyn + a * gyv_k + t * VL);
-        for (int b = 0; b < NQ; ++b) acc[a][b] += g * xv[b];
-      }
+  V acc[MK][NQ], bs[MK];
+  const T *xq[NQ];
+  for (int b = 0; b < NQ; ++b) xq[b] = u + offq[b];
+  for (int a = 0; a < MK; ++a) {
+    bs[a] = BIAS ? vload(bsum + a * VL) : V{};
+    for (int b = 0; b < NQ; ++b) acc[a][b] = vload(acc_out + (a * CRS + b) * VL);
+  }
+  const int64_t pfull = P / VL * VL;
+  for (int64_t p = 0; p < pfull; p += VL) {  // full vectors (no branch: accumulators in zmm)
+    V xv[NQ];
+    for (int b = 0; b < NQ; ++b) xv[b] = vload(xq[b] + p);
+    for (int a = 0; a < MK; ++a) {
+      const V g = vload(gyk + a * P + p);
+      if (BIAS) bs[a] += g;
+      for (int b = 0; b < NQ; ++b) acc[a][b] += g * xv[b];
     }
   }
-  T tmp[VL];
-  for (int a = 0; a < MK; ++a)
-    for (int b = 0; b < NQ; ++b) {
-      vstore(tmp, acc[a][b]);
-      T s = 0;
-      for (int j = 0; j < VL; ++j) s += tmp[j];
-      out[(k0 + a) * ldo + q0 + b] += s;
+  if (pfull < P) {  // the partial vector
+    V xv[NQ];
+    for (int b = 0; b < NQ; ++b) xv[b] = load_first(xq[b] + pfull, P - pfull);
+    for (int a = 0; a < MK; ++a) {
+      const V g = load_first(gyk + a * P + pfull, P - pfull);
+      if (BIAS) bs[a] += g;
+      for (int b = 0; b < NQ; ++b) acc[a][b] += g * xv[b];
     }
+  }
+  for (int a = 0; a < MK; ++a) {
+    if (BIAS) vstore(bsum + a * VL, bs[a]);
+    for (int b = 0; b < NQ; ++b) vstore(acc_out + (a * CRS + b) * VL, acc[a][b]);
+  }
+}
+
+// One image and group: acc (Kg, CRS, VL) += products; bsum (Kg, VL) += grad_out rows (or null).
+template <typename T, int MK, int NQ>
+void wgrad_dot_image_t(int64_t Kg, int64_t CRS, int64_t P, const T *gyg, const T *u,
+                       const int64_t *off, T *acc, T *bsum) {
+  constexpr int VL = Vec<T>::VL;
+  const int64_t kmain = Kg / MK * MK, qmain = CRS / NQ * NQ;
+  for (int64_t k0 = 0; k0 < Kg; k0 += (k0 < kmain ? MK : 1))
+    for (int64_t q0 = 0; q0 < CRS; q0 += (q0 < qmain ? NQ : 1)) {
+      const T *g = gyg + k0 * P;
+      T *o = acc + (k0 * CRS + q0) * VL;
+      T *bs = bsum && q0 == 0 ? bsum + k0 * VL : nullptr;  // each row summed once
+      const bool km = k0 < kmain, qm = q0 < qmain;
+      if (km && qm)
+        bs ? wgrad_dot_tile<T, MK, NQ, true>(P, g, u, off + q0, o, CRS, bs)
+           : wgrad_dot_tile<T, MK, NQ, false>(P, g, u, off + q0, o, CRS, bs);
+      else if (km)
+        bs ? wgrad_dot_tile<T, MK, 1, true>(P, g, u, off + q0, o, CRS, bs)
+           : wgrad_dot_tile<T, MK, 1, false>(P, g, u, off + q0, o, CRS, bs);
+      else if (qm)
+        bs ? wgrad_dot_tile<T, 1, NQ, true>(P, g, u, off + q0, o, CRS, bs)
+           : wgrad_dot_tile<T, 1, NQ, false>(P, g, u, off + q0, o, CRS, bs);
+      else
+        bs ? wgrad_dot_tile<T, 1, 1, true>(P, g, u, off + q0, o, CRS, bs)
+           : wgrad_dot_tile<T, 1, 1, false>(P, g, u, off + q0, o, CRS, bs);
+    }
+}
+
+// 4 x 6 tiles, or 4 x 5 where 5 divides CRS and 6 does not (5x5 kernels: no 1-wide tail,
+// whose 5 loads per 4 FMAs made it cost a fifth of the whole for CRS = 25).
+template <typename T>
+void wgrad_dot_image(int64_t Kg, int64_t CRS, int64_t P, const T *gyg, const T *u,
+                     const int64_t *off, T *acc, T *bsum) {
+  if (CRS % 6 != 0 && CRS % 5 == 0)
+    wgrad_dot_image_t<T, 4, 5>(Kg, CRS, P, gyg, u, off, acc, bsum);
+  else
+    wgrad_dot_image_t<T, 4, 6>(Kg, CRS, P, gyg, u, off, acc, bsum);
 }
 
 // ---- grad weight as a GEMM with output channels in the vector lanes (stride_h == 1) ------
@@ -615,8 +608,6 @@ void conv2d_forward_cpu(const ConvDims &d, const T *x, const T *w, const T *b, T
   const bool implicit = !direct && d.stride_h == 1;
   const Shifted sh = shifted_dims(d, Vec<T>::VL);
   const std::vector<int64_t> off = implicit ? shifted_offsets(d, sh) : std::vector<int64_t>();
-  const std::vector<Run> runs = implicit ? flat_runs<T>(d) : std::vector<Run>();
-  const Padded pd{0, 0, 0};  // flat runs: forward_implicit never steps a padded row
   const int64_t tasks = d.N * G;
 #pragma omp parallel num_threads(threads) if (tasks > 1)
   {
@@ -630,7 +621,7 @@ void conv2d_forward_cpu(const ConvDims &d, const T *x, const T *w, const T *b, T
       T *yg = y + (n * d.K + g * Kg) * P;                     // (Kg, P)
       if (implicit) {
         shift_input(d, sh, xg, xp.data());
-        forward_implicit(d, pd, off.data(), runs, wp.data() + g * psz, xp.data(), yg,
+        forward_implicit(d, off.data(), wp.data() + g * psz, xp.data(), yg,
                          b ? b + g * Kg : nullptr);
         continue;
       }
@@ -721,47 +712,36 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
 
   // grad weight / bias: partial sums over fixed chunks of the batch.
   const int64_t nch = std::min<int64_t>(d.N, 16);
-  // grad weight by wgrad_block when stride_w is 1, except when the output channels fill
-  // several GEMM column panels exactly (K/G a multiple of NR, >= 2 NR), where GEMM on im2col
-  // is faster (measured on one core: 160->96 3x3 13x13 N=64, 35 ms vs 46 ms; 16->32 5x5
-  // 14x14 N=128, 11.4 ms vs 7.6 ms the other way round).
-  // tg: grad weight by wgrad_image (stride_h == 1 and a reduction long enough that
-  // transposing grad_out, P*K/G scalar moves per image, costs little beside P*K/G*CRS MACs).
+  // Grad weight, stride_h == 1: tg, a GEMM with output channels in the vector lanes when the
+  // reduction CRS is long enough that transposing grad_out (P*K/G scalar moves per image)
+  // costs little beside its P*K/G*CRS MACs; fd, dot products over the pixels, otherwise.
+  // Strided rows: GEMM on im2col.
   constexpr int VL = Vec<T>::VL;
   const bool tg = d.stride_h == 1 && CRS >= 4 * VL;
+  const bool fd = d.stride_h == 1 && !tg;
   const int64_t nvec = (Kg + VL - 1) / VL;
   const bool nv3 = nvec % 3 == 0;  // 8 x 3 tiles, else 12 x 2
   const int64_t tq = nv3 ? 8 : 12, tv = nv3 ? 3 : 2;
   const int64_t ldk = (nvec + tv - 1) / tv * tv * VL, CRSp = (CRS + tq - 1) / tq * tq;
-  const bool dot = !tg && d.stride_w == 1 && !(Kg % Tile<T>::NR == 0 && Kg >= 2 * Tile<T>::NR);
-  const int64_t wsz = tg ? G * CRSp * ldk : G * CRS * Kg;  // one chunk's partial grad weight
+  // one chunk's partial grad weight: tg per group gwT (CRSp, ldk); fd per group lane-wise
+  // sums (Kg, CRS, VL) (the grad bias lane-wise after them, (K, VL)); else dW^T (CRS, Kg)
+  const int64_t wsz = tg ? G * CRSp * ldk : fd ? G * CRS * Kg * VL + d.K * VL : G * CRS * Kg;
   const Shifted sh = shifted_dims(d, VL);
-  std::vector<int64_t> toff = tg ? shifted_offsets(d, sh) : std::vector<int64_t>();
-  toff.resize(static_cast<size_t>(tg ? CRSp : 0), 0);  // padding rows read U[0..P), unused
+  std::vector<int64_t> toff = tg || fd ? shifted_offsets(d, sh) : std::vector<int64_t>();
+  if (tg) toff.resize(static_cast<size_t>(CRSp), 0);  // padding rows read U[0..P), unused
   std::vector<T> pw(gw ? static_cast<size_t>(nch * wsz) : 0);
   std::vector<T> pb(gb ? static_cast<size_t>(nch * d.K) : 0);
-  const Padded pd = padded_dims(d, Vec<T>::VL);
-  const std::vector<int64_t> off = dot ? xcol_offsets(d, pd) : std::vector<int64_t>();
-  const std::vector<Run> runs = dot ? output_runs<T>(d) : std::vector<Run>();
-  const int64_t nrun = static_cast<int64_t>(runs.size());
-  const int64_t max_chunk = (d.N + nch - 1) / nch;
-  using V = typename VecType<T>::type;
-  V lane;  // 0, 1, ..., VL-1
-  for (int j = 0; j < VL; ++j) lane[j] = static_cast<T>(j);
-  const T *gy_end = gy + d.y_numel();
 
 #pragma omp parallel num_threads(threads) if (nch > 1 || d.N > 1)
   {
-    const bool im2col_gw = gw && !dot && !tg;
+    const bool im2col_gw = gw && !fd && !tg;
     const bool need_col = gx || im2col_gw;
     std::vector<T> col(need_col ? static_cast<size_t>(CRS * P) : 0);
     std::vector<T> ap(im2col_gw ? static_cast<size_t>(packed_size<T>(CRS, P)) : 0);
     std::vector<T> gyt(im2col_gw ? static_cast<size_t>(P * Kg) : 0);
-    std::vector<T> us(gw && tg ? static_cast<size_t>(sh.size) : 0);
+    std::vector<T> us(gw && (tg || fd) ? static_cast<size_t>(sh.size) : 0);
     Aligned<T> gyT(gw && tg ? P * ldk : 0);
     std::vector<T> btmp(static_cast<size_t>(kKC * Tile<T>::NR));
-    std::vector<T> xps(gw && dot ? static_cast<size_t>(max_chunk * pd.size) : 0);
-    std::vector<T> gyv(gw && dot ? static_cast<size_t>(max_chunk * Kg * nrun * VL) : 0);
     // grad input: one image per iteration.
     if (gx) {
 #pragma omp for schedule(static)
@@ -780,7 +760,7 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
         T *pwc = gw ? pw.data() + ch * wsz : nullptr;
         T *pbc = gb ? pb.data() + ch * d.K : nullptr;
         if (pbc) std::fill(pbc, pbc + d.K, T(0));
-        const bool fuse_bias = pbc && pwc && dot;  // summed while gy is copied below
+        const bool fuse_bias = pbc && pwc && fd;  // summed in the dot-product tiles
         if (pbc && !fuse_bias)
           for (int64_t n = n0; n < n1; ++n)
             for (int64_t k = 0; k < d.K; ++k) {
@@ -811,59 +791,27 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
             }
           continue;
         }
-        if (dot) {
-          // pwc is laid out like gw: (K, CRS) = per group (Kg, CRS).
+        if (fd) {
           std::fill(pwc, pwc + wsz, T(0));
-          const int64_t gyv_k = nrun * VL, gyv_img = Kg * gyv_k;
-          for (int64_t g = 0; g < G; ++g) {
-            for (int64_t n = n0; n < n1; ++n) {
-              pad_input(d, pd, x + (n * d.C + g * Cg) * HW, xps.data() + (n - n0) * pd.size);
-              T *gv = gyv.data() + (n - n0) * gyv_img;
-              const T *gyg = gy + (n * d.K + g * Kg) * P;
-              for (int64_t k = 0; k < Kg; ++k) {
-                for (int64_t t = 0; t < nrun; ++t) {
-                  const Run &ru = runs[static_cast<size_t>(t)];
-                  T *dst = gv + k * gyv_k + t * VL;
-                  const T *src = gyg + k * P + ru.oh * d.OW + ru.ow0;
-                  if (src + VL <= gy_end) {  // one vector load, lanes past the run zeroed
-                    const V v = vload(src);
-                    vstore(dst, ru.cnt == VL ? v : (lane < static_cast<T>(ru.cnt) ? v : V{}));
-                  } else {
-                    for (int64_t j = 0; j < VL; ++j) dst[j] = j < ru.cnt ? src[j] : T(0);
-                  }
-                }
-                if (fuse_bias) {  // the copy is zero-padded, so its sum is the row's sum
-                  const T *src = gv + k * gyv_k;
-                  T sum = 0;
-#pragma omp simd reduction(+ : sum)
-                  for (int64_t e = 0; e < gyv_k; ++e) sum += src[e];
-                  pbc[g * Kg + k] += sum;
-                }
-              }
+          T *bsum = pwc + G * CRS * Kg * VL;  // (K, VL)
+          for (int64_t n = n0; n < n1; ++n)
+            for (int64_t g = 0; g < G; ++g) {
+              shift_input(d, sh, x + (n * d.C + g * Cg) * HW, us.data());
+              wgrad_dot_image(Kg, CRS, P, gy + (n * d.K + g * Kg) * P, us.data(), toff.data(),
+                              pwc + g * Kg * CRS * VL, fuse_bias ? bsum + g * Kg * VL : nullptr);
             }
-            T *outg = pwc + g * Kg * CRS;
-            constexpr int MK = 4, NQ = 6;
-            const int64_t kmain = Kg / MK * MK, qmain = CRS / NQ * NQ;
-            const int64_t nimg = n1 - n0;
-            const T *gys = gyv.data();
-            const T *xss = xps.data();
-            for (int64_t k0 = 0; k0 < Kg; k0 += (k0 < kmain ? MK : 1))
-              for (int64_t q0 = 0; q0 < CRS; q0 += (q0 < qmain ? NQ : 1)) {
-                const bool km = k0 < kmain, qm = q0 < qmain;
-                if (km && qm)
-                  wgrad_block<T, MK, NQ>(k0, q0, nimg, gys, gyv_img, gyv_k, xss,
-                                         pd.size, off.data(), runs, d.stride_h, pd.Wp, outg, CRS);
-                else if (km)
-                  wgrad_block<T, MK, 1>(k0, q0, nimg, gys, gyv_img, gyv_k, xss,
-                                        pd.size, off.data(), runs, d.stride_h, pd.Wp, outg, CRS);
-                else if (qm)
-                  wgrad_block<T, 1, NQ>(k0, q0, nimg, gys, gyv_img, gyv_k, xss,
-                                        pd.size, off.data(), runs, d.stride_h, pd.Wp, outg, CRS);
-                else
-                  wgrad_block<T, 1, 1>(k0, q0, nimg, gys, gyv_img, gyv_k, xss,
-                                       pd.size, off.data(), runs, d.stride_h, pd.Wp, outg, CRS);
-              }
+          // lane sums, in a fixed order
+          for (int64_t e = 0; e < G * Kg * CRS; ++e) {
+            T sum = 0;
+            for (int j = 0; j < VL; ++j) sum += pwc[e * VL + j];
+            pwc[e] = sum;  // e <= e * VL: compacted in place to (K, CRS)
           }
+          if (fuse_bias)
+            for (int64_t k = 0; k < d.K; ++k) {
+              T sum = 0;
+              for (int j = 0; j < VL; ++j) sum += bsum[k * VL + j];
+              pbc[k] = sum;
+            }
           continue;
         }
         for (int64_t n = n0; n < n1; ++n)
@@ -883,11 +831,11 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
   if (gb)
     for (int64_t ch = 0; ch < nch; ++ch)
       for (int64_t k = 0; k < d.K; ++k) gb[k] += pb[static_cast<size_t>(ch * d.K + k)];
-  if (gw && dot)
+  if (gw && fd)  // partials are gw (K, CRS) at the start of each chunk's buffer
     for (int64_t ch = 0; ch < nch; ++ch) {
       const T *src = pw.data() + ch * wsz;
 #pragma omp simd
-      for (int64_t e = 0; e < wsz; ++e) gw[e] += src[e];
+      for (int64_t e = 0; e < d.w_numel(); ++e) gw[e] += src[e];
     }
   if (gw && tg)  // partials are gwT (CRSp x ldk) per group
     for (int64_t ch = 0; ch < nch; ++ch)
@@ -897,7 +845,7 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
         for (int64_t k = 0; k < Kg; ++k)
           for (int64_t q = 0; q < CRS; ++q) dst[k * CRS + q] += src[q * ldk + k];
       }
-  if (gw && !dot && !tg)  // partials are dW^T (CRS x Kg) per group
+  if (gw && !fd && !tg)  // partials are dW^T (CRS x Kg) per group
     for (int64_t ch = 0; ch < nch; ++ch)
       for (int64_t g = 0; g < G; ++g) {
         const T *src = pw.data() + ch * wsz + g * CRS * Kg;

@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "conv2d.h"
@@ -754,7 +755,9 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
   const Shifted sh = shifted_dims(d, VL);
   std::vector<int64_t> toff = tg || fd ? shifted_offsets(d, sh) : std::vector<int64_t>();
   if (tg) toff.resize(static_cast<size_t>(CRSp), 0);  // padding rows read U[0..P), unused
-  std::vector<T> pw(gw ? static_cast<size_t>(nch * wsz) : 0);
+  // NOTE: not value-initialised (each chunk writes its part before adding to it): zeroing
+  // the whole buffer here was a serial pass over up to nch * wsz elements.
+  std::unique_ptr<T[]> pw(gw ? new T[static_cast<size_t>(nch * wsz)] : nullptr);
   std::vector<T> pb(gb ? static_cast<size_t>(nch * d.K) : 0);
 
 #pragma omp parallel num_threads(threads) if (nch > 1 || d.N > 1)
@@ -782,7 +785,7 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
 #pragma omp for schedule(static)
       for (int64_t ch = 0; ch < nch; ++ch) {
         const int64_t n0 = ch * d.N / nch, n1 = (ch + 1) * d.N / nch;
-        T *pwc = gw ? pw.data() + ch * wsz : nullptr;
+        T *pwc = gw ? pw.get() + ch * wsz : nullptr;
         T *pbc = gb ? pb.data() + ch * d.K : nullptr;
         if (pbc) std::fill(pbc, pbc + d.K, T(0));
         const bool fuse_bias = pbc && pwc && fd;  // summed in the dot-product tiles
@@ -850,34 +853,29 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
                            n > n0, btmp.data());
           }
       }
+      // Sum the chunks in order (for every element chunk 0, 1, ...: the same sums for any
+      // thread count), output channels split across the threads.
+#pragma omp for schedule(static)
+      for (int64_t k = 0; k < d.K; ++k) {
+        const int64_t g = k / Kg, kk = k % Kg;
+        if (gb)
+          for (int64_t ch = 0; ch < nch; ++ch) gb[k] += pb[static_cast<size_t>(ch * d.K + k)];
+        if (!gw) continue;
+        T *dst = gw + k * CRS;
+        for (int64_t ch = 0; ch < nch; ++ch) {
+          const T *src = pw.get() + ch * wsz;
+          if (fd) {  // gw (K, CRS) at the start of each chunk's buffer
+#pragma omp simd
+            for (int64_t q = 0; q < CRS; ++q) dst[q] += src[k * CRS + q];
+          } else if (tg) {  // gwT (CRSp, ldk) per group
+            for (int64_t q = 0; q < CRS; ++q) dst[q] += src[g * CRSp * ldk + q * ldk + kk];
+          } else {  // dW^T (CRS, Kg) per group
+            for (int64_t q = 0; q < CRS; ++q) dst[q] += src[g * CRS * Kg + q * Kg + kk];
+          }
+        }
+      }
     }
   }
-  // Sum the chunks in order.
-  if (gb)
-    for (int64_t ch = 0; ch < nch; ++ch)
-      for (int64_t k = 0; k < d.K; ++k) gb[k] += pb[static_cast<size_t>(ch * d.K + k)];
-  if (gw && fd)  // partials are gw (K, CRS) at the start of each chunk's buffer
-    for (int64_t ch = 0; ch < nch; ++ch) {
-      const T *src = pw.data() + ch * wsz;
-#pragma omp simd
-      for (int64_t e = 0; e < d.w_numel(); ++e) gw[e] += src[e];
-    }
-  if (gw && tg)  // partials are gwT (CRSp x ldk) per group
-    for (int64_t ch = 0; ch < nch; ++ch)
-      for (int64_t g = 0; g < G; ++g) {
-        const T *src = pw.data() + ch * wsz + g * CRSp * ldk;
-        T *dst = gw + g * Kg * CRS;
-        for (int64_t k = 0; k < Kg; ++k)
-          for (int64_t q = 0; q < CRS; ++q) dst[k * CRS + q] += src[q * ldk + k];
-      }
-  if (gw && !fd && !tg)  // partials are dW^T (CRS x Kg) per group
-    for (int64_t ch = 0; ch < nch; ++ch)
-      for (int64_t g = 0; g < G; ++g) {
-        const T *src = pw.data() + ch * wsz + g * CRS * Kg;
-        T *dst = gw + g * Kg * CRS;
-        for (int64_t q = 0; q < CRS; ++q)
-          for (int64_t k = 0; k < Kg; ++k) dst[k * CRS + q] += src[q * Kg + k];
-      }
 }
 
 template void conv2d_forward_cpu<float>(const ConvDims &, const float *, const float *,

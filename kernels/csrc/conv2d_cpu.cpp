@@ -854,25 +854,30 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
           }
       }
       // Sum the chunks in order (for every element chunk 0, 1, ...: the same sums for any
-      // thread count), output channels split across the threads.
+      // thread count), split across the threads along the partials' rows.
+      if (gb) {
 #pragma omp for schedule(static)
-      for (int64_t k = 0; k < d.K; ++k) {
-        const int64_t g = k / Kg, kk = k % Kg;
-        if (gb)
+        for (int64_t k = 0; k < d.K; ++k)
           for (int64_t ch = 0; ch < nch; ++ch) gb[k] += pb[static_cast<size_t>(ch * d.K + k)];
-        if (!gw) continue;
-        T *dst = gw + k * CRS;
-        for (int64_t ch = 0; ch < nch; ++ch) {
-          const T *src = pw.get() + ch * wsz;
-          if (fd) {  // gw (K, CRS) at the start of each chunk's buffer
+      }
+      if (gw && fd) {  // gw (K, CRS) at the start of each chunk's buffer
+#pragma omp for schedule(static)
+        for (int64_t k = 0; k < d.K; ++k)
+          for (int64_t ch = 0; ch < nch; ++ch) {
+            const T *src = pw.get() + ch * wsz + k * CRS;
 #pragma omp simd
-            for (int64_t q = 0; q < CRS; ++q) dst[q] += src[k * CRS + q];
-          } else if (tg) {  // gwT (CRSp, ldk) per group
-            for (int64_t q = 0; q < CRS; ++q) dst[q] += src[g * CRSp * ldk + q * ldk + kk];
-          } else {  // dW^T (CRS, Kg) per group
-            for (int64_t q = 0; q < CRS; ++q) dst[q] += src[g * CRS * Kg + q * Kg + kk];
+            for (int64_t q = 0; q < CRS; ++q) gw[k * CRS + q] += src[q];
           }
-        }
+      } else if (gw) {  // transposed per group: gwT (CRSp, ldk) or dW^T (CRS, Kg)
+        const int64_t gstride = tg ? CRSp * ldk : CRS * Kg, ld = tg ? ldk : Kg;
+#pragma omp for schedule(static)
+        for (int64_t q = 0; q < CRS; ++q)
+          for (int64_t g = 0; g < G; ++g)
+            for (int64_t ch = 0; ch < nch; ++ch) {
+              const T *src = pw.get() + ch * wsz + g * gstride + q * ld;
+              T *dst = gw + g * Kg * CRS + q;
+              for (int64_t k = 0; k < Kg; ++k) dst[k * CRS] += src[k];
+            }
       }
     }
   }

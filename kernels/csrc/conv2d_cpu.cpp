@@ -788,7 +788,9 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
         T *pwc = gw ? pw.get() + ch * wsz : nullptr;
         T *pbc = gb ? pb.data() + ch * d.K : nullptr;
         if (pbc) std::fill(pbc, pbc + d.K, T(0));
-        const bool fuse_bias = pbc && pwc && fd;  // summed in the dot-product tiles
+        // grad bias summed from grad_out as the grad weight passes read it (fd: in the tiles,
+        // tg: from the transposed copy, in L1) rather than in a pass of its own
+        const bool fuse_bias = pbc && pwc && (fd || tg);
         if (pbc && !fuse_bias)
           for (int64_t n = n0; n < n1; ++n)
             for (int64_t k = 0; k < d.K; ++k) {
@@ -810,6 +812,12 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
               for (int64_t p = 0; p < P; ++p) {
                 for (int64_t k = 0; k < Kg; ++k) gt[p * ldk + k] = gyg[k * P + p];
                 for (int64_t k = Kg; k < ldk; ++k) gt[p * ldk + k] = T(0);
+              }
+              if (fuse_bias) {
+                T *bk = pbc + g * Kg;
+                for (int64_t p = 0; p < P; ++p)
+#pragma omp simd
+                  for (int64_t k = 0; k < Kg; ++k) bk[k] += gt[p * ldk + k];
               }
               T *gwT = pwc + g * CRSp * ldk;
               if (nv3)

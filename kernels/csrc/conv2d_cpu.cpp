@@ -17,6 +17,7 @@
 // Grad weight sums per-image products in a fixed number of chunks of the batch, added in
 // order at the end, so the result does not depend on the thread count.
 #include <omp.h>
+#include <sys/mman.h>
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -619,6 +620,27 @@ struct Aligned {
 
 }  // namespace
 
+// NOTE: a freshly allocated output is not yet mapped: writing it takes one page fault per
+// 4 KB page (~1.5 us each on the development VM, more than the arithmetic of conv layer 1's
+// 6.4 MB output). Each thread maps its share of the pages in one madvise call instead
+// (Linux >= 5.14; contents are unchanged, an error only means the faults happen later).
+template <typename T>
+void prefault_part(T *y, int64_t n) {
+#if defined(MADV_POPULATE_WRITE)
+  const int64_t bytes = n * static_cast<int64_t>(sizeof(T));
+  if (bytes < (int64_t{4} << 20)) return;
+  const uintptr_t page = 4096, lo = (reinterpret_cast<uintptr_t>(y) + page - 1) / page * page;
+  const uintptr_t hi = (reinterpret_cast<uintptr_t>(y) + static_cast<uintptr_t>(bytes)) / page * page;
+  const uintptr_t npages = (hi - lo) / page, nt = static_cast<uintptr_t>(omp_get_num_threads());
+  const uintptr_t t = static_cast<uintptr_t>(omp_get_thread_num());
+  const uintptr_t a = lo + npages * t / nt * page, b = lo + npages * (t + 1) / nt * page;
+  if (b > a) madvise(reinterpret_cast<void *>(a), b - a, MADV_POPULATE_WRITE);
+#else
+  (void)y;
+  (void)n;
+#endif
+}
+
 template <typename T>
 void conv2d_forward_cpu(const ConvDims &d, const T *x, const T *w, const T *b, T *y,
                         int threads) {
@@ -637,6 +659,7 @@ void conv2d_forward_cpu(const ConvDims &d, const T *x, const T *w, const T *b, T
   const int64_t tasks = d.N * G;
 #pragma omp parallel num_threads(threads) if (tasks > 1)
   {
+    prefault_part(y, d.y_numel());
     std::vector<T> col(direct || implicit ? 0 : static_cast<size_t>(CRS * P));
     std::vector<T> xp(implicit ? static_cast<size_t>(sh.size) : 0);
     std::vector<T> btmp(static_cast<size_t>(kKC * Tile<T>::NR));

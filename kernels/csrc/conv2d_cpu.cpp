@@ -624,11 +624,13 @@ struct Aligned {
 // 4 KB page (~1.5 us each on the development VM, more than the arithmetic of conv layer 1's
 // 6.4 MB output). Each thread maps its share of the pages in one madvise call instead
 // (Linux >= 5.14; contents are unchanged, an error only means the faults happen later).
+// From 1 MB up (measured on conv layer 2's 3.2 MB output at 2 threads: forward time ratio to
+// torch 1.19 -> 1.11, medians of 5 runs; page faults in the run halved).
 template <typename T>
 void prefault_part(T *y, int64_t n) {
 #if defined(MADV_POPULATE_WRITE)
   const int64_t bytes = n * static_cast<int64_t>(sizeof(T));
-  if (bytes < (int64_t{4} << 20)) return;
+  if (bytes < (int64_t{1} << 20)) return;
   const uintptr_t page = 4096, lo = (reinterpret_cast<uintptr_t>(y) + page - 1) / page * page;
   const uintptr_t hi = (reinterpret_cast<uintptr_t>(y) + static_cast<uintptr_t>(bytes)) / page * page;
   const uintptr_t npages = (hi - lo) / page, nt = static_cast<uintptr_t>(omp_get_num_threads());

@@ -1,21 +1,27 @@
-// Optimised CPU 2-D convolution: im2col + a register-tiled GEMM, OpenMP over images.
+// Optimised CPU 2-D convolution: implicit GEMMs over a flat pixel layout, OpenMP.
 //
-// Per image n and group g (shapes per group, P = OH*OW, CRS = C/G*R*S):
-//   forward      Y[Kg x P]       = W[Kg x CRS]    * Xcol[CRS x P]        (+ bias)
-//   grad input   dXcol[CRS x P]  = W^T[CRS x Kg]  * dY[Kg x P],  then col2im adds into dX
-//   grad weight  dW^T[CRS x Kg] += Xcol[CRS x P]  * dY^T[P x Kg]         (summed over n)
-// Xcol (im2col) is built row by row: for each (c, r, s) and output row, a contiguous run of
-// the input row (a copy when stride is 1) with zeros where the window leaves the image.
+// Shapes per image and group (P = OH*OW output pixels, CRS = C/G*R*S, q = (c, r, s)):
+//   forward      Y[Kg x P]   = W[Kg x CRS] * Xcol[CRS x P]   (+ bias)
+//   grad input   of a stride-1 conv: the forward of grad_out with the flipped, transposed
+//                weights; otherwise dXcol = W^T * dY (GEMM) and col2im
+//   grad weight  dW[Kg x CRS] = sum over images of dY[Kg x P] * Xcol^T[P x CRS]
 //
-// The GEMM C[M x N] (+)= A[M x K] * B[K x N]: A is packed into panels of MR rows (kc x MR,
-// contiguous), B is read in place in tiles of NR columns (a tail tile is copied, zero-padded).
-// The micro-kernel keeps an MR x NR block of C in registers: with AVX-512 and float32,
-// 8 x 32 = 16 zmm accumulators, and per step of k it loads two vectors of B and broadcasts
-// 8 values of A (16 FMAs per 10 loads). It is plain C++ that GCC vectorises (#pragma omp simd).
-// K is blocked by KC so that a B tile (KC x NR) stays in L1 while every A panel passes over it.
-//
-// Grad weight sums per-image products in a fixed number of chunks of the batch, added in
-// order at the end, so the result does not depend on the thread count.
+// Xcol is never built when stride_h is 1: U, S shifted copies of the zero-padded input, makes
+// every Xcol row q a contiguous run U[off[q] .. off[q] + P) (see "shifted copies" below), so
+// vector lanes run over the flat output pixels and a 13x13 or 14x14 map fills 169/176 or
+// 196/208 lanes. The kernels (AVX-512 float32 sizes; plain C++ with GCC vector extensions,
+// AVX-512 intrinsics only for masked loads/stores, with portable fallbacks):
+//   forward      micro_implicit: 8 output channels x 3 pixel vectors = 24 accumulators,
+//                per step of q 8 weight broadcasts + 3 loads of U (+ the offset)
+//   grad weight  tg (CRS >= 4 vectors): output channels in the lanes, grad_out transposed per
+//                image, 12 x 2 or 8 x 3 tiles of (q, channel vectors), broadcasts from U
+//                fd (short CRS, a first layer): dot products over pixel vectors, 4 x 6 tiles
+//                summed lane-wise per chunk
+// Other shapes (stride_h > 1) use im2col + gemm_packed: A packed in panels of MR rows, B
+// read in tiles of NR = 2 vectors, an 8 x 32 register block, K blocked by KC for L1.
+// Grad weight and bias are summed over a fixed number of chunks of the batch, each chunk
+// by one thread, and the chunks added in order: the result does not depend on the thread
+// count.
 #include <omp.h>
 #include <sys/mman.h>
 #if defined(__AVX512F__)
@@ -391,7 +397,7 @@ std::vector<int64_t> shifted_offsets(const ConvDims &d, const Shifted &sh) {
 // NOTE: NRUN = 3 runs per call (MR x 3 = 24 accumulators with AVX-512 float32, 12 loads per
 // 24 FMAs) instead of 2 (16 accumulators, 11 loads per 16 FMAs): the loads of x are
 // unaligned and mostly split across cache lines, so fewer loads per FMA is what counts
-// (measured on one core: 160->96 3x3 13x13 N=64 forward 30 ms -> see docs/kernels.md).
+// (measured on one core: 160->96 3x3 13x13 N=64 forward 30 -> 27.5 ms).
 template <typename T, int NRUN>
 inline void micro_implicit(int64_t kc, const T *__restrict Ap, const int64_t *__restrict off,
                            const T *const *b, T *const *C, int64_t ldc, int64_t mr,
@@ -570,7 +576,8 @@ void wgrad_dot_image(int64_t Kg, int64_t CRS, int64_t P, const T *gyg, const T *
 // rows (4-byte loads never split a cache line): 14 or 11 loads per 24 FMAs, all from L1
 // (a gyT slice of NV vectors is P*NV*64 B, 21 KB for 169 pixels). It replaced dot products
 // along the pixels (10 loads per 24 FMAs, half of them unaligned and from L2, and a
-// horizontal sum per output; 68 GFLOP/s -> see docs/kernels.md).
+// horizontal sum per output): on one core 9.4 -> 5.8 ms for 16->32 5x5 14x14 N=128 and
+// 38 -> 26 ms for 160->96 3x3 13x13 N=64.
 template <typename T, int NQ, int NV>
 void wgrad_tile(int64_t P, const T *u, const int64_t *offq, const T *gyT, int64_t ldk, T *out,
                 int64_t ldo) {

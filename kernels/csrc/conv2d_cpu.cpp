@@ -23,7 +23,9 @@
 // by one thread, and the chunks added in order: the result does not depend on the thread
 // count.
 #include <omp.h>
-#include <sys/mman.h>
+#if defined(__linux__)
+#include <sys/mman.h>  // madvise (prefault_part)
+#endif
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif

@@ -273,7 +273,7 @@ inline void masked_store_run(T *c, typename VecType<T>::type v, int64_t cnt, boo
 }
 #endif
 
-// c[j] (+)= v[j] for j < cnt: one vector store for a full run, a masked loop otherwise.
+// c[j] (+)= v[j] for j < cnt: one vector store for a full run, a masked store otherwise.
 template <typename T>
 inline void store_run(T *c, typename VecType<T>::type v, int64_t cnt, bool accumulate) {
   constexpr int VL = Vec<T>::VL;

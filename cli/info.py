@@ -38,10 +38,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(info)
         return 0
-    b = info["backends"]
-    devices = ", ".join(f"{d['index']}: {d['name']}" for d in b["cuda_devices"]) or (
-        f"none ({b['cuda_error']})" if b["cuda_error"] else "none"
-    )
+    from dlsys.kernels import describe_backends
+
     rows = [
         ("dlsys", info["dlsys"]),
         ("python", info["python"]),
@@ -51,14 +49,7 @@ def run(args: argparse.Namespace) -> int:
         ("platform", info["platform"]),
         ("cpus", info["cpu_count"]),
         ("threads", f"torch {info['threads']['torch']}, openmp {info['threads']['openmp']}"),
-        ("C++ kernels", f"yes ({b['cxx_compiler']})"),
-        (
-            "CUDA kernels",
-            f"compiled ({b['cuda_compiler']}, sm {b['cuda_architectures']})"
-            if b["cuda_compiled"]
-            else "not compiled",
-        ),
-        ("CUDA devices", devices),
+        *describe_backends(info["backends"]),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

@@ -14,8 +14,15 @@ from __future__ import annotations
 
 import torch  # noqa: F401  (import order matters: torch before _C)
 
-from dlsys.kernels._backends import backends
+from dlsys.kernels._backends import backends, describe_backends
 from dlsys.kernels.modules import Conv2d, FloodingLoss
 from dlsys.kernels.ops import conv2d, flooding_cross_entropy
 
-__all__ = ["Conv2d", "FloodingLoss", "backends", "conv2d", "flooding_cross_entropy"]
+__all__ = [
+    "Conv2d",
+    "FloodingLoss",
+    "backends",
+    "conv2d",
+    "describe_backends",
+    "flooding_cross_entropy",
+]

@@ -33,3 +33,23 @@ def backends() -> dict[str, Any]:
         "cxx_compiler": info["cxx_compiler"],
         "cuda_compiler": info["cuda_compiler"],
     }
+
+
+def describe_backends(b: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """Human-readable ``(label, text)`` rows for the C++ kernels, the CUDA kernels and the CUDA
+    devices, from :func:`backends` (called when ``b`` is None); used by ``dlsys info`` and the
+    report's environment section."""
+    b = backends() if b is None else b
+    devices = ", ".join(f"{d['index']}: {d['name']}" for d in b["cuda_devices"])
+    if not devices:
+        devices = f"none ({b['cuda_error']})" if b["cuda_error"] else "none"
+    cuda = (
+        f"compiled ({b['cuda_compiler']}, sm {b['cuda_architectures']})"
+        if b["cuda_compiled"]
+        else "not compiled"
+    )
+    return [
+        ("C++ kernels", f"yes ({b['cxx_compiler']})"),
+        ("CUDA kernels", cuda),
+        ("CUDA devices", devices),
+    ]

@@ -36,6 +36,7 @@ def _memory_gib() -> float | None:
 def environment(ctx: Context) -> SectionResult:
     """Machine, threads, versions, compiled backends, data used and each section's duration."""
     from dlsys.cli.info import collect
+    from dlsys.kernels import describe_backends
 
     info = collect()
     b = info["backends"]
@@ -57,17 +58,7 @@ def environment(ctx: Context) -> SectionResult:
         ("dlsys", info["dlsys"]),
         ("torch", info["torch"]),
         ("numpy / simpy", f"{info['numpy']} / {info['simpy']}"),
-        ("C++ kernels", b["cxx_compiler"]),
-        (
-            "CUDA kernels",
-            f"compiled ({b['cuda_compiler']}, sm {b['cuda_architectures']})"
-            if b["cuda_compiled"]
-            else "not compiled",
-        ),
-        (
-            "CUDA devices",
-            ", ".join(d["name"] for d in b["cuda_devices"]) or f"none ({b['cuda_error']})",
-        ),
+        *describe_backends(b),
         ("run size", ctx.size),
         ("data", ", ".join(datasets) if datasets else "no training data used"),
     ]

@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 PIP := $(PY) -m pip
 # Build tools live in the venv so the editable install builds without isolation (fast reruns).
-BUILD_DEPS := scikit-build-core>=0.10 pybind11>=2.12 ninja cmake>=3.25
+BUILD_DEPS := 'scikit-build-core>=0.10' 'pybind11>=2.12' ninja 'cmake>=3.25'
 STAMP := $(VENV)/.dlsys-installed
 NATIVE_SOURCES := CMakeLists.txt pyproject.toml $(wildcard kernels/csrc/*)
 PYTEST_ARGS ?=

@@ -6,7 +6,14 @@ written atomically, Agg plots with their data beside them, quiet progress bars) 
 implemented once.
 """
 
-from dlsys.common.errors import check_finite, check_positive, nearest, unknown_name
+from dlsys.common.errors import (
+    check_choice,
+    check_finite,
+    check_int,
+    check_positive,
+    nearest,
+    unknown_name,
+)
 from dlsys.common.io import (
     atomic_write_bytes,
     atomic_write_text,
@@ -18,7 +25,9 @@ from dlsys.common.io import (
 __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_choice",
     "check_finite",
+    "check_int",
     "check_positive",
     "nearest",
     "output_dir",

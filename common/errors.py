@@ -12,6 +12,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 
 def nearest(name: str, choices: Iterable[str], n: int = 1) -> list[str]:
     """Return up to ``n`` entries of ``choices`` closest to ``name`` (possibly none)."""
@@ -54,3 +56,45 @@ def check_positive(field: str, value: Any, *, allow_zero: bool = False) -> float
     if not allow_zero and v <= 0:
         raise ValueError(f"{field}: must be > 0, got {value!r}")
     return v
+
+
+def check_int(
+    field: str, value: Any, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """Return ``value`` as an ``int`` if it is an integer in ``[minimum, maximum]``, else raise.
+
+    ``bool`` is refused (``True`` is not a count); numpy integers are accepted. The one
+    wording for every integer field: ``"<field>: must be an integer, got 'x'"`` (``TypeError``)
+    and ``"<field>: must be >= 1, got 0"`` (``ValueError``).
+
+    >>> check_int("batch_size", 0, minimum=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: batch_size: must be >= 1, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{field}: must be an integer, got {value!r}")
+    v = int(value)
+    if minimum is not None and maximum is not None and not minimum <= v <= maximum:
+        raise ValueError(f"{field}: must be in [{minimum}, {maximum}], got {v}")
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{field}: must be >= {minimum}, got {v}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{field}: must be <= {maximum}, got {v}")
+    return v
+
+
+def check_choice(field: str, value: Any, choices: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise naming the nearest valid one.
+
+    >>> check_choice("rule", "constnat", ["constant", "inverse"])
+    Traceback (most recent call last):
+    ...
+    ValueError: rule: unknown value 'constnat'; did you mean 'constant'? (valid: constant, inverse)
+    """
+    pool = list(choices)
+    if not isinstance(value, str):
+        raise TypeError(f"{field}: must be one of {', '.join(sorted(pool))}, got {value!r}")
+    if value not in pool:
+        raise ValueError(f"{field}: {unknown_name('value', value, pool)}")
+    return value

@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlsys.common import check_positive, output_dir, to_jsonable, unknown_name, write_json
+from dlsys.common import (
+    check_choice,
+    check_int,
+    check_positive,
+    output_dir,
+    to_jsonable,
+    unknown_name,
+    write_json,
+)
 
 
 def test_unknown_name_suggests_nearest() -> None:
@@ -87,3 +95,35 @@ def test_outputs_follow_the_umask_not_mkstemp_private_modes(tmp_path: Path) -> N
         assert stat.S_IMODE(out.stat().st_mode) == 0o755
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize(
+    ("value", "kw", "exc", "message"),
+    [
+        (0, {"minimum": 1}, ValueError, "batch_size: must be >= 1, got 0"),
+        (9, {"maximum": 8}, ValueError, "batch_size: must be <= 8, got 9"),
+        (9, {"minimum": 1, "maximum": 8}, ValueError, "batch_size: must be in [1, 8], got 9"),
+        (True, {}, TypeError, "batch_size: must be an integer, got True"),
+        (2.0, {}, TypeError, "batch_size: must be an integer, got 2.0"),
+        ("3", {}, TypeError, "batch_size: must be an integer, got '3'"),
+    ],
+)
+def test_check_int_refuses_with_one_wording(
+    value: object, kw: dict[str, int], exc: type[Exception], message: str
+) -> None:
+    with pytest.raises(exc) as info:
+        check_int("batch_size", value, **kw)
+    assert str(info.value) == message
+
+
+def test_check_int_accepts_numpy_integers_as_int() -> None:
+    out = check_int("n", np.int64(5), minimum=1)
+    assert out == 5 and type(out) is int
+
+
+def test_check_choice_suggests_nearest() -> None:
+    assert check_choice("rule", "constant", ["constant", "inverse"]) == "constant"
+    with pytest.raises(ValueError, match=r"^rule: unknown value 'constnat'; did you mean"):
+        check_choice("rule", "constnat", ["constant", "inverse"])
+    with pytest.raises(TypeError, match=r"^rule: must be one of constant, inverse, got 3"):
+        check_choice("rule", 3, ["inverse", "constant"])

@@ -21,6 +21,7 @@ from dlsys.common.io import (
     to_jsonable,
     write_json,
 )
+from dlsys.common.memory import check_memory, format_bytes, memory_limit
 
 __all__ = [
     "atomic_write_bytes",
@@ -28,7 +29,10 @@ __all__ = [
     "check_choice",
     "check_finite",
     "check_int",
+    "check_memory",
     "check_positive",
+    "format_bytes",
+    "memory_limit",
     "nearest",
     "output_dir",
     "to_jsonable",

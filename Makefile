@@ -40,7 +40,7 @@ lint: $(STAMP)
 # that lays the area folders out as the installed dlsys package.
 typecheck: $(STAMP)
 	@rm -rf build/mypy && mkdir -p build/mypy/dlsys
-	@for d in common simulator analytics kernels training cli reproduce; do ln -s ../../../$$d build/mypy/dlsys/$$d; done
+	@for d in common simulator analytics kernels training cli reproduce distributed; do ln -s ../../../$$d build/mypy/dlsys/$$d; done
 	cd build/mypy && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p dlsys
 
 pytest: $(STAMP)

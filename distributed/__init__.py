@@ -1,0 +1,1 @@
+"""dlsys.distributed: a real parameter server on Ray (optional extra ``dlsys[ray]``)."""

@@ -5,6 +5,10 @@
 - Bad input (``ValueError``, ``TypeError``, ``FileNotFoundError``, and argparse's own usage
   errors) prints one line ``dlsys: error: ...`` on stderr and exits with code 2.
 - Any other failure at run time prints ``dlsys: error: ...`` and exits with code 1.
+- ``MemoryError`` (a request the size checks of :func:`dlsys.common.check_memory` did not
+  foresee) prints one line saying where the allocation failed and exits at once with code 1:
+  run as a program, the process ends without freeing what it built, which could take
+  minutes of swapping.
 - ``--debug`` (before the subcommand) shows the traceback instead.
 
 A subcommand module defines ``register(subparsers)`` and, for each parser it adds, calls
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 import traceback
@@ -49,6 +54,20 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _out_of_memory(exc: MemoryError) -> str:
+    """One line for a MemoryError: what was being allocated (numpy says) and where."""
+    where = "dlsys"
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith("dlsys."):
+            where = f"{module}.{frame.f_code.co_name} (line {lineno})"
+    detail = f": {_one_line(str(exc))}" if str(exc) else ""
+    return (
+        f"out of memory in {where}{detail}; a number in the input asks for more memory than "
+        "this machine has (see 'How big is too big' in the README; --debug shows the traceback)"
+    )
+
+
 def _subcommand_modules() -> list[str]:
     names = []
     for info in pkgutil.iter_modules(dlsys.cli.__path__):
@@ -79,7 +98,11 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``dlsys`` command; return its exit code."""
+    """Run the ``dlsys`` command; return its exit code.
+
+    ``argv`` None means the process is the ``dlsys`` command itself (arguments from
+    ``sys.argv``); then a ``MemoryError`` ends the process at once (``os._exit``).
+    """
     args_list = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args_list
     try:
@@ -106,6 +129,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"dlsys: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    except MemoryError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"dlsys: error: {_out_of_memory(exc)}", file=sys.stderr)
+        if argv is None:  # the process is the dlsys command: leave without freeing the heap
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(EXIT_RUNTIME)
+        return EXIT_RUNTIME
     except KeyboardInterrupt:
         print("dlsys: error: interrupted", file=sys.stderr)
         return 130

@@ -27,12 +27,11 @@ from dlsys.simulator.distributions import (
 from dlsys.simulator.distributions import (
     Trace as TraceDurations,
 )
+from dlsys.simulator.protocols import PROTOCOLS, Gradient, Protocol, Take
 from dlsys.simulator.scenario import (
-    PROTOCOLS,
     Crash,
     Learner,
     LRRule,
-    Protocol,
     PSPause,
     Scenario,
     Slowdown,
@@ -48,6 +47,7 @@ __all__ = [
     "Crash",
     "Exponential",
     "Fixed",
+    "Gradient",
     "LRRule",
     "Learner",
     "LogNormal",
@@ -60,6 +60,7 @@ __all__ = [
     "ShiftedExponential",
     "Slowdown",
     "SweepResult",
+    "Take",
     "Times",
     "Trace",
     "TraceDurations",

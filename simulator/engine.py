@@ -42,6 +42,15 @@ from simpy.core import EmptySchedule, StopSimulation
 from simpy.events import URGENT
 
 from dlsys.simulator.distributions import Time
+from dlsys.simulator.protocols import (
+    CANCEL_ALL,
+    NO_WAKE,
+    REUSE,
+    WAIT,
+    WAKE_ALL,
+    Async,
+    Gradient,
+)
 from dlsys.simulator.scenario import Crash, Learner, PSPause, Scenario, Slowdown
 
 #: Row status codes of the trace.
@@ -122,7 +131,7 @@ def finish_time(start: Time, work: Time, windows: Sequence[tuple[Time, Time, Tim
 def uses_fast_path(scenario: Scenario) -> bool:
     """True when ``scenario`` runs on the async fast path (see the module docstring)."""
     return (
-        scenario.protocol.kind == "async"
+        type(scenario.protocol) is Async
         and not scenario.faults
         and scenario.service_time == 0
         and all(
@@ -289,7 +298,7 @@ def _run_fast(scenario: Scenario, rngs: list[np.random.Generator]) -> RawRun:
 # ----------------------------------------------------------------------------- general model
 
 
-class _L:
+class _LearnerState:
     """Run-time state of one learner."""
 
     __slots__ = (
@@ -358,182 +367,183 @@ class Engine:
     """The general model: every protocol, network, PS service time and faults."""
 
     def __init__(self, scenario: Scenario, rngs: list[np.random.Generator]) -> None:
-        self.sc = scenario
+        self.scenario = scenario
         self.env: Any = simpy.Environment()
-        self.kind = scenario.protocol.kind
-        self.param = scenario.protocol.param
+        self.protocol = scenario.protocol
         self.service = scenario.service_time
         self.version = 0
         self.updates = 0
-        self.pending: list[tuple[Any, ...]] = []
-        self.inbox: list[tuple[Any, ...]] = []
-        self.serving: list[tuple[Any, ...]] = []  # the batch in PS service, if any
+        self.pending: list[Gradient] = []
+        self.inbox: list[Gradient] = []
+        self.serving: list[Gradient] = []  # the batch in PS service, if any
         self.flush_scheduled = False
         self.busy = False
         self.paused = False
         self.stopped = False
         self.cols: dict[str, Any] = {k: array(code) for k, code in COLUMNS.items()}
-        self.ls = [_L(i, spec, rngs[i]) for i, spec in enumerate(scenario.learners)]
-        by_name = {lr.spec.name: lr for lr in self.ls}
+        self.learners = [
+            _LearnerState(i, spec, rngs[i]) for i, spec in enumerate(scenario.learners)
+        ]
+        self.live = set(range(scenario.n))  # learners up and not finished
+        by_name = {lrn.spec.name: lrn for lrn in self.learners}
         for f in scenario.faults:
             if isinstance(f, Slowdown):
-                targets = self.ls if f.learner is None else [by_name[f.learner]]
+                targets = self.learners if f.learner is None else [by_name[f.learner]]
                 for t in targets:
                     t.windows.append((f.start, f.end, f.factor))
-        for lr in self.ls:
-            lr.windows.sort(key=lambda w: w[0])
+        for lrn in self.learners:
+            lrn.windows.sort(key=lambda w: w[0])
         self.crashes = [f for f in scenario.faults if isinstance(f, Crash)]
         self.pauses = [f for f in scenario.faults if isinstance(f, PSPause)]
         self.by_name = by_name
         self.stop = simpy.Event(self.env)
         self.stop.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
-        self.post_push = {
-            "k-batch-async": "continue",
-            "softsync": "continue",
-            "k-batch-sync": "reuse",
-        }.get(self.kind, "wait")
+        self.post_push = self.protocol.after_push
 
     # -- recording
 
-    def _row(self, lr: _L, status: int, version: int, t_apply: float, t_done: Time) -> None:
+    def _row(
+        self, lrn: _LearnerState, status: int, version: int, t_apply: float, t_done: Time
+    ) -> None:
         if self.stopped:
             return
         c = self.cols
-        c["learner"].append(lr.idx)
-        c["seq"].append(lr.seq)
-        c["read_version"].append(lr.read_version)
+        c["learner"].append(lrn.idx)
+        c["seq"].append(lrn.seq)
+        c["read_version"].append(lrn.read_version)
         c["version"].append(version)
-        c["t_read"].append(float(lr.t_read))
-        c["t_start"].append(float(lr.t_start) if lr.state != _PULL else math.nan)
+        c["t_read"].append(float(lrn.t_read))
+        c["t_start"].append(float(lrn.t_start) if lrn.state != _PULL else math.nan)
         c["t_done"].append(float(t_done))
         c["t_apply"].append(t_apply)
         c["status"].append(status)
 
-    def _grad_row(self, g: tuple[Any, ...], status: int, version: int, t_apply: float) -> None:
+    def _grad_row(self, g: Gradient, status: int, version: int, t_apply: float) -> None:
         if self.stopped:
             return
-        idx, seq, rv, t_read, t_start, t_done = g
         c = self.cols
-        c["learner"].append(idx)
-        c["seq"].append(seq)
-        c["read_version"].append(rv)
+        c["learner"].append(g.learner)
+        c["seq"].append(g.seq)
+        c["read_version"].append(g.read_version)
         c["version"].append(version)
-        c["t_read"].append(float(t_read))
-        c["t_start"].append(float(t_start))
-        c["t_done"].append(float(t_done))
+        c["t_read"].append(float(g.t_read))
+        c["t_start"].append(float(g.t_start))
+        c["t_done"].append(float(g.t_done))
         c["t_apply"].append(t_apply)
         c["status"].append(status)
 
     # -- learners
 
-    def _learner(self, lr: _L) -> Generator[simpy.Event, Any, None]:
+    def _learner(self, lrn: _LearnerState) -> Generator[simpy.Event, Any, None]:
         """One learner: start delay, then read-pull-compute-push cycles; survives crashes."""
         env = self.env
         phase = "start"
         while True:
             try:
                 if phase == "start":
-                    if lr.spec.start_delay:
-                        lr.state = _DELAY
-                        yield env.timeout(lr.spec.start_delay)
+                    if lrn.spec.start_delay:
+                        lrn.state = _DELAY
+                        yield env.timeout(lrn.spec.start_delay)
                     phase = "cycle"
                 elif phase == "restart":
-                    delay = lr.restart.pop(0)
-                    lr.state = _DOWN
+                    delay = lrn.restart.pop(0)
+                    lrn.state = _DOWN
                     if delay is None:
                         return
                     yield env.timeout(delay)
-                    lr.alive = True
-                    lr.reuse = False
+                    lrn.alive = True
+                    self.live.add(lrn.idx)
+                    lrn.reuse = False
                     phase = "cycle"
                     self._membership_changed()
-                    if self.post_push == "wait" and any(
-                        g[0] == lr.idx for g in (*self.pending, *self.inbox, *self.serving)
+                    if self.post_push == WAIT and any(
+                        g.learner == lrn.idx for g in (*self.pending, *self.inbox, *self.serving)
                     ):
                         # Its gradient pushed before the crash is still queued: wait for
                         # that update as if it had never crashed (a new read now would
                         # compute a second gradient for the same round).
-                        lr.state = _WAIT_PS
-                        lr.wake = env.event()
-                        yield lr.wake
-                        lr.wake = None
+                        lrn.state = _WAIT_PS
+                        lrn.wake = env.event()
+                        yield lrn.wake
+                        lrn.wake = None
                 else:
-                    yield from self._cycles(lr)
+                    yield from self._cycles(lrn)
                     return
             except simpy.Interrupt as intr:
-                lr.wake = None
+                lrn.wake = None
                 if intr.cause == "crash":
                     phase = "restart"
                 # "cancel": start a new cycle (read fresh weights)
 
-    def _cycles(self, lr: _L) -> Generator[simpy.Event, Any, None]:
+    def _cycles(self, lrn: _LearnerState) -> Generator[simpy.Event, Any, None]:
         env = self.env
         while True:
-            if lr.budget is not None and lr.pushed >= lr.budget:
-                self._finish(lr)
+            if lrn.budget is not None and lrn.pushed >= lrn.budget:
+                self._finish(lrn)
                 return
-            while not self._may_start(lr):
-                lr.state = _GATE
-                lr.wake = env.event()
-                yield lr.wake
-                lr.wake = None
+            while not self._may_start(lrn):
+                lrn.state = _GATE
+                lrn.wake = env.event()
+                yield lrn.wake
+                lrn.wake = None
             # Draw the duration first: a learner whose times ran out stops without reading,
             # and a gradient lost while pulling already has its number.
-            d = lr.next_duration()
+            d = lrn.next_duration()
             if d is None:
-                self._finish(lr)
+                self._finish(lrn)
                 return
-            lr.seq += 1
-            if not lr.reuse:
-                lr.state = _READ
+            lrn.seq += 1
+            if not lrn.reuse:
+                lrn.state = _READ
                 yield _new_event(env, READ)
-                lr.read_version = self.version
-                lr.t_read = env.now
-                if lr.pull:
-                    lr.state = _PULL
-                    yield env.timeout(lr.pull)
-            lr.t_start = env.now
-            lr.state = _COMPUTE
-            if lr.windows:
-                d = finish_time(env.now, d, lr.windows) - env.now
+                lrn.read_version = self.version
+                lrn.t_read = env.now
+                if lrn.pull:
+                    lrn.state = _PULL
+                    yield env.timeout(lrn.pull)
+            lrn.t_start = env.now
+            lrn.state = _COMPUTE
+            if lrn.windows:
+                d = finish_time(env.now, d, lrn.windows) - env.now
             yield env.timeout(d)
-            lr.t_done = env.now
-            if lr.push:
-                lr.state = _PUSH
-                yield env.timeout(lr.push)
-            lr.pushed += 1
-            lr.clock += 1
-            lr.state = _WAIT_PS
-            self._arrive(lr)
-            if lr.budget is not None and lr.pushed >= lr.budget:
-                self._finish(lr)
+            lrn.t_done = env.now
+            if lrn.push:
+                lrn.state = _PUSH
+                yield env.timeout(lrn.push)
+            lrn.pushed += 1
+            lrn.clock += 1
+            lrn.state = _WAIT_PS
+            self._arrive(lrn)
+            if lrn.budget is not None and lrn.pushed >= lrn.budget:
+                self._finish(lrn)
                 return
-            if self.post_push == "wait":
-                lr.wake = env.event()
-                yield lr.wake
-                lr.wake = None
-            elif self.post_push == "reuse":
-                lr.reuse = True
+            if self.post_push == WAIT:
+                lrn.wake = env.event()
+                yield lrn.wake
+                lrn.wake = None
+            elif self.post_push == REUSE:
+                lrn.reuse = True
 
-    def _finish(self, lr: _L) -> None:
-        lr.finished = True
-        lr.state = _DONE
+    def _finish(self, lrn: _LearnerState) -> None:
+        lrn.finished = True
+        self.live.discard(lrn.idx)
+        lrn.state = _DONE
         self._membership_changed()
 
-    def _may_start(self, lr: _L) -> bool:
-        if self.kind != "ssp":
+    def _may_start(self, lrn: _LearnerState) -> bool:
+        if not self.protocol.gated:
             return True
-        active = [x.clock for x in self.ls if x.alive and not x.finished]
-        return not active or lr.clock - min(active) <= self.param  # type: ignore[operator]
+        active = [x.clock for x in self.learners if x.alive and not x.finished]
+        return self.protocol.may_start(lrn.clock, min(active) if active else None)
 
-    def _wake(self, lr: _L) -> None:
-        w = lr.wake
+    def _wake(self, lrn: _LearnerState) -> None:
+        w = lrn.wake
         if w is not None and not w.triggered:
             w.succeed()
 
     def _membership_changed(self) -> None:
-        if self.kind == "ssp":
-            for x in self.ls:
+        if self.protocol.gated:
+            for x in self.learners:
                 if x.state == _GATE:
                     self._wake(x)
         self._schedule_flush()
@@ -541,23 +551,24 @@ class Engine:
     # -- faults
 
     def _crasher(self, f: Crash) -> Generator[simpy.Event, Any, None]:
-        lr = self.by_name[f.learner]
+        lrn = self.by_name[f.learner]
         yield self.env.timeout(f.at)
-        if lr.finished or not lr.alive:
+        if lrn.finished or not lrn.alive:
             return
-        if lr.state in _IN_FLIGHT:
-            self._row(lr, LOST, -1, math.nan, self.env.now)
-        elif lr.state == _READ:
+        if lrn.state in _IN_FLIGHT:
+            self._row(lrn, LOST, -1, math.nan, self.env.now)
+        elif lrn.state == _READ:
             # Crashed at the instant it was about to read: nothing was computed, so give the
             # gradient number and the drawn duration back (the next gradient uses them).
-            lr.seq -= 1
-            lr.k -= 1
-        lr.alive = False
-        lr.state = _DOWN
-        lr.wake = None
-        lr.restart.append(f.restart_after)
-        assert lr.proc is not None
-        lr.proc.interrupt("crash")
+            lrn.seq -= 1
+            lrn.k -= 1
+        lrn.alive = False
+        self.live.discard(lrn.idx)
+        lrn.state = _DOWN
+        lrn.wake = None
+        lrn.restart.append(f.restart_after)
+        assert lrn.proc is not None
+        lrn.proc.interrupt("crash")
         self._membership_changed()
 
     def _pauser(self, p: PSPause) -> Generator[simpy.Event, Any, None]:
@@ -569,10 +580,12 @@ class Engine:
 
     # -- parameter server
 
-    def _arrive(self, lr: _L) -> None:
-        self.pending.append((lr.idx, lr.seq, lr.read_version, lr.t_read, lr.t_start, lr.t_done))
-        if self.kind == "ssp":
-            for x in self.ls:
+    def _arrive(self, lrn: _LearnerState) -> None:
+        self.pending.append(
+            Gradient(lrn.idx, lrn.seq, lrn.read_version, lrn.t_read, lrn.t_start, lrn.t_done)
+        )
+        if self.protocol.gated:
+            for x in self.learners:
                 if x.state == _GATE:
                     self._wake(x)
         self._schedule_flush()
@@ -586,14 +599,19 @@ class Engine:
     def _flush(self, _ev: simpy.Event) -> None:
         self.flush_scheduled = False
         if self.pending:
-            self.pending.sort(key=lambda g: (g[2], g[0]))
+            self.pending.sort(key=lambda g: (g.read_version, g.learner))
             self.inbox.extend(self.pending)
             self.pending.clear()
         self._try_update()
 
     def _try_update(self) -> None:
         while not (self.busy or self.paused or self.stopped):
-            batch = self._take()
+            take = self.protocol.take(self.inbox, self.version, self.live, self.scenario.n)
+            if take is None:
+                return
+            if take.dropped:
+                self._drop(take.dropped)
+            batch = take.update
             if batch is None:
                 return
             if self.service:
@@ -604,68 +622,18 @@ class Engine:
                 return
             self._apply(batch)
 
-    def _service_done_cb(self, batch: list[tuple[Any, ...]], _ev: Any) -> None:
+    def _service_done_cb(self, batch: list[Gradient], _ev: Any) -> None:
         self.busy = False
         self.serving = []
         self._apply(batch)
         self._schedule_flush()
 
-    def _drop(self, grads: list[tuple[Any, ...]]) -> None:
+    def _drop(self, grads: list[Gradient]) -> None:
         for g in grads:
             self._grad_row(g, DROPPED, -1, math.nan)
-            self._wake(self.ls[g[0]])
+            self._wake(self.learners[g.learner])
 
-    def _take(self) -> list[tuple[Any, ...]] | None:
-        inbox = self.inbox
-        if not inbox:
-            return None
-        kind = self.kind
-        if kind in ("async", "ssp"):
-            return [inbox.pop(0)]
-        if kind in ("k-batch-async", "softsync"):
-            k = self.param
-            assert k is not None
-            if len(inbox) < k:
-                return None
-            batch = inbox[:k]
-            del inbox[:k]
-            return batch
-        if kind == "k-async":
-            seen: set[int] = set()
-            picked: list[int] = []
-            for j, g in enumerate(inbox):
-                if g[0] not in seen:
-                    seen.add(g[0])
-                    picked.append(j)
-                    if len(picked) == self.param:
-                        batch = [inbox[j] for j in picked]
-                        for j2 in reversed(picked):
-                            del inbox[j2]
-                        return batch
-            return None
-        if kind == "sync":
-            have = {g[0] for g in inbox}
-            if all(x.idx in have for x in self.ls if x.alive and not x.finished):
-                batch = list(inbox)
-                inbox.clear()
-                return batch
-            return None
-        # Protocols that use only gradients computed on the current version.
-        stale = [g for g in inbox if g[2] != self.version]
-        if stale:
-            inbox[:] = [g for g in inbox if g[2] == self.version]
-            self._drop(stale)
-        assert self.param is not None
-        need = self.sc.n - self.param if kind == "backup" else self.param
-        if len(inbox) < need:
-            return None
-        batch = inbox[:need]
-        rest = inbox[need:]
-        inbox.clear()
-        self._drop(rest)
-        return batch
-
-    def _apply(self, batch: list[tuple[Any, ...]]) -> None:
+    def _apply(self, batch: list[Gradient]) -> None:
         now = self.env.now
         t = float(now)
         v = self.version
@@ -673,13 +641,13 @@ class Engine:
             self._grad_row(g, APPLIED, v, t)
         self.version = v + 1
         self.updates += 1
-        if self.updates == self.sc.until_updates:
+        if self.updates == self.scenario.until_updates:
             self.stopped = True
             self.stop.succeed("until_updates")
             return
-        kind = self.kind
-        if kind in ("k-sync", "k-batch-sync"):
-            for x in self.ls:
+        on_update = self.protocol.on_update
+        if on_update == CANCEL_ALL:
+            for x in self.learners:
                 x.reuse = False
                 if not x.alive or x.finished:
                     continue
@@ -691,33 +659,35 @@ class Engine:
                     x.proc.interrupt("cancel")
                 else:
                     self._wake(x)
-        elif kind == "sync":
-            for x in self.ls:
+        elif on_update == WAKE_ALL:
+            for x in self.learners:
                 self._wake(x)
-        elif kind not in ("k-batch-async", "softsync"):
+        elif on_update != NO_WAKE:
             for g in batch:
-                self._wake(self.ls[g[0]])
+                self._wake(self.learners[g.learner])
 
     def run(self) -> RawRun:
         env = self.env
-        for lr in self.ls:
-            lr.proc = env.process(self._learner(lr))
+        for lrn in self.learners:
+            lrn.proc = env.process(self._learner(lrn))
         for c in self.crashes:
             env.process(self._crasher(c))
         for p in self.pauses:
             env.process(self._pauser(p))
-        if self.sc.until_time is not None:
-            tev = _new_event(env, URGENT, self.sc.until_time)
+        if self.scenario.until_time is not None:
+            tev = _new_event(env, URGENT, self.scenario.until_time)
             tev.callbacks.append(lambda _e: self._time_up())  # type: ignore[union-attr]
         stopped = _loop(env)
         if stopped:
-            reason = "until_updates" if self.updates == self.sc.until_updates else "until_time"
-        elif all(x.finished for x in self.ls):
+            reason = (
+                "until_updates" if self.updates == self.scenario.until_updates else "until_time"
+            )
+        elif all(x.finished for x in self.learners):
             reason = "learners finished"
         else:
             reason = "stalled"
-        inflight = np.full(self.sc.n, np.nan)
-        for x in self.ls:
+        inflight = np.full(self.scenario.n, np.nan)
+        for x in self.learners:
             if x.alive and x.state == _COMPUTE:
                 inflight[x.idx] = float(x.t_start)
         cols = {

@@ -31,21 +31,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from dlsys.common import check_positive, unknown_name
+from dlsys.common import check_int, check_positive, unknown_name
 from dlsys.simulator.distributions import Distribution, Time, exact, parse_distribution
-
-#: Protocol kinds and the parameter each one takes (None: no parameter).
-PROTOCOLS: dict[str, str | None] = {
-    "async": None,
-    "sync": None,
-    "k-sync": "k",
-    "k-batch-sync": "k",
-    "k-async": "k",
-    "k-batch-async": "k",
-    "softsync": "c",
-    "ssp": "s",
-    "backup": "b",
-}
+from dlsys.simulator.protocols import PROTOCOLS, Protocol
 
 #: Learning-rate rules and their parameters.
 LR_RULES: dict[str, tuple[str, ...]] = {
@@ -53,68 +41,6 @@ LR_RULES: dict[str, tuple[str, ...]] = {
     "inverse-staleness": ("alpha",),
     "inverse-power": ("alpha", "a"),
 }
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """How the parameter server turns gradients into updates (see docs/simulator.md).
-
-    ``k``: gradients per update for the k-* protocols (1 <= k <= n); ``s``: the SSP staleness
-    bound in clocks (>= 0); ``c``: gradients per update for softsync (1 <= c <= n); ``b``:
-    backup learners (0 <= b < n).
-    """
-
-    kind: str = "async"
-    k: int | None = None
-    s: int | None = None
-    c: int | None = None
-    b: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in PROTOCOLS:
-            raise unknown_name("protocol", self.kind, PROTOCOLS)
-        want = PROTOCOLS[self.kind]
-        for name in ("k", "s", "c", "b"):
-            val = getattr(self, name)
-            if name == want:
-                if val is None:
-                    raise ValueError(f"protocol.{name}: missing (protocol {self.kind!r} needs it)")
-                if isinstance(val, bool) or not isinstance(val, int):
-                    raise TypeError(f"protocol.{name}: must be an integer, got {val!r}")
-                low = 0 if name in ("s", "b") else 1
-                if val < low:
-                    raise ValueError(f"protocol.{name}: must be >= {low}, got {val}")
-            elif val is not None:
-                allowed = f"only {want!r}" if want else "no parameters"
-                raise ValueError(
-                    f"protocol.{name}: protocol {self.kind!r} takes {allowed}, got {name} = {val!r}"
-                )
-
-    @property
-    def param(self) -> int | None:
-        """The protocol's one parameter (k, s, c or b), or None."""
-        want = PROTOCOLS[self.kind]
-        return None if want is None else getattr(self, want)
-
-    def check_n(self, n: int) -> None:
-        """Raise if the parameter does not fit ``n`` learners."""
-        if self.kind in ("k-sync", "k-batch-sync", "k-async", "k-batch-async") and self.k:
-            if self.k > n:
-                raise ValueError(
-                    f"protocol.k: must be <= the number of learners ({n}), got {self.k}"
-                )
-        if self.kind == "softsync" and self.c is not None and self.c > n:
-            raise ValueError(f"protocol.c: must be <= the number of learners ({n}), got {self.c}")
-        if self.kind == "backup" and self.b is not None and self.b >= n:
-            raise ValueError(
-                f"protocol.b: must be < the number of learners ({n}) so that at least one "
-                f"gradient is used, got {self.b}"
-            )
-
-    def label(self) -> str:
-        """``"k-sync(k=2)"`` style name."""
-        want = PROTOCOLS[self.kind]
-        return self.kind if want is None else f"{self.kind}({want}={self.param})"
 
 
 @dataclass(frozen=True)
@@ -174,12 +100,8 @@ class Learner:
             raise ValueError(f"name: must be a non-empty string, got {self.name!r}")
         if not isinstance(self.compute, Distribution):
             raise TypeError(f"compute: must be a Distribution, got {self.compute!r}")
-        if self.max_gradients is not None and (
-            isinstance(self.max_gradients, bool)
-            or not isinstance(self.max_gradients, int)
-            or self.max_gradients < 1
-        ):
-            raise ValueError(f"max_gradients: must be an integer >= 1, got {self.max_gradients!r}")
+        if self.max_gradients is not None:
+            check_int("max_gradients", self.max_gradients, minimum=1)
         ex = {
             "start_delay": exact("start_delay", self.start_delay, allow_zero=True),
             "speed": exact("speed", self.speed),
@@ -190,9 +112,7 @@ class Learner:
             ex["bandwidth"] = exact("bandwidth", self.bandwidth)
         for k, v in ex.items():
             object.__setattr__(self, k, v)
-        mb = self.message_bytes
-        if isinstance(mb, bool) or not isinstance(mb, int) or mb < 0:
-            raise ValueError(f"message_bytes: must be an integer >= 0, got {mb!r}")
+        check_int("message_bytes", self.message_bytes, minimum=0)
 
     def _transfer(self, latency: Time) -> Time:
         t: Time = latency
@@ -309,12 +229,8 @@ class Scenario:
             raise TypeError(f"protocol: must be a Protocol, got {self.protocol!r}")
         self.protocol.check_n(len(learners))
         _check_seed(self.seed)
-        if self.until_updates is not None and (
-            isinstance(self.until_updates, bool)
-            or not isinstance(self.until_updates, int)
-            or self.until_updates < 1
-        ):
-            raise ValueError(f"until_updates: must be an integer >= 1, got {self.until_updates!r}")
+        if self.until_updates is not None:
+            check_int("until_updates", self.until_updates, minimum=1)
         if self.until_time is not None:
             object.__setattr__(self, "until_time", exact("until_time", self.until_time))
         object.__setattr__(
@@ -383,8 +299,7 @@ class Scenario:
 
 
 def _check_seed(seed: Any) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: must be an integer >= 0, got {seed!r}")
+    check_int("seed", seed, minimum=0)
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -420,14 +335,6 @@ def _wrap(where: str, fn: Any, *args: Any, **kw: Any) -> Any:
         return fn(*args, **kw)
     except (ValueError, TypeError) as exc:
         raise type(exc)(f"{where}.{exc}") from None
-
-
-def _int(where: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{where}: must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{where}: must be >= {low}, got {value}")
-    return value
 
 
 def _protocol(value: Any) -> Protocol:
@@ -479,7 +386,7 @@ def scenario_from_dict(
     if "bandwidth" in net:
         check_positive("network.bandwidth", net["bandwidth"])
     if "message_bytes" in net:
-        _int("network.message_bytes", net["message_bytes"], 0)
+        check_int("network.message_bytes", net["message_bytes"], minimum=0)
 
     protocol = _protocol(sim.get("protocol", "async"))
     lr = LRRule()
@@ -506,7 +413,7 @@ def scenario_from_dict(
         lname = t.get("name", f"L{i + 1}")
         if not isinstance(lname, str) or not lname:
             raise ValueError(f"{where}.name: must be a non-empty string, got {lname!r}")
-        count = _int(f"{where}.count", t.get("count", 1), 1)
+        count = check_int(f"{where}.count", t.get("count", 1), minimum=1)
         if "compute" not in t:
             raise ValueError(
                 f'{where}.compute: missing (e.g. {{ dist = "exponential", rate = 1.0 }})'
@@ -561,7 +468,7 @@ def scenario_from_dict(
     _wrap("simulation", _check_seed, seed)
     until_updates = sim.get("until_updates")
     if until_updates is not None:
-        _int("simulation.until_updates", until_updates, 1)
+        check_int("simulation.until_updates", until_updates, minimum=1)
     until_time = sim.get("until_time")
     if until_time is not None:
         check_positive("simulation.until_time", until_time)

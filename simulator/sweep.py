@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dlsys.common import unknown_name
+from dlsys.common import check_int, unknown_name
 from dlsys.common.progress import progress
 from dlsys.simulator.scenario import Scenario, scenario_from_dict
 
@@ -134,8 +134,7 @@ def sweep(
     (default: CPU count; 1 runs in this process).
     """
     grid = dict(grid or {})
-    if isinstance(replications, bool) or not isinstance(replications, int) or replications < 1:
-        raise ValueError(f"replications: must be an integer >= 1, got {replications!r}")
+    check_int("replications", replications, minimum=1)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence: must be in (0, 1), got {confidence!r}")
     for k, choices in grid.items():

@@ -26,12 +26,14 @@ sync and k-sync times; k-batch-sync has no closed form there.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dlsys.simulator.distributions import Exponential, ShiftedExponential
-from dlsys.simulator.scenario import Scenario
+
+if TYPE_CHECKING:
+    from dlsys.simulator.scenario import Scenario
 
 
 def harmonic(m: int) -> float:
@@ -78,30 +80,38 @@ def batched_mean_staleness(n: int, c: int) -> float:
     return (n - 1) / c
 
 
-def runtime_per_update(
-    protocol: str, n: int, rate: float, *, k: int | None = None, shift: float = 0.0
-) -> float:
-    """Expected seconds per PS update (Dutta et al. 2018) for n learners, Exp(rate) + shift.
+def sync_time(n: int, rate: float, shift: float = 0.0) -> float:
+    """Seconds per sync update, n learners of shift + Exp(rate): shift + H_n / rate."""
+    return shift + harmonic(n) / rate
 
-    ``protocol``: sync, k-sync, k-batch-sync, async, k-batch-async (``k`` for the k-*).
-    Raises ``ValueError`` where there is no closed form (k-batch-sync with a shift).
-    """
-    mean = shift + 1.0 / rate
-    if protocol == "sync":
-        return shift + harmonic(n) / rate
-    if protocol in ("k-sync", "k-batch-sync", "k-batch-async"):
-        if k is None or not 1 <= k <= n:
-            raise ValueError(f"k: must be in 1..{n} for {protocol}, got {k!r}")
-        if protocol == "k-sync":
-            return shift + (harmonic(n) - harmonic(n - k)) / rate
-        if protocol == "k-batch-sync":
-            if shift:
-                raise ValueError("k-batch-sync: no closed form for shifted-exponential times")
-            return k / (n * rate)
-        return k * mean / n
-    if protocol == "async":
-        return mean / n
-    raise ValueError(f"protocol: no runtime closed form for {protocol!r}")
+
+def k_sync_time(n: int, k: int, rate: float, shift: float = 0.0) -> float:
+    """Seconds per k-sync update (the k-th fastest of n): shift + (H_n - H_{n-k}) / rate."""
+    _check_k(n, k)
+    return shift + (harmonic(n) - harmonic(n - k)) / rate
+
+
+def k_batch_sync_time(n: int, k: int, rate: float) -> float:
+    """Seconds per k-batch-sync update, n Exp(rate) learners: k / (n rate) (k arrivals of a
+    Poisson process of rate n rate; no closed form with a shift)."""
+    _check_k(n, k)
+    return k / (n * rate)
+
+
+def async_time(n: int, rate: float, shift: float = 0.0) -> float:
+    """Seconds per async update, n learners of shift + Exp(rate): E[X] / n."""
+    return (shift + 1.0 / rate) / n
+
+
+def k_batch_async_time(n: int, k: int, rate: float, shift: float = 0.0) -> float:
+    """Seconds per k-batch-async update, n learners of shift + Exp(rate): k E[X] / n."""
+    _check_k(n, k)
+    return k * (shift + 1.0 / rate) / n
+
+
+def _check_k(n: int, k: int) -> None:
+    if not 1 <= k <= n:
+        raise ValueError(f"k: must be in 1..{n}, got {k!r}")
 
 
 def async_staleness_from_times(completions: list[list[float]]) -> list[list[int]]:
@@ -150,16 +160,12 @@ def expectations(scenario: Scenario) -> dict[str, Any]:
     if not plain:
         return out
     n = sc.n
-    kind = sc.protocol.kind
+    proto = sc.protocol
     dists = [lrn.compute for lrn in sc.learners]
-    if kind == "async":
-        out["mean_staleness"] = async_mean_staleness(n)
-    elif kind in ("softsync", "k-batch-async"):
-        out["mean_staleness"] = batched_mean_staleness(n, sc.protocol.param or 1)
-    elif kind in ("sync", "k-sync", "k-batch-sync"):
-        out["mean_staleness"] = 0.0
-    expo = all(isinstance(d, Exponential) for d in dists)
-    if kind == "async" and expo:
+    mean = proto.mean_staleness(n)
+    if mean is not None:
+        out["mean_staleness"] = mean
+    if proto.geometric_staleness and all(isinstance(d, Exponential) for d in dists):
         out["staleness_pmf"] = "async-exponential"
     rates = {
         float(d.rate) if isinstance(d, Exponential | ShiftedExponential) else None for d in dists
@@ -172,14 +178,13 @@ def expectations(scenario: Scenario) -> dict[str, Any]:
         and all(lrn.speed == 1 for lrn in sc.learners)
         and all(type(d) is type(dists[0]) for d in dists)
     )
-    if same and kind in ("sync", "k-sync", "k-batch-sync", "async", "k-batch-async"):
+    if same:
         (rate,) = rates
         (shift,) = shifts
         assert rate is not None
-        try:
-            out["time_per_update"] = runtime_per_update(kind, n, rate, k=sc.protocol.k, shift=shift)
-        except ValueError:
-            pass
+        tpu = proto.time_per_update(n, rate, shift)
+        if tpu is not None:
+            out["time_per_update"] = tpu
     return out
 
 

@@ -117,7 +117,7 @@ def test_sweep_grid_replications_and_confidence_intervals():
 
 
 def test_sweep_bad_input():
-    with pytest.raises(ValueError, match="replications: must be an integer >= 1"):
+    with pytest.raises(ValueError, match="replications: must be >= 1, got 0"):
         sweep(EXAMPLES / "k_sync.toml", {}, replications=0)
     with pytest.raises(ValueError, match="metrics: unknown summary entry 'stalenes'"):
         sweep(EXAMPLES / "k_sync.toml", {}, replications=1, metrics=("stalenes.mean",), processes=1)

@@ -30,7 +30,6 @@ from dlsys.simulator.theory import (
     expectations,
     geometric_pmf,
     harmonic,
-    runtime_per_update,
 )
 
 
@@ -47,14 +46,17 @@ def batch_se(x: np.ndarray, batches: int = 20) -> float:
 
 def test_closed_forms_by_hand():
     assert harmonic(4) == pytest.approx(1 + 1 / 2 + 1 / 3 + 1 / 4)  # 25/12
-    assert runtime_per_update("sync", 4, 2.0) == pytest.approx(25 / 12 / 2)
-    assert runtime_per_update("k-sync", 4, 1.0, k=2) == pytest.approx(1 / 4 + 1 / 3)  # H4 - H2
-    assert runtime_per_update("k-batch-sync", 4, 1.0, k=3) == pytest.approx(3 / 4)
-    assert runtime_per_update("async", 4, 1.0, shift=0.5) == pytest.approx(1.5 / 4)
-    assert runtime_per_update("k-batch-async", 4, 1.0, k=2) == pytest.approx(2 / 4)
-    assert runtime_per_update("sync", 4, 2.0, shift=0.5) == pytest.approx(0.5 + 25 / 24)
-    with pytest.raises(ValueError, match="no closed form"):
-        runtime_per_update("k-batch-sync", 4, 1.0, k=2, shift=0.5)
+    assert Protocol("sync").time_per_update(4, 2.0) == pytest.approx(25 / 12 / 2)
+    assert Protocol("k-sync", k=2).time_per_update(4, 1.0) == pytest.approx(1 / 4 + 1 / 3)  # H4-H2
+    assert Protocol("k-batch-sync", k=3).time_per_update(4, 1.0) == pytest.approx(3 / 4)
+    assert Protocol("async").time_per_update(4, 1.0, shift=0.5) == pytest.approx(1.5 / 4)
+    assert Protocol("k-batch-async", k=2).time_per_update(4, 1.0) == pytest.approx(2 / 4)
+    assert Protocol("sync").time_per_update(4, 2.0, shift=0.5) == pytest.approx(0.5 + 25 / 24)
+    # No closed form: k-batch-sync with a shift, and the protocols Dutta et al. do not cover.
+    assert Protocol("k-batch-sync", k=2).time_per_update(4, 1.0, shift=0.5) is None
+    assert Protocol("ssp", s=1).time_per_update(4, 1.0) is None
+    assert Protocol("backup", b=1).mean_staleness(4) is None
+    assert Protocol("softsync", c=2).mean_staleness(4) == pytest.approx(3 / 2)  # (n - 1) / c
     # Mixture pmf: rates (1, 3): p = (1/4, 3/4); P(0) = 1/16 + 9/16 = 10/16.
     assert async_staleness_pmf([1, 3], 0) == pytest.approx(10 / 16)
     assert async_staleness_pmf([1, 3], np.arange(400)).sum() == pytest.approx(1.0)
@@ -180,7 +182,7 @@ def test_async_shifted_exponential_runtime_is_mean_over_n():
         until_updates=updates,
     )
     tpu, _ = estimate(sc)
-    th = runtime_per_update("async", n, 2.0, shift=0.2)
+    th = Protocol("async").time_per_update(n, 2.0, shift=0.2)
     assert tpu == pytest.approx(th, rel=4 * (0.5 / 0.7) / math.sqrt(updates))
 
 
@@ -196,7 +198,12 @@ def test_batched_mean_staleness_is_n_minus_1_over_c(kind):
     st = simulate(sc, seed=5).trace["staleness"]
     # Successive staleness values are correlated; the SE comes from 20 batch means.
     se = batch_se(st.astype(float))
-    assert abs(st.mean() - (n - 1) / c) < 5 * se + 0.01, (st.mean(), se)
+    # (n - 1) / c counts every update once per gradient in flight across it; the run's edge
+    # is not random: the n gradients still in flight at the end are not in the trace, and
+    # each would have counted at most max-staleness updates, so the finite-run mean is off
+    # by at most n * max / gradients (8 * ~6 / 20,000 ~ 0.0024 here) besides the noise.
+    edge = n * int(st.max()) / len(st)
+    assert abs(st.mean() - (n - 1) / c) < 5 * se + edge, (st.mean(), se, edge)
 
 
 def test_async_matches_a_hand_written_simpy_script():

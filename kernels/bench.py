@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dlsys.kernels.conv import conv2d
+from dlsys.kernels.flood_ce import flooding_cross_entropy
 from dlsys.kernels.modules import Conv2d, FloodingLoss
-from dlsys.kernels.ops import conv2d, flooding_cross_entropy
 
 __all__ = ["CE_CASES", "CONV_CASES", "Row", "flooding_cnn", "format_table", "main", "run"]
 

@@ -1,4 +1,4 @@
-"""nn.Modules over dlsys's kernels: :class:`Conv2d` and :class:`FloodingLoss`."""
+"""nn.Modules over dlsys's kernels: Conv2d, ConvReLUPool and FloodingLoss."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dlsys.kernels.ops import _check_flood_args, conv2d, flooding_cross_entropy
+from dlsys.kernels.conv import conv2d
+from dlsys.kernels.conv_relu_pool import conv2d_relu_pool
+from dlsys.kernels.flood_ce import _check_flood_args, flooding_cross_entropy
 
-__all__ = ["Conv2d", "FloodingLoss"]
+__all__ = ["Conv2d", "ConvReLUPool", "FloodingLoss"]
 
 
 class Conv2d(nn.Conv2d):
@@ -63,6 +65,80 @@ class Conv2d(nn.Conv2d):
             self.padding,  # type: ignore[arg-type]
             self.dilation,
             self.groups,
+        )
+
+
+class ConvReLUPool(nn.Module):
+    """``nn.Conv2d`` -> ``nn.ReLU`` -> ``nn.MaxPool2d`` as one block on
+    :func:`dlsys.kernels.conv2d_relu_pool`.
+
+    Its parameters are the convolution's, ``weight`` (K, C/groups, R, S) and ``bias`` (K,),
+    with ``nn.Conv2d``'s state_dict keys and initialisation (one seed gives the same weights
+    as the unfused ``nn.Conv2d``), so a checkpoint moves between the fused block and the
+    unfused conv. Conv arguments as ``nn.Conv2d`` (``padding_mode='zeros'`` only; sizes in
+    elements); ``pool``, ``pool_stride`` (None: ``pool``) and ``pool_padding`` as
+    ``nn.MaxPool2d``'s kernel_size, stride and padding.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        pool: int | tuple[int, int] = 2,
+        pool_stride: int | tuple[int, int] | None = None,
+        pool_padding: int | tuple[int, int] = 0,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__()
+        # nn.Conv2d validates the conv arguments and makes the parameters; its tensors are
+        # adopted so that initialisation and the RNG draws are exactly nn.Conv2d's.
+        ref = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
+            device=device,
+            dtype=dtype,
+        )
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride = ref.kernel_size, ref.stride
+        self.padding, self.dilation, self.groups = ref.padding, ref.dilation, ref.groups
+        self.weight = ref.weight
+        self.bias = ref.bias
+        self.pool, self.pool_stride, self.pool_padding = pool, pool_stride, pool_padding
+
+    def forward(self, input: Tensor) -> Tensor:
+        """(N, C, H, W) -> (N, K, QH, QW): max_pool2d(relu(conv2d(input)))."""
+        return conv2d_relu_pool(
+            input,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,  # type: ignore[arg-type]
+            self.dilation,
+            self.groups,
+            self.pool,
+            self.pool_stride,
+            self.pool_padding,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
+            f"groups={self.groups}, bias={self.bias is not None}, pool={self.pool}, "
+            f"pool_stride={self.pool_stride}, pool_padding={self.pool_padding}"
         )
 
 

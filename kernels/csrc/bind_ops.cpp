@@ -17,6 +17,7 @@
 
 #include "bind_ops.h"
 #include "conv2d.h"
+#include "conv_relu_pool.h"
 #include "flood_ce.h"
 
 namespace py = pybind11;
@@ -111,6 +112,61 @@ void conv_bwd(Impl impl, const ConvDims &d, const Buf &x, const Buf &w, const Bu
     if constexpr (std::is_same_v<T, float>) {
       cuda_set_device(device);
       conv2d_backward_cuda(d, px, pw, pgy, pgx, pgw, pgb, stream);
+    }
+#endif
+  }
+  (void)device;
+  (void)stream;
+}
+
+template <typename T>
+void crp_fwd(Impl impl, const ConvDims &d, const PoolDims &p, const Buf &x, const Buf &w,
+             const Buf &b, const Buf &out, const Buf &arg, int threads, int device,
+             uintptr_t stream) {
+  const T *px = as<T>(x, d.x_numel(), "x");
+  const T *pw = as<T>(w, d.w_numel(), "weight");
+  const T *pb = as<T>(b, d.K, "bias", true);
+  T *po = as<T>(out, crp_out_numel(d, p), "out");
+  uint8_t *pa = as<uint8_t>(arg, crp_out_numel(d, p), "argmax");
+  py::gil_scoped_release release;
+  if (impl == Impl::Ref) {
+    conv_relu_pool_forward_ref<T>(d, p, px, pw, pb, po, pa);
+  } else if (impl == Impl::Cpu) {
+    conv_relu_pool_forward_cpu<T>(d, p, px, pw, pb, po, pa, threads);
+  } else {
+#if DLSYS_WITH_CUDA
+    if constexpr (std::is_same_v<T, float>) {
+      cuda_set_device(device);
+      conv_relu_pool_forward_cuda(d, p, px, pw, pb, po, pa, stream);
+    }
+#endif
+  }
+  (void)device;
+  (void)stream;
+}
+
+template <typename T>
+void crp_bwd(Impl impl, const ConvDims &d, const PoolDims &p, const Buf &x, const Buf &w,
+             const Buf &gout, const Buf &out, const Buf &arg, const Buf &gx, const Buf &gw,
+             const Buf &gb, int threads, int device, uintptr_t stream) {
+  const T *pgo = as<T>(gout, crp_out_numel(d, p), "grad_out");
+  const T *po = as<T>(out, crp_out_numel(d, p), "out");
+  const uint8_t *pa = as<const uint8_t>(arg, crp_out_numel(d, p), "argmax");
+  T *pgx = as<T>(gx, d.x_numel(), "grad_input", true);
+  T *pgw = as<T>(gw, d.w_numel(), "grad_weight", true);
+  T *pgb = as<T>(gb, d.K, "grad_bias", true);
+  const T *px = pgw ? as<T>(x, d.x_numel(), "x") : nullptr;
+  const T *pw = pgx ? as<T>(w, d.w_numel(), "weight") : nullptr;
+  py::gil_scoped_release release;
+  if (impl == Impl::Ref) {
+    conv_relu_pool_backward_ref<T>(d, p, px, pw, pgo, po, pa, pgx, pgw, pgb);
+  } else if (impl == Impl::Cpu) {
+    conv_relu_pool_backward_cpu<T>(d, p, px, pw, pgo, po, pa, pgx, pgw, pgb, threads);
+  } else {
+#if DLSYS_WITH_CUDA
+    if constexpr (std::is_same_v<T, float>) {
+      cuda_set_device(device);
+      conv_relu_pool_backward_cuda(d, p, px, pw, pgo, po, pa, pgx, pgw, pgb, stream);
     }
 #endif
   }
@@ -224,6 +280,44 @@ void bind_ops(py::module_ &m) {
       py::arg("threads") = 1, py::arg("device") = -1, py::arg("stream") = 0,
       "Gradients of conv2d; a grad buffer given as (0, 0) is not computed (and its input not "
       "read). Every computed gradient is overwritten, not accumulated.");
+  m.def(
+      "conv_relu_pool_forward",
+      [](const std::string &impl, const std::string &dtype, const Buf &x, const Buf &w,
+         const Buf &b, const Buf &out, const Buf &arg, const std::vector<int64_t> &dims,
+         const std::vector<int64_t> &pool, int threads, int device, uintptr_t stream) {
+        const Impl im = parse(impl, dtype, threads);
+        const ConvDims d = conv_dims_from(dims);
+        const PoolDims p = pool_dims_from(d, pool);
+        if (dtype == "float32")
+          crp_fwd<float>(im, d, p, x, w, b, out, arg, threads, device, stream);
+        else
+          crp_fwd<double>(im, d, p, x, w, b, out, arg, threads, device, stream);
+      },
+      py::arg("impl"), py::arg("dtype"), py::arg("x"), py::arg("weight"), py::arg("bias"),
+      py::arg("out"), py::arg("argmax"), py::arg("dims"), py::arg("pool"),
+      py::arg("threads") = 1, py::arg("device") = -1, py::arg("stream") = 0,
+      "out = max_pool2d(relu(conv2d(x, weight, bias))) and its one-byte argmax (uint8) "
+      "(see conv_relu_pool.h). dims as conv2d_forward; pool = [KH KW SH SW PH PW QH QW].");
+  m.def(
+      "conv_relu_pool_backward",
+      [](const std::string &impl, const std::string &dtype, const Buf &x, const Buf &w,
+         const Buf &gout, const Buf &out, const Buf &arg, const Buf &gx, const Buf &gw,
+         const Buf &gb, const std::vector<int64_t> &dims, const std::vector<int64_t> &pool,
+         int threads, int device, uintptr_t stream) {
+        const Impl im = parse(impl, dtype, threads);
+        const ConvDims d = conv_dims_from(dims);
+        const PoolDims p = pool_dims_from(d, pool);
+        if (dtype == "float32")
+          crp_bwd<float>(im, d, p, x, w, gout, out, arg, gx, gw, gb, threads, device, stream);
+        else
+          crp_bwd<double>(im, d, p, x, w, gout, out, arg, gx, gw, gb, threads, device, stream);
+      },
+      py::arg("impl"), py::arg("dtype"), py::arg("x"), py::arg("weight"), py::arg("grad_out"),
+      py::arg("out"), py::arg("argmax"), py::arg("grad_input"), py::arg("grad_weight"),
+      py::arg("grad_bias"), py::arg("dims"), py::arg("pool"), py::arg("threads") = 1,
+      py::arg("device") = -1, py::arg("stream") = 0,
+      "Gradients of conv_relu_pool_forward from the pooled gradient, the pooled output and the "
+      "argmax; a grad buffer given as (0, 0) is not computed. Gradients are overwritten.");
   m.def(
       "flood_ce_forward",
       [](const std::string &impl, const std::string &dtype, const Buf &x, const Buf &t,

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,12 @@ void conv2d_backward_ref(const ConvDims &d, const T *x, const T *w, const T *gy,
 // Optimised CPU (OpenMP with `threads` threads).
 template <typename T>
 void conv2d_forward_cpu(const ConvDims &d, const T *x, const T *w, const T *b, T *y, int threads);
+// The forward image by image: image n's output (K, OH, OW), bias added, is computed into a
+// buffer of the OpenMP thread that owns n (it stays in cache) and handed to sink(n, buffer),
+// which runs on that thread (concurrently for different images) and may overwrite it.
+template <typename T>
+void conv2d_forward_cpu_images(const ConvDims &d, const T *x, const T *w, const T *b,
+                               int threads, const std::function<void(int64_t, T *)> &sink);
 template <typename T>
 void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy, T *gx, T *gw,
                          T *gb, int threads);

@@ -32,6 +32,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -652,48 +653,96 @@ void prefault_part(T *y, int64_t n) {
 #endif
 }
 
+namespace {
+
+// What every image of a forward shares: the packed weights of every group (group g's panels
+// at g * psz), the path (1x1 direct, implicit GEMM over shifted copies, or im2col + GEMM) and
+// the shifted-copy offsets; and per thread the scratch buffers.
+template <typename T>
+struct ForwardPlan {
+  const ConvDims &d;
+  int64_t psz;
+  std::vector<T> wp;
+  bool direct, implicit;
+  Shifted sh;
+  std::vector<int64_t> off;
+
+  ForwardPlan(const ConvDims &dims, const T *w)
+      : d(dims), psz(packed_size<T>(dims.Kg(), dims.CRS())),
+        wp(static_cast<size_t>(dims.G * psz)),
+        direct(dims.R == 1 && dims.S == 1 && dims.stride_h == 1 && dims.stride_w == 1 &&
+               dims.pad_top == 0 && dims.pad_left == 0 && dims.pad_bottom == 0 &&
+               dims.pad_right == 0),  // 1x1: Xcol is the input itself
+        implicit(!direct && dims.stride_h == 1), sh(shifted_dims(dims, Vec<T>::VL)),
+        off(implicit ? shifted_offsets(dims, sh) : std::vector<int64_t>()) {
+    for (int64_t g = 0; g < d.G; ++g)
+      pack_a(d.Kg(), d.CRS(), w + g * d.Kg() * d.CRS(), d.CRS(), wp.data() + g * psz);
+  }
+
+  struct Scratch {
+    std::vector<T> col, xp, btmp;
+    explicit Scratch(const ForwardPlan &f)
+        : col(f.direct || f.implicit ? 0 : static_cast<size_t>(f.d.CRS() * f.d.P())),
+          xp(f.implicit ? static_cast<size_t>(f.sh.size) : 0),
+          btmp(static_cast<size_t>(kKC * Tile<T>::NR)) {}
+  };
+
+  // yg (Kg, P) = conv of image n, group g (+ bias).
+  void run(const T *x, const T *b, int64_t n, int64_t g, T *yg, Scratch &s) const {
+    const int64_t Kg = d.Kg(), P = d.P();
+    const T *xg = x + (n * d.C + g * d.Cg()) * d.H * d.W;  // (Cg, H, W)
+    if (implicit) {
+      shift_input(d, sh, xg, s.xp.data());
+      forward_implicit(d, off.data(), wp.data() + g * psz, s.xp.data(), yg,
+                       b ? b + g * Kg : nullptr);
+      return;
+    }
+    if (b) {
+      for (int64_t k = 0; k < Kg; ++k) std::fill(yg + k * P, yg + (k + 1) * P, b[g * Kg + k]);
+    }
+    const T *B = xg;
+    if (!direct) {
+      im2col(d, xg, s.col.data());
+      B = s.col.data();
+    }
+    gemm_packed<T>(Kg, P, d.CRS(), wp.data() + g * psz, B, P, yg, P, b != nullptr,
+                   s.btmp.data());
+  }
+};
+
+}  // namespace
+
 template <typename T>
 void conv2d_forward_cpu(const ConvDims &d, const T *x, const T *w, const T *b, T *y,
                         int threads) {
-  const int64_t G = d.G, Kg = d.Kg(), CRS = d.CRS(), P = d.P();
   if (d.N == 0) return;
-  // Weights of every group packed once: group g's panels start at g * psz.
-  const int64_t psz = packed_size<T>(Kg, CRS);
-  std::vector<T> wp(static_cast<size_t>(G * psz));
-  for (int64_t g = 0; g < G; ++g) pack_a(Kg, CRS, w + g * Kg * CRS, CRS, wp.data() + g * psz);
-  const bool direct = d.R == 1 && d.S == 1 && d.stride_h == 1 && d.stride_w == 1 &&
-                      d.pad_top == 0 && d.pad_left == 0 && d.pad_bottom == 0 &&
-                      d.pad_right == 0;  // 1x1: Xcol is the input itself
-  const bool implicit = !direct && d.stride_h == 1;
-  const Shifted sh = shifted_dims(d, Vec<T>::VL);
-  const std::vector<int64_t> off = implicit ? shifted_offsets(d, sh) : std::vector<int64_t>();
-  const int64_t tasks = d.N * G;
+  const ForwardPlan<T> plan(d, w);
+  const int64_t tasks = d.N * d.G, Kg = d.Kg(), P = d.P();
 #pragma omp parallel num_threads(threads) if (tasks > 1)
   {
     prefault_part(y, d.y_numel());
-    std::vector<T> col(direct || implicit ? 0 : static_cast<size_t>(CRS * P));
-    std::vector<T> xp(implicit ? static_cast<size_t>(sh.size) : 0);
-    std::vector<T> btmp(static_cast<size_t>(kKC * Tile<T>::NR));
+    typename ForwardPlan<T>::Scratch scratch(plan);
 #pragma omp for schedule(static)
     for (int64_t task = 0; task < tasks; ++task) {
-      const int64_t n = task / G, g = task % G;
-      const T *xg = x + (n * d.C + g * d.Cg()) * d.H * d.W;  // (Cg, H, W)
-      T *yg = y + (n * d.K + g * Kg) * P;                     // (Kg, P)
-      if (implicit) {
-        shift_input(d, sh, xg, xp.data());
-        forward_implicit(d, off.data(), wp.data() + g * psz, xp.data(), yg,
-                         b ? b + g * Kg : nullptr);
-        continue;
-      }
-      if (b) {
-        for (int64_t k = 0; k < Kg; ++k) std::fill(yg + k * P, yg + (k + 1) * P, b[g * Kg + k]);
-      }
-      const T *B = xg;
-      if (!direct) {
-        im2col(d, xg, col.data());
-        B = col.data();
-      }
-      gemm_packed<T>(Kg, P, CRS, wp.data() + g * psz, B, P, yg, P, b != nullptr, btmp.data());
+      const int64_t n = task / d.G, g = task % d.G;
+      plan.run(x, b, n, g, y + (n * d.K + g * Kg) * P, scratch);
+    }
+  }
+}
+
+template <typename T>
+void conv2d_forward_cpu_images(const ConvDims &d, const T *x, const T *w, const T *b,
+                               int threads, const std::function<void(int64_t, T *)> &sink) {
+  if (d.N == 0) return;
+  const ForwardPlan<T> plan(d, w);
+#pragma omp parallel num_threads(threads) if (d.N > 1)
+  {
+    typename ForwardPlan<T>::Scratch scratch(plan);
+    std::vector<T> y(static_cast<size_t>(d.K * d.P()));  // one image's output, in L2
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < d.N; ++n) {
+      for (int64_t g = 0; g < d.G; ++g) plan.run(x, b, n, g, y.data() + g * d.Kg() * d.P(), scratch);
+      sink(n, y.data());
     }
   }
 }
@@ -929,6 +978,12 @@ template void conv2d_forward_cpu<float>(const ConvDims &, const float *, const f
                                         const float *, float *, int);
 template void conv2d_forward_cpu<double>(const ConvDims &, const double *, const double *,
                                          const double *, double *, int);
+template void conv2d_forward_cpu_images<float>(const ConvDims &, const float *, const float *,
+                                               const float *, int,
+                                               const std::function<void(int64_t, float *)> &);
+template void conv2d_forward_cpu_images<double>(const ConvDims &, const double *,
+                                                const double *, const double *, int,
+                                                const std::function<void(int64_t, double *)> &);
 template void conv2d_backward_cpu<float>(const ConvDims &, const float *, const float *,
                                          const float *, float *, float *, float *, int);
 template void conv2d_backward_cpu<double>(const ConvDims &, const double *, const double *,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-import dlsys.kernels.ops as ops
+import dlsys.kernels._plumbing as plumbing
 from dlsys.kernels import _C, FloodingLoss, conv2d, flooding_cross_entropy
 
 X = torch.randn(2, 4, 8, 8)
@@ -74,7 +74,7 @@ def test_other_devices_are_rejected_and_meta_gives_shapes() -> None:
 def test_cuda_tensor_on_a_build_without_cuda_is_an_error_not_a_copy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(ops, "_CUDA_COMPILED", False)
+    monkeypatch.setattr(plumbing, "_CUDA_COMPILED", False)
     with FakeTensorMode():
         x = torch.empty(2, 4, 8, 8, device="cuda")
         w = torch.empty(6, 4, 3, 3, device="cuda")
@@ -90,7 +90,7 @@ def test_cuda_double_is_rejected() -> None:
     with FakeTensorMode():
         x = torch.empty(2, 4, 8, 8, device="cuda", dtype=torch.float64)
         w = torch.empty(6, 4, 3, 3, device="cuda", dtype=torch.float64)
-        if ops._CUDA_COMPILED:
+        if plumbing._CUDA_COMPILED:
             with pytest.raises(TypeError, match="x: CUDA kernels support float32"):
                 conv2d(x, w)
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dlsys.kernels import _C, Conv2d, conv2d
-from dlsys.kernels.ops import normalize_padding
+from dlsys.kernels.conv import normalize_padding
 from dlsys.kernels.testing import assert_close
 
 # torch warns that 'same' with an even kernel copies the input; that is torch's business.

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import dlsys.kernels.ops as ops
+import dlsys.kernels.flood_ce as ops
 from dlsys.kernels import _C, FloodingLoss, flooding_cross_entropy
-from dlsys.kernels.ops import REDUCTIONS
+from dlsys.kernels.flood_ce import REDUCTIONS
 from dlsys.kernels.testing import assert_close
 
 

@@ -1,0 +1,116 @@
+// Optimised CPU fused conv + bias + ReLU + max-pool (OpenMP).
+//
+// Forward: conv2d_forward_cpu_images computes one image's conv output (K, OH, OW) at a time
+// into a buffer of the thread that owns the image (50 KB for 16 x 28 x 28 float32: it stays
+// in L2), and the ReLU and the pool run on it there; only the pooled output and a one-byte
+// argmax per pooled output reach memory (the unfused ops write the conv output, read it for
+// the ReLU, write and read the ReLU output, and write int64 pool indices).
+// Backward: the conv output gradient gz is rebuilt plane by plane (zero, scatter the pooled
+// gradient where the argmax and the ReLU say), then conv2d_backward_cpu runs on it. gz lives
+// in a workspace of the calling thread that is kept between calls, so its pages are mapped
+// once (a fresh 6.4 MB buffer costs more in page faults than the scatter itself).
+#include <omp.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "conv_relu_pool.h"
+
+namespace dlsys {
+
+namespace {
+
+template <typename T>
+inline T relu(T v) {
+  return v <= T(0) ? T(0) : v;  // NaN stays NaN
+}
+
+// One step of the selection walk: take v if it beats best or is NaN.
+template <typename T>
+inline void take(T v, int a, T &best, int &at) {
+  const bool t = v > best || v != v;
+  best = t ? v : best;
+  at = t ? a : at;
+}
+
+// relu_pool_plane for 2x2 windows, stride 2, no padding: the walk over the four elements
+// written as selects, so GCC vectorises it along the row.
+template <typename T>
+void relu_pool_plane_2x2(const PoolDims &p, int64_t OW, const T *z, T *out, uint8_t *arg) {
+  for (int64_t i = 0; i < p.QH; ++i) {
+    const T *r0 = z + 2 * i * OW, *r1 = r0 + OW;
+    T *o = out + i * p.QW;
+    uint8_t *g = arg + i * p.QW;
+    for (int64_t j = 0; j < p.QW; ++j) {
+      T best = relu(r0[2 * j]);
+      int at = 0;
+      take(relu(r0[2 * j + 1]), 1, best, at);
+      take(relu(r1[2 * j]), 2, best, at);
+      take(relu(r1[2 * j + 1]), 3, best, at);
+      o[j] = best;
+      g[j] = static_cast<uint8_t>(at);
+    }
+  }
+}
+
+// A workspace of the calling thread, kept between calls (grown, never shrunk).
+template <typename T>
+T *workspace(int64_t n) {
+  thread_local std::unique_ptr<T[]> buf;
+  thread_local int64_t cap = 0;
+  if (n > cap) {
+    buf.reset(new T[static_cast<size_t>(n)]);
+    cap = n;
+  }
+  return buf.get();
+}
+
+}  // namespace
+
+template <typename T>
+void conv_relu_pool_forward_cpu(const ConvDims &d, const PoolDims &p, const T *x, const T *w,
+                                const T *b, T *out, uint8_t *arg, int threads) {
+  const int64_t P = d.P(), Q = p.QH * p.QW;
+  const bool fast = p.KH == 2 && p.KW == 2 && p.SH == 2 && p.SW == 2 && p.PH == 0 && p.PW == 0;
+  conv2d_forward_cpu_images<T>(d, x, w, b, threads, [&](int64_t n, T *z) {
+    for (int64_t k = 0; k < d.K; ++k) {
+      const int64_t e = (n * d.K + k) * Q;
+      if (fast)
+        relu_pool_plane_2x2(p, d.OW, z + k * P, out + e, arg + e);
+      else
+        relu_pool_plane(p, d.OH, d.OW, z + k * P, out + e, arg + e);
+    }
+  });
+}
+
+template <typename T>
+void conv_relu_pool_backward_cpu(const ConvDims &d, const PoolDims &p, const T *x, const T *w,
+                                 const T *gout, const T *out, const uint8_t *arg, T *gx, T *gw,
+                                 T *gb, int threads) {
+  const int64_t P = d.P(), Q = p.QH * p.QW, planes = d.N * d.K;
+  T *gz = workspace<T>(d.y_numel());
+#pragma omp parallel for num_threads(threads) schedule(static) if (planes > 1)
+  for (int64_t nk = 0; nk < planes; ++nk) {
+    T *g = gz + nk * P;
+    std::fill(g, g + P, T(0));
+    unpool_plane(p, d.OW, gout + nk * Q, out + nk * Q, arg + nk * Q, g);
+  }
+  conv2d_backward_cpu<T>(d, x, w, gz, gx, gw, gb, threads);
+}
+
+template void conv_relu_pool_forward_cpu<float>(const ConvDims &, const PoolDims &,
+                                                const float *, const float *, const float *,
+                                                float *, uint8_t *, int);
+template void conv_relu_pool_forward_cpu<double>(const ConvDims &, const PoolDims &,
+                                                 const double *, const double *, const double *,
+                                                 double *, uint8_t *, int);
+template void conv_relu_pool_backward_cpu<float>(const ConvDims &, const PoolDims &,
+                                                 const float *, const float *, const float *,
+                                                 const float *, const uint8_t *, float *, float *,
+                                                 float *, int);
+template void conv_relu_pool_backward_cpu<double>(const ConvDims &, const PoolDims &,
+                                                  const double *, const double *, const double *,
+                                                  const double *, const uint8_t *, double *,
+                                                  double *, double *, int);
+
+}  // namespace dlsys

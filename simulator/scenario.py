@@ -33,6 +33,7 @@ from typing import Any
 
 from dlsys.common import check_int, check_positive, unknown_name
 from dlsys.simulator.distributions import Distribution, Time, exact, parse_distribution
+from dlsys.simulator.limits import check_learner_count
 from dlsys.simulator.protocols import PROTOCOLS, Protocol
 
 #: Learning-rate rules and their parameters.
@@ -414,6 +415,7 @@ def scenario_from_dict(
         if not isinstance(lname, str) or not lname:
             raise ValueError(f"{where}.name: must be a non-empty string, got {lname!r}")
         count = check_int(f"{where}.count", t.get("count", 1), minimum=1)
+        check_learner_count(f"{where}.count", count, len(learners) + count)
         if "compute" not in t:
             raise ValueError(
                 f'{where}.compute: missing (e.g. {{ dist = "exponential", rate = 1.0 }})'

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from dlsys.simulator.engine import APPLIED, CANCELLED, DROPPED, LOST, STATUS_NAMES, RawRun, run
+from dlsys.simulator.limits import check_run
 from dlsys.simulator.scenario import LRRule, Scenario, load_scenario
 
 #: Column order of the CSV trace and of ``--json`` update records.
@@ -312,6 +313,7 @@ def simulate(
     use_seed: int | np.random.SeedSequence = (
         seed if isinstance(seed, np.random.SeedSequence) else sc.seed
     )
+    check_run(sc, trace=True)
     raw = run(sc, use_seed)
     push = np.array([float(lrn.push_time) for lrn in sc.learners])
     trace = Trace(raw.columns, [lrn.name for lrn in sc.learners], push, sc.lr)

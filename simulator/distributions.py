@@ -87,16 +87,27 @@ class Distribution:
         Blocks grow from :data:`FIRST_BLOCK` to :data:`MAX_BLOCK`; an empty block means the
         distribution is exhausted.
         """
+        blocks = self.block_sampler(rng, speed)
+        return lambda: blocks().tolist()  # type: ignore[no-any-return]
+
+    def block_sampler(
+        self, rng: np.random.Generator, speed: Fraction | int = 1
+    ) -> Callable[[], np.ndarray]:
+        """Like :meth:`sampler` for a random distribution, but each block is a float64 array.
+
+        The blocks (sizes and values) are exactly those of :meth:`sampler`: the vector engine
+        draws with this and the SimPy engine with that, from the same stream.
+        """
         state = {"size": FIRST_BLOCK}
         scale = 1.0 / float(speed)
 
-        def draw() -> list[float]:
+        def draw() -> np.ndarray:
             n = state["size"]
             state["size"] = min(2 * n, MAX_BLOCK)
             out = self._draw(rng, n)
             if scale != 1.0:
                 out = out * scale
-            return out.tolist()  # type: ignore[no-any-return]
+            return out
 
         return draw
 

@@ -22,25 +22,35 @@ times (``fixed``, ``times``, ``trace``, latencies, delays, fault times) are exac
 so two completions that should coincide do coincide.
 
 The common case -- ``async`` with continuously distributed compute times, no network, no PS
-service time and no faults -- runs on a fast path (:func:`_run_fast`): one plain SimPy process
-per learner that records only (learner, apply time) per update; every other column is derived
-afterwards with numpy. Ties have probability zero there, so the rule above holds as well.
+service time and no faults -- runs on a fast path (:mod:`dlsys.simulator.simpy_fast`).
 """
 
 from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from collections.abc import Generator, Sequence
 from functools import partial
 from typing import Any
 
 import numpy as np
 import simpy
-from simpy.core import EmptySchedule, StopSimulation
+from simpy.core import StopSimulation
 from simpy.events import URGENT
 
+from dlsys.common import check_choice
+from dlsys.simulator import vector
+from dlsys.simulator.core import (
+    APPLIED,
+    CANCELLED,
+    COLUMNS,
+    DROPPED,
+    LOST,
+    NP_TYPES,
+    STATUS_NAMES,
+    RawRun,
+    learner_streams,
+)
 from dlsys.simulator.distributions import Time
 from dlsys.simulator.protocols import (
     CANCEL_ALL,
@@ -48,14 +58,10 @@ from dlsys.simulator.protocols import (
     REUSE,
     WAIT,
     WAKE_ALL,
-    Async,
     Gradient,
 )
 from dlsys.simulator.scenario import Crash, Learner, PSPause, Scenario, Slowdown
-
-#: Row status codes of the trace.
-APPLIED, LOST, CANCELLED, DROPPED = 0, 1, 2, 3
-STATUS_NAMES = ("applied", "lost", "cancelled", "dropped")
+from dlsys.simulator.simpy_fast import new_event, run_fast, step_loop, uses_fast_path
 
 #: SimPy priorities beyond URGENT (0) and NORMAL (1): see the tie rule above.
 FLUSH = 2
@@ -64,44 +70,6 @@ READ = 3
 # Learner states.
 _DELAY, _GATE, _READ, _PULL, _COMPUTE, _PUSH, _WAIT_PS, _DOWN, _DONE = range(9)
 _IN_FLIGHT = (_PULL, _COMPUTE, _PUSH)
-
-#: Trace columns stored per gradient row and their array typecodes.
-COLUMNS = {
-    "learner": "i",  # learner index (int32)
-    "seq": "i",  # the learner's 1-based gradient number (int32)
-    "read_version": "q",  # PS version the weights were read at (int64)
-    "version": "q",  # PS version the gradient was applied to; -1 if not applied (int64)
-    "t_read": "d",  # seconds: when the weights were read at the PS
-    "t_start": "d",  # seconds: compute start (NaN if lost before it)
-    "t_done": "d",  # seconds: compute end (or the crash / cancel time)
-    "t_apply": "d",  # seconds: update applied; NaN if not applied
-    "status": "b",  # APPLIED, LOST, CANCELLED, DROPPED (int8)
-}
-_NP_TYPES = {"i": np.int32, "q": np.int64, "d": np.float64, "b": np.int8}
-
-
-@dataclass
-class RawRun:
-    """What the engine hands to :mod:`dlsys.simulator.trace`: columns and end state."""
-
-    columns: dict[str, np.ndarray]
-    updates: int
-    t_end: float
-    stop_reason: str
-    inflight_start: np.ndarray  # per learner: compute start of the unfinished gradient, or NaN
-    fast_path: bool
-
-
-def learner_streams(seed: int | np.random.SeedSequence, n: int) -> list[np.random.Generator]:
-    """One independent numpy Generator per learner, from ``SeedSequence(seed).spawn(n)``.
-
-    Child ``i`` depends only on ``seed`` and ``i``, so adding a learner leaves the others'
-    draws unchanged.
-    """
-    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    # spawn() advances the parent's counter; use a fresh copy so repeated calls agree.
-    fresh = np.random.SeedSequence(ss.entropy, spawn_key=ss.spawn_key, pool_size=ss.pool_size)
-    return [np.random.default_rng(c) for c in fresh.spawn(n)]
 
 
 def finish_time(start: Time, work: Time, windows: Sequence[tuple[Time, Time, Time]]) -> Time:
@@ -128,171 +96,39 @@ def finish_time(start: Time, work: Time, windows: Sequence[tuple[Time, Time, Tim
     return t + left  # type: ignore[no-any-return]
 
 
-def uses_fast_path(scenario: Scenario) -> bool:
-    """True when ``scenario`` runs on the async fast path (see the module docstring)."""
-    return (
-        type(scenario.protocol) is Async
-        and not scenario.faults
-        and scenario.service_time == 0
-        and all(
-            not lrn.compute.exact and lrn.pull_time == 0 and lrn.push_time == 0
-            for lrn in scenario.learners
-        )
-    )
+ENGINES = ("auto", "simpy", "vector")
 
 
-def run(scenario: Scenario, seed: int | np.random.SeedSequence) -> RawRun:
-    """Simulate ``scenario`` with ``seed``; the fast path is used where it applies."""
+def choose_engine(scenario: Scenario, engine: str = "auto") -> tuple[str, str]:
+    """Which engine runs ``scenario`` and why: ``("vector" | "simpy", reason)``.
+
+    ``engine="auto"`` takes the vector engine wherever it is exact and SimPy elsewhere;
+    ``"vector"`` on a scenario it cannot run exactly raises ``ValueError`` naming the feature.
+    """
+    check_choice("engine", engine, ENGINES)
+    why = vector.unsupported(scenario)
+    if engine == "simpy":
+        return "simpy", "engine='simpy' was asked for"
+    if why is not None:
+        if engine == "vector":
+            raise ValueError(f"engine: {why}")
+        return "simpy", why
+    return "vector", f"engine={engine!r}: the vector engine is exact on this scenario"
+
+
+def run(scenario: Scenario, seed: int | np.random.SeedSequence, engine: str = "auto") -> RawRun:
+    """Simulate ``scenario`` with ``seed`` on the engine :func:`choose_engine` picks."""
+    name, reason = choose_engine(scenario, engine)
     rngs = learner_streams(seed, scenario.n)
+    if name == "vector":
+        return vector.run(scenario, rngs, reason)
     if uses_fast_path(scenario):
-        return _run_fast(scenario, rngs)
-    return Engine(scenario, rngs).run()
-
-
-def _new_event(env: Any, priority: int, delay: Time = 0) -> simpy.Event:
-    ev = simpy.Event(env)
-    ev._ok = True
-    ev._value = None
-    env.schedule(ev, priority, delay)  # type: ignore[arg-type]
-    return ev
-
-
-def _loop(env: Any) -> bool:
-    """Step until a StopSimulation (True) or until no events are left (False)."""
-    # NOTE: inlined for performance (Environment.run without its per-call checks).
-    step = env.step
-    try:
-        while True:
-            step()
-    except StopSimulation:
-        return True
-    except EmptySchedule:
-        return False
-
-
-# ----------------------------------------------------------------------------- fast path
-
-
-def _fast_learner(
-    env: Any,
-    i: int,
-    delay: Time,
-    draw: Callable[[], Sequence[Time]],
-    budget: int | None,
-    box: list[Any],
-    first_read: np.ndarray,
-    app_learner: Callable[[int], None],
-    app_time: Callable[[float], None],
-) -> Generator[simpy.Event, Any, None]:
-    """An async learner with zero communication: compute, and apply on completion."""
-    if delay:
-        yield env.timeout(delay)
-    first_read[i] = box[0]
-    # NOTE: inlined for performance: local names, a buffered block of durations, a shared
-    # version box instead of attribute access, and ``left`` counting down from -1 when there
-    # is no budget (it never reaches 0 then).
-    timeout = env.timeout
-    buf = draw()
-    k, m = 0, len(buf)
-    left = -1 if budget is None else budget
-    until = box[1]
-    while left != 0:
-        if k == m:
-            buf = draw()
-            k, m = 0, len(buf)
-            if m == 0:
-                return
-        yield timeout(buf[k])
-        k += 1
-        app_learner(i)
-        app_time(env._now)  # type: ignore[attr-defined]
-        v = box[0] + 1
-        box[0] = v
-        if v == until:
-            box[2].succeed()
-        left -= 1
-
-
-def _run_fast(scenario: Scenario, rngs: list[np.random.Generator]) -> RawRun:
-    env: Any = simpy.Environment()
-    n = scenario.n
-    stop = simpy.Event(env)
-    stop.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
-    until = scenario.until_updates if scenario.until_updates is not None else -1
-    box: list[Any] = [0, until, stop]
-    first_read = np.full(n, -1, dtype=np.int64)
-    lrn_col = array("i")
-    t_col = array("d")
-    for i, spec in enumerate(scenario.learners):
-        draw = spec.compute.sampler(rngs[i], spec.speed)  # type: ignore[arg-type]
-        env.process(
-            _fast_learner(
-                env,
-                i,
-                float(spec.start_delay),  # all-float times keep heap comparisons cheap
-                draw,
-                spec.budget,
-                box,
-                first_read,
-                lrn_col.append,
-                t_col.append,
-            )
-        )
-    if scenario.until_time is not None:
-        tev = _new_event(env, URGENT, float(scenario.until_time))
-        tev.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
-    stopped = _loop(env)
-    updates = len(lrn_col)
-    if scenario.until_updates is not None and updates >= scenario.until_updates:
-        reason = "until_updates"
-    elif stopped:
-        reason = "until_time"
-    else:
-        reason = "learners finished"
-    t_end = float(env.now)
-
-    learner = np.frombuffer(lrn_col, dtype=np.int32).copy()
-    t_apply = np.frombuffer(t_col, dtype=np.float64).copy()
-    version = np.arange(updates, dtype=np.int64)
-    start = np.array([float(s.start_delay) for s in scenario.learners])
-    order = np.argsort(learner, kind="stable")
-    sl = learner[order]
-    first = np.ones(updates, dtype=bool)
-    first[1:] = sl[1:] != sl[:-1]
-    prev = np.empty(updates, dtype=np.int64)
-    prev[1:] = order[:-1]
-    prev[:1] = 0
-    read_version = np.empty(updates, dtype=np.int64)
-    read_version[order] = np.where(first, first_read[sl], prev + 1)
-    t_read = np.empty(updates)
-    t_read[order] = np.where(first, start[sl], t_apply[prev])
-    idx = np.arange(updates)
-    group_start = np.maximum.accumulate(np.where(first, idx, 0))
-    seq = np.empty(updates, dtype=np.int32)
-    seq[order] = idx - group_start + 1
-    # Per learner: start of the computation still running at the end (none if finished).
-    counts = np.bincount(learner, minlength=n)
-    last_t = np.full(n, np.nan)
-    ends = np.ones(updates, dtype=bool)
-    ends[:-1] = first[1:]
-    last_t[sl[ends]] = t_apply[order[ends]]  # each learner's last apply time
-    inflight = np.where(counts > 0, last_t, start)
-    for i, spec in enumerate(scenario.learners):
-        b = spec.budget
-        if (b is not None and counts[i] >= b) or inflight[i] >= t_end:
-            inflight[i] = np.nan  # finished, not started, or just applied at the very end
-    cols: dict[str, np.ndarray] = {
-        "learner": learner,
-        "seq": seq,
-        "read_version": read_version,
-        "version": version,
-        "t_read": t_read,
-        "t_start": t_read,  # no pull time on the fast path: the same array
-        "t_done": t_apply,  # no push or service time: the same array
-        "t_apply": t_apply,
-        "status": np.zeros(updates, dtype=np.int8),
-    }
-    return RawRun(cols, updates, t_end, reason, inflight, True)
+        raw = run_fast(scenario, rngs)
+        raw.engine_reason = reason + " (async fast path)"
+        return raw
+    raw = Engine(scenario, rngs).run()
+    raw.engine_reason = reason
+    return raw
 
 
 # ----------------------------------------------------------------------------- general model
@@ -495,7 +331,7 @@ class Engine:
             lrn.seq += 1
             if not lrn.reuse:
                 lrn.state = _READ
-                yield _new_event(env, READ)
+                yield new_event(env, READ)
                 lrn.read_version = self.version
                 lrn.t_read = env.now
                 if lrn.pull:
@@ -593,7 +429,7 @@ class Engine:
     def _schedule_flush(self) -> None:
         if not self.flush_scheduled:
             self.flush_scheduled = True
-            ev = _new_event(self.env, FLUSH)
+            ev = new_event(self.env, FLUSH)
             ev.callbacks.append(self._flush)  # type: ignore[union-attr]
 
     def _flush(self, _ev: simpy.Event) -> None:
@@ -675,9 +511,9 @@ class Engine:
         for p in self.pauses:
             env.process(self._pauser(p))
         if self.scenario.until_time is not None:
-            tev = _new_event(env, URGENT, self.scenario.until_time)
+            tev = new_event(env, URGENT, self.scenario.until_time)
             tev.callbacks.append(lambda _e: self._time_up())  # type: ignore[union-attr]
-        stopped = _loop(env)
+        stopped = step_loop(env)
         if stopped:
             reason = (
                 "until_updates" if self.updates == self.scenario.until_updates else "until_time"
@@ -691,9 +527,9 @@ class Engine:
             if x.alive and x.state == _COMPUTE:
                 inflight[x.idx] = float(x.t_start)
         cols = {
-            k: np.frombuffer(a, dtype=_NP_TYPES[a.typecode]).copy() for k, a in self.cols.items()
+            k: np.frombuffer(a, dtype=NP_TYPES[a.typecode]).copy() for k, a in self.cols.items()
         }
-        return RawRun(cols, self.updates, float(env.now), reason, inflight, False)
+        return RawRun(cols, self.updates, float(env.now), reason, inflight, "simpy", "")
 
     def _time_up(self) -> None:
         self.stopped = True

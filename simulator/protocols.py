@@ -172,6 +172,10 @@ class Protocol:
         """Remove from ``queue`` what the next step uses or drops (see the module docstring)."""
         raise NotImplementedError
 
+    def batch_size(self, n: int) -> int | None:
+        """Gradients per update with ``n`` learners (None: it varies, as sync's live set)."""
+        return 1 if self.PARAM is None else self.param
+
     # -- the learner rule
 
     def may_start(self, clock: int, slowest: int | None) -> bool:
@@ -235,6 +239,9 @@ class SSP(Async):
     gated = True
     vector_path = "loop"
     geometric_staleness = False
+
+    def batch_size(self, n: int) -> int | None:
+        return 1
 
     def may_start(self, clock: int, slowest: int | None) -> bool:
         return slowest is None or clock - slowest <= self.s  # type: ignore[operator]
@@ -310,6 +317,9 @@ class Sync(Protocol):
     KIND = "sync"
     on_update = WAKE_ALL
     vector_path = "rounds"
+
+    def batch_size(self, n: int) -> int | None:
+        return None
 
     def take(self, queue: list[G], version: int, live: Collection[int], n: int) -> Take | None:
         if not queue:
@@ -394,6 +404,9 @@ class Backup(_Rounds):
 
     def need(self, n: int) -> int:
         return n - (self.param or 0)
+
+    def batch_size(self, n: int) -> int | None:
+        return self.need(n)
 
     def check_n(self, n: int) -> None:
         b = self.param

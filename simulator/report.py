@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from dlsys.common import atomic_write_text, write_json
-from dlsys.simulator.engine import APPLIED, STATUS_NAMES
+from dlsys.simulator.core import APPLIED, STATUS_NAMES
 from dlsys.simulator.theory import async_staleness_pmf, scenario_rates
 from dlsys.simulator.trace import CSV_COLUMNS, Result
 

@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from dlsys.simulator.engine import APPLIED, CANCELLED, DROPPED, LOST, STATUS_NAMES, RawRun, run
+from dlsys.simulator.core import APPLIED, CANCELLED, DROPPED, LOST, STATUS_NAMES, RawRun
+from dlsys.simulator.engine import run
 from dlsys.simulator.limits import check_run
 from dlsys.simulator.scenario import LRRule, Scenario, load_scenario
 
@@ -278,7 +279,7 @@ def summarize(scenario: Scenario, raw: RawRun, trace: Trace) -> dict[str, Any]:
             "mean": float(np.mean(trace["lr"][ok])) if applied else None,
         },
         "trace_bytes_per_update": trace.nbytes / updates if updates else None,
-        "fast_path": raw.fast_path,
+        "engine": {"name": raw.engine, "reason": raw.engine_reason},
     }
     from dlsys.simulator.theory import expectations
 
@@ -292,11 +293,15 @@ def simulate(
     *,
     until_updates: int | None = None,
     until_time: float | None = None,
+    engine: str = "auto",
 ) -> Result:
     """Run ``scenario`` (a :class:`Scenario` or a TOML path) and return its :class:`Result`.
 
     ``seed`` overrides the scenario's seed; ``until_updates`` / ``until_time`` (seconds)
-    override its stopping rule. The same seed gives a byte-identical trace.
+    override its stopping rule. The same seed gives a byte-identical trace. ``engine``:
+    ``"auto"`` (the vector engine where it is exact, else SimPy), ``"simpy"`` or ``"vector"``
+    (raises ``ValueError`` naming the feature it cannot run exactly); every engine gives
+    the same trace and summary, and ``summary["engine"]`` says which one ran and why.
     """
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(Path(scenario))
     changes: dict[str, Any] = {}
@@ -314,7 +319,7 @@ def simulate(
         seed if isinstance(seed, np.random.SeedSequence) else sc.seed
     )
     check_run(sc, trace=True)
-    raw = run(sc, use_seed)
+    raw = run(sc, use_seed, engine)
     push = np.array([float(lrn.push_time) for lrn in sc.learners])
     trace = Trace(raw.columns, [lrn.name for lrn in sc.learners], push, sc.lr)
     summary = summarize(sc, raw, trace)

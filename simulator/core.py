@@ -1,0 +1,57 @@
+"""What every engine hands back: the trace columns, the row status codes, the end state.
+
+An engine (:mod:`dlsys.simulator.engine`, :mod:`dlsys.simulator.simpy_fast`,
+:mod:`dlsys.simulator.vector`) returns a :class:`RawRun`; :mod:`dlsys.simulator.trace`
+turns it into a trace and a summary. Every engine draws learner ``i``'s compute times from
+the ``i``-th stream of :func:`learner_streams`, in the same order, so all engines give the
+same run for the same seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Row status codes of the trace.
+APPLIED, LOST, CANCELLED, DROPPED = 0, 1, 2, 3
+STATUS_NAMES = ("applied", "lost", "cancelled", "dropped")
+
+#: Trace columns stored per gradient row and their array typecodes.
+COLUMNS = {
+    "learner": "i",  # learner index (int32)
+    "seq": "i",  # the learner's 1-based gradient number (int32)
+    "read_version": "q",  # PS version the weights were read at (int64)
+    "version": "q",  # PS version the gradient was applied to; -1 if not applied (int64)
+    "t_read": "d",  # seconds: when the weights were read at the PS
+    "t_start": "d",  # seconds: compute start (NaN if lost before it)
+    "t_done": "d",  # seconds: compute end (or the crash / cancel time)
+    "t_apply": "d",  # seconds: update applied; NaN if not applied
+    "status": "b",  # APPLIED, LOST, CANCELLED, DROPPED (int8)
+}
+NP_TYPES = {"i": np.int32, "q": np.int64, "d": np.float64, "b": np.int8}
+
+
+@dataclass
+class RawRun:
+    """What the engine hands to :mod:`dlsys.simulator.trace`: columns and end state."""
+
+    columns: dict[str, np.ndarray]
+    updates: int
+    t_end: float
+    stop_reason: str
+    inflight_start: np.ndarray  # per learner: compute start of the unfinished gradient, or NaN
+    engine: str  # which engine ran: "simpy" or "vector"
+    engine_reason: str  # why that engine (for engine="auto"), e.g. "crash faults need ..."
+
+
+def learner_streams(seed: int | np.random.SeedSequence, n: int) -> list[np.random.Generator]:
+    """One independent numpy Generator per learner, from ``SeedSequence(seed).spawn(n)``.
+
+    Child ``i`` depends only on ``seed`` and ``i``, so adding a learner leaves the others'
+    draws unchanged.
+    """
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    # spawn() advances the parent's counter; use a fresh copy so repeated calls agree.
+    fresh = np.random.SeedSequence(ss.entropy, spawn_key=ss.spawn_key, pool_size=ss.pool_size)
+    return [np.random.default_rng(c) for c in fresh.spawn(n)]

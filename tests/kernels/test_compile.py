@@ -1,16 +1,15 @@
 """torch.compile(fullgraph=True) traces through the dlsys ops, forward and backward.
 
 One compiled function covers both ops (compiling is slow on 2 cores): the training CNN's
-shape in miniature, conv -> ReLU -> max-pool -> conv -> linear -> flooding loss.
+shape in miniature, the fused conv -> ReLU -> max-pool -> conv -> linear -> flooding loss.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from dlsys.kernels import conv2d, flooding_cross_entropy
+from dlsys.kernels import conv2d, conv2d_relu_pool, flooding_cross_entropy
 from dlsys.kernels.testing import assert_close
 
 # torch's own compile stack warns about its deprecated torch.jit internals; not ours to fix.
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.*")
 
 
 def _step(x, t, w1, b1, w2, lin):  # type: ignore[no-untyped-def]
-    h = F.max_pool2d(torch.relu(conv2d(x, w1, b1, padding=2)), 2)
+    h = conv2d_relu_pool(x, w1, b1, padding=2, pool=2)
     h = torch.relu(conv2d(h, w2, None, stride=2, padding="valid"))
     return flooding_cross_entropy(h.flatten(1) @ lin, t, b=0.05)
 

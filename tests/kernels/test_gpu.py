@@ -1,8 +1,9 @@
 """The CUDA kernels against PyTorch on a CUDA device (marked gpu: skipped without one).
 
 Same comparisons as on the CPU: conv2d forward and the three gradients over the code-path
-cases of test_conv2d, the flooding loss below/at/above b with ignore_index and every
-reduction, large logits and the error for float64.
+cases of test_conv2d, the fused conv-ReLU-pool block (values, gradients, NaNs), the flooding
+loss below/at/above b with ignore_index and every reduction, large logits and the error for
+float64.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlsys.kernels import conv2d, flooding_cross_entropy
+from dlsys.kernels import conv2d, conv2d_relu_pool, flooding_cross_entropy
 from dlsys.kernels.testing import assert_close
 
 pytestmark = [
@@ -58,6 +59,55 @@ def test_conv2d_cuda_matches_torch(case: tuple[Any, ...]) -> None:
         strict=True,
     ):
         assert_close(a, e, rtol=1e-4, atol=2e-3, name=name)
+
+
+# (N, C, H, K, kernel, padding, pool, pool_stride, pool_padding)
+CRP_CASES: list[tuple[Any, ...]] = [
+    (128, 1, 28, 16, 5, 2, 2, None, 0),  # the flooding CNN's layers at batch 128
+    (128, 16, 14, 32, 5, 2, 2, None, 0),
+    (3, 4, 13, 8, 3, 1, 3, 2, 1),  # 3x3/2 padded
+    (2, 3, 12, 6, 3, 0, 3, 2, 0),
+    (2, 3, 9, 5, 2, 0, 2, 1, 0),  # overlapping windows: gathered sums
+    (0, 3, 8, 4, 3, 1, 2, None, 0),  # empty batch
+]
+
+
+@pytest.mark.parametrize("case", CRP_CASES)
+def test_conv_relu_pool_cuda_matches_torch(case: tuple[Any, ...]) -> None:
+    n, c, h, k, r, pad, pool, ps, pp = case
+    gen = torch.Generator().manual_seed(0)
+    tensors = [
+        torch.randn(n, c, h, h, generator=gen),
+        torch.randn(k, c, r, r, generator=gen),
+        torch.randn(k, generator=gen),
+    ]
+    if n:
+        tensors[0][0, 0, :2, :2] = float("nan")  # NaNs reach the pool (ReLU keeps them)
+    ours = [t.cuda().requires_grad_() for t in tensors]
+    ref = [t.cuda().requires_grad_() for t in tensors]
+    y = conv2d_relu_pool(*ours, padding=pad, pool=pool, pool_stride=ps, pool_padding=pp)
+    y_ref = F.max_pool2d(F.relu(F.conv2d(*ref, padding=pad)), pool, ps, pp)
+    assert_close(y, y_ref, rtol=1e-4, atol=1e-3, name="y")
+    gy = torch.randn(y_ref.shape, generator=gen).cuda()
+    for name, a, e in zip(
+        ["grad_x", "grad_w", "grad_b"],
+        torch.autograd.grad(y, ours, gy),
+        torch.autograd.grad(y_ref, ref, gy),
+        strict=True,
+    ):
+        assert_close(a, e, rtol=1e-4, atol=2e-3, name=name)
+
+
+def test_conv_relu_pool_cuda_agrees_with_the_cpu_kernel() -> None:
+    gen = torch.Generator().manual_seed(1)
+    x, w, b = (
+        torch.randn(8, 16, 14, 14, generator=gen),
+        torch.randn(32, 16, 5, 5, generator=gen),
+        torch.randn(32, generator=gen),
+    )
+    cpu = conv2d_relu_pool(x, w, b, padding=2)
+    gpu = conv2d_relu_pool(x.cuda(), w.cuda(), b.cuda(), padding=2)
+    assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-3, name="out")
 
 
 def test_conv2d_cuda_rejects_float64() -> None:

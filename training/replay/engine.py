@@ -78,6 +78,31 @@ class BoundModel(nn.Module):
         return out
 
 
+class _Slots:
+    """Where each trainable parameter lives (owning module, attribute), so stored tensors
+    can be put in for one forward and the model's own put back after.
+
+    NOTE: this is :func:`torch.func.functional_call` without its per-call checks (tied
+    weights, buffers, strictness), which cost more than the forward of a small model at a
+    small batch; the result is the same computation on the same tensors.
+    """
+
+    def __init__(self, model: nn.Module, names: list[str]) -> None:
+        self.slots = []
+        for name in names:
+            owner, _, attr = name.rpartition(".")
+            self.slots.append((model.get_submodule(owner), attr))
+        self.own = [m._parameters[a] for m, a in self.slots]
+
+    def put(self, tensors: list[torch.Tensor]) -> None:
+        for (m, a), t in zip(self.slots, tensors, strict=True):
+            m._parameters[a] = t  # type: ignore[assignment]
+
+    def restore(self) -> None:
+        for (m, a), t in zip(self.slots, self.own, strict=True):
+            m._parameters[a] = t
+
+
 class Replayer:
     """Replay ``schedule`` on ``model`` (see the module docstring).
 
@@ -109,6 +134,9 @@ class Replayer:
         self._last_read = schedule.last_read()
         self._stale = schedule.staleness
         self._rates = optimizer.rates(self._stale)
+        self._scales = (self._rates / optimizer.lr).tolist()
+        self._slots = _Slots(model, self.names)
+        model.train()
 
     @property
     def done(self) -> bool:
@@ -130,8 +158,11 @@ class Replayer:
         self, weights: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor
     ) -> tuple[float, tuple[torch.Tensor, ...]]:
         leaves = [w.detach().requires_grad_(True) for w in weights]
-        out = functional_call(self.model, dict(zip(self.names, leaves, strict=True)), (x,))
-        loss = self.loss_fn(out, y)
+        self._slots.put(leaves)
+        try:
+            loss = self.loss_fn(self.model(x), y)
+        finally:
+            self._slots.restore()
         grads = torch.autograd.grad(loss, leaves)
         return float(loss.detach()), grads
 
@@ -142,7 +173,6 @@ class Replayer:
         v = self.next_update
         lo, hi = int(self._bounds[v]), int(self._bounds[v + 1])
         s = self.schedule
-        self.model.train()
         grads = []
         losses = []
         for k in range(lo, hi):
@@ -150,7 +180,7 @@ class Replayer:
             loss, g = self._gradient(self.versions[int(s.read_version[k])], x, y)
             grads.append(g)
             losses.append(loss)
-        combined = self.optimizer.combine(grads, self._stale[lo:hi])
+        combined = self.optimizer.combine_scaled(grads, self._scales[lo:hi])
         del grads
         for r in {int(r) for r in s.read_version[lo:hi]}:
             if r != v and self._last_read[r] <= v:
@@ -165,10 +195,10 @@ class Replayer:
         return UpdateRecord(
             version=v,
             t=float(s.t_apply[hi - 1]),
-            train_loss=float(np.mean(losses)),
-            mean_staleness=float(np.mean(self._stale[lo:hi])),
+            train_loss=losses[0] if hi - lo == 1 else float(np.mean(losses)),
+            mean_staleness=float(self._stale[lo:hi].sum()) / (hi - lo),
             gradients=hi - lo,
-            lr=float(np.mean(self._rates[lo:hi])),
+            lr=float(self._rates[lo:hi].sum()) / (hi - lo),
         )
 
     def state_dict(self) -> dict[str, Any]:

@@ -82,10 +82,16 @@ class PSOptimizer:
         """``G = (1 / m) * sum_i (lr_i / alpha) * g_i`` for one update's ``m`` gradients
         (each a list of tensors, one per parameter), summed in the given order. With one
         gradient at rate alpha, ``G`` is that gradient itself (no arithmetic)."""
+        return self.combine_scaled(grads, (self.rates(staleness) / self.lr).tolist())
+
+    def combine_scaled(
+        self, grads: Sequence[Sequence[torch.Tensor]], scales: Sequence[float]
+    ) -> list[torch.Tensor]:
+        """:meth:`combine` with the factors ``lr_i / alpha`` given (e.g. computed once for a
+        whole schedule)."""
         m = len(grads)
         if m == 0:
             raise ValueError("combine: an update needs at least one gradient")
-        scales = [float(s) for s in self.rates(staleness) / self.lr]
         first = list(grads[0])
         if m == 1 and scales[0] == 1.0:
             return first

@@ -221,8 +221,10 @@ def check_memory(field: str, nbytes: int | float, advice: str, *, what: str | No
     limit = memory_limit()
     if limit is None or nbytes <= limit:
         return
+    size = format_bytes(nbytes)
+    about = "" if size.startswith("more") else "about "
     raise ValueError(
-        f"{field}: {what or 'this request'} would take about {format_bytes(nbytes)}, more than "
+        f"{field}: {what or 'this request'} would take {about}{size}, more than "
         f"the {format_bytes(limit)} of memory available{_source()}; {advice}"
     )
 

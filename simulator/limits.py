@@ -54,7 +54,7 @@ def check_learner_count(field: str, count: int, total: int) -> None:
         field,
         count * LEARNER_BYTES,
         advice,
-        what=f"{count} learners at {format_bytes(LEARNER_BYTES)} each",
+        what=f"{_learners(count)} at {format_bytes(LEARNER_BYTES)} each",
     )
     check_memory(
         "learner",
@@ -116,7 +116,7 @@ def check_run(scenario: Any, *, trace: bool = True, prefix: str = "simulation.")
     nbytes = learners + rows * ROW_BYTES
     what = (
         f"a trace of about {_count(rows)} rows at {ROW_BYTES} bytes each "
-        f"(and {n} learners at {format_bytes(LEARNER_BYTES)} each)"
+        f"(and {_learners(n)} at {format_bytes(LEARNER_BYTES)} each)"
     )
     check_memory(field, nbytes, ADVICE, what=what)
 
@@ -136,6 +136,10 @@ def check_trace_growth(scenario: Any, rows: int, now: float, prefix: str = "simu
             f"so far) at {ROW_BYTES} bytes each"
         ),
     )
+
+
+def _learners(n: int) -> str:
+    return f"{n} learner" if n == 1 else f"{n} learners"
 
 
 def _count(rows: float) -> str:

@@ -143,3 +143,39 @@ def test_check_memory_against_the_machine() -> None:
     check_memory("x", 1, "nothing")
     with pytest.raises(ValueError, match=r"^x: this request would take about 1.0 PB, more than"):
         check_memory("x", 10**15, "nothing")
+
+
+def test_memory_error_is_one_line_naming_where(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """numpy refuses 8 PB at once (10**15 float64 = 8e15 bytes); dlsys prints one line, exit 1."""
+    import numpy as np
+
+    import dlsys.cli.info
+    from dlsys.cli.main import main
+
+    monkeypatch.setattr(dlsys.cli.info, "collect", lambda: np.empty(10**15))
+    assert main(["info"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("dlsys: error: out of memory in dlsys.cli.info.run (line ")
+    assert "Unable to allocate" in err  # numpy's own words: what was being allocated
+
+
+def test_memory_error_ends_the_process_at_once() -> None:
+    """Run as the dlsys command, the process leaves by os._exit: no interpreter teardown
+    (the atexit hook below never prints), so nothing the run built is freed object by object."""
+    code = (
+        "import atexit, sys\n"
+        "import numpy as np\n"
+        "import dlsys.cli.info\n"
+        "atexit.register(lambda: print('teardown ran', file=sys.stderr))\n"
+        "dlsys.cli.info.collect = lambda: np.empty(10**15)\n"
+        "sys.argv = ['dlsys', 'info']\n"
+        "from dlsys.cli.main import main\n"
+        "sys.exit(main())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.startswith("dlsys: error: out of memory in dlsys.cli.info.run")
+    assert out.stderr.count("\n") == 1 and "teardown ran" not in out.stderr

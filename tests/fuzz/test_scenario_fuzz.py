@@ -182,7 +182,7 @@ def test_examples_run_shortened(name: str, fuzz: Any, tmp_path: Path) -> None:
 def test_mutated_scenarios_end_cleanly(
     case: tuple[str, dict[str, Any], list[str]], fuzz: Any, tmp_path_factory: Any
 ) -> None:
-    name, doc, names = case
+    _example, doc, names = case
     path = _write(tmp_path_factory.mktemp("scenario"), toml_text(doc))
     o = fuzz.run(["simulate", path, "--no-table"])
     fuzz.check(o, *names, "scenario", "simulation", "learner", "until_updates")

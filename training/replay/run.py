@@ -154,6 +154,59 @@ def _evaluate(rep: Replayer, data: Splits, t: float) -> dict[str, Any]:
     }
 
 
+@dataclass
+class _RunState:
+    """What a replay has produced so far (saved in checkpoints besides the Replayer's state)."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    diverged: bool = False
+    t: float = 0.0
+
+
+class _Checkpoint:
+    """The replay's checkpoint file (``path`` None: none), tagged with its full config."""
+
+    def __init__(self, path: Path | None, config: dict[str, Any]) -> None:
+        self.path = path
+        self.config = config
+
+    def resume(self, rep: Replayer, device: torch.device) -> _RunState:
+        """Load the file into ``rep`` and return the run state (fresh if there is no file)."""
+        if self.path is None or not self.path.exists():
+            return _RunState()
+        ckpt = load_checkpoint_file(self.path, device)
+        diffs = config_differences(ckpt["config"], self.config)
+        if diffs:
+            raise ValueError(
+                f"--resume: checkpoint {str(self.path)!r} was written for a different replay: "
+                + "; ".join(diffs)
+            )
+        rep.load_state_dict(ckpt["replayer"])
+        torch.set_rng_state(ckpt["rng"].cpu())
+        return _RunState(
+            list(ckpt["history"]), list(ckpt["evals"]), bool(ckpt["diverged"]), float(ckpt["t"])
+        )
+
+    def save(self, rep: Replayer, run: _RunState) -> None:
+        """Write the state atomically (nothing without a path)."""
+        if self.path is None:
+            return
+        payload = {
+            "format": REPLAY_CHECKPOINT_FORMAT,
+            "config": self.config,
+            "replayer": rep.state_dict(),
+            "history": run.history,
+            "evals": run.evals,
+            "diverged": run.diverged,
+            "t": run.t,
+            "rng": torch.get_rng_state(),
+        }
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        atomic_write_bytes(self.path, buf.getvalue())
+
+
 def replay(
     schedule: Schedule,
     config: ReplayConfig,
@@ -191,74 +244,39 @@ def replay(
         return data.train_x.index_select(0, idx), data.train_y.index_select(0, idx)
 
     rep = Replayer(schedule, model, flooding_loss(0.0, config.kernels), batch, config.optimizer())
-    full_config = {
-        "replay": config.to_dict(),
-        "data": data.describe(),
-        "schedule": schedule.fingerprint(),
-    }
-    history: list[dict[str, Any]] = []
-    evals: list[dict[str, Any]] = []
-    diverged = False
-    t_now = 0.0
-    ckpt_path = Path(checkpoint) if checkpoint is not None else None
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        ckpt = load_checkpoint_file(ckpt_path, device)
-        diffs = config_differences(ckpt["config"], to_jsonable(full_config))
-        if diffs:
-            raise ValueError(
-                f"--resume: checkpoint {str(ckpt_path)!r} was written for a different replay: "
-                + "; ".join(diffs)
-            )
-        rep.load_state_dict(ckpt["replayer"])
-        history, evals = list(ckpt["history"]), list(ckpt["evals"])
-        diverged, t_now = bool(ckpt["diverged"]), float(ckpt["t"])
-        torch.set_rng_state(ckpt["rng"].cpu())
-
-    def save() -> None:
-        if ckpt_path is None:
-            return
-        payload = {
-            "format": REPLAY_CHECKPOINT_FORMAT,
-            "config": to_jsonable(full_config),
-            "replayer": rep.state_dict(),
-            "history": history,
-            "evals": evals,
-            "diverged": diverged,
-            "t": t_now,
-            "rng": torch.get_rng_state(),
-        }
-        buf = io.BytesIO()
-        torch.save(payload, buf)
-        atomic_write_bytes(ckpt_path, buf.getvalue())
-
+    full_config = to_jsonable(
+        {"replay": config.to_dict(), "data": data.describe(), "schedule": schedule.fingerprint()}
+    )
+    ck = _Checkpoint(Path(checkpoint) if checkpoint is not None else None, full_config)
+    run = ck.resume(rep, device) if resume else _RunState()
+    history, evals = run.history, run.evals
     if not evals:
-        evals.append(_evaluate(rep, data, t_now))
-    total = schedule.updates
+        evals.append(_evaluate(rep, data, run.t))
     last_loss = history[-1]["train_loss"] if history else math.nan
-    steps = range(rep.next_update, total if not diverged else rep.next_update)
+    steps = range(rep.next_update, schedule.updates if not run.diverged else rep.next_update)
     for _ in progress(steps, total=len(steps), desc="replay", quiet=quiet):
         rec = rep.step()
-        t_now, last_loss = rec.t, rec.train_loss
+        run.t, last_loss = rec.t, rec.train_loss
         if rep.next_update % config.history_every == 0 or rep.done:
             history.append(rec.as_dict())
-        diverged = not math.isfinite(rec.train_loss) and config.stop_on_divergence
-        stop = diverged or (on_update is not None and bool(on_update(rec)))
-        if rep.next_update % config.eval_every == 0 or rep.done or diverged:
-            evals.append(_evaluate(rep, data, t_now))
-            save()
+        run.diverged = not math.isfinite(rec.train_loss) and config.stop_on_divergence
+        stop = run.diverged or (on_update is not None and bool(on_update(rec)))
+        if rep.next_update % config.eval_every == 0 or rep.done or run.diverged:
+            evals.append(_evaluate(rep, data, run.t))
+            ck.save(rep, run)
         elif stop:
-            save()
+            ck.save(rep, run)
         if stop:
-            if diverged and (not history or history[-1]["version"] != rec.version):
+            if run.diverged and (not history or history[-1]["version"] != rec.version):
                 history.append(rec.as_dict())
             break
     if evals[-1]["update"] != rep.next_update:
-        evals.append(_evaluate(rep, data, t_now))
+        evals.append(_evaluate(rep, data, run.t))
     applied = int(schedule.bounds()[rep.next_update])
     stale = schedule.staleness[:applied]
     model_out = rep.bound_model()
     return ReplayResult(
-        config=to_jsonable(full_config),
+        config=full_config,
         schedule=schedule.describe(),
         updates=rep.next_update,
         gradients_applied=applied,
@@ -266,8 +284,8 @@ def replay(
         max_weight_versions=rep.max_versions,
         test_accuracy=float(evals[-1]["test_acc"]),
         final_train_loss=float(last_loss),
-        diverged=diverged,
-        sim_time=t_now,
+        diverged=run.diverged,
+        sim_time=run.t,
         history=history,
         evals=evals,
         seconds=time.perf_counter() - t0,

@@ -6,8 +6,9 @@ Claims (issue 6), each timed as one training epoch (forward, loss, backward, SGD
    seeded permutation) vs ``torch.utils.data.DataLoader`` over a ``TensorDataset`` (shuffle,
    no workers), for the 784-500-10 MLP, batch 128, one epoch of 48,000 samples of MNIST shape
    (synthetic values): dlsys must be at least 1.2x faster.
-2. One epoch of the flooding CNN (conv 16 5x5, conv 32 5x5, flooding loss b = 0.05) with
-   ``--kernels dlsys`` vs ``--kernels torch``: dlsys must take at most 1.0x torch's time.
+2. One epoch of the flooding CNN (conv 16 5x5, conv 32 5x5, each with ReLU and max-pool 2;
+   flooding loss b = 0.05) with ``--kernels dlsys`` (fused conv-ReLU-pool blocks, fused
+   flooding loss) vs ``--kernels torch``: dlsys must take at most 0.85x torch's time (issue 15).
 
 The contenders run interleaved in one process (A B A B ...) after one warm-up epoch each;
 the table reports the median of ``--repeats`` epochs, the thread count and the load average.
@@ -27,6 +28,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dlsys.training.data import Batches
 from dlsys.training.models import build_model, flooding_loss
+
+#: Most time a flooding CNN epoch with dlsys kernels may take, relative to torch (issue 15).
+EPOCH_TARGET = 0.85
 
 
 def epoch_time(
@@ -100,7 +104,7 @@ def main() -> None:
         )
     )
 
-    # 2. Flooding CNN: dlsys kernels (conv2d + fused flooding loss) vs torch.
+    # 2. Flooding CNN: dlsys kernels (fused conv-ReLU-pool blocks + fused flooding loss) vs torch.
     torch.manual_seed(0)
     cnn_d = build_model("cnn", (1, 28, 28), kernels="dlsys")
     torch.manual_seed(0)
@@ -121,8 +125,8 @@ def main() -> None:
             "--kernels torch",
             t["torch"],
             t["dlsys"] / t["torch"],
-            "<= 1.0x torch time",
-            t["dlsys"] / t["torch"] <= 1.0,
+            f"<= {EPOCH_TARGET}x torch time",
+            t["dlsys"] / t["torch"] <= EPOCH_TARGET,
         )
     )
 

@@ -33,17 +33,35 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dlsys.kernels.conv import conv2d
+from dlsys.kernels.conv_relu_pool import conv2d_relu_pool
 from dlsys.kernels.flood_ce import flooding_cross_entropy
-from dlsys.kernels.modules import Conv2d, FloodingLoss
+from dlsys.kernels.modules import Conv2d, ConvReLUPool, FloodingLoss
 
-__all__ = ["CE_CASES", "CONV_CASES", "Row", "flooding_cnn", "format_table", "main", "run"]
+__all__ = [
+    "BLOCK_CASES",
+    "CE_CASES",
+    "CONV_CASES",
+    "Row",
+    "flooding_cnn",
+    "format_table",
+    "main",
+    "run",
+]
 
 #: (name, N, C, H, K, kernel, padding, grad_input, target ratio dlsys/torch for fwd+bwd)
 CONV_CASES: list[tuple[str, int, int, int, int, int, int, bool, float]] = [
     ("conv layer 1 (N=128 1->16 28x28 5x5 p2)", 128, 1, 28, 16, 5, 2, False, 0.5),
-    ("conv layer 2 (N=128 16->32 14x14 5x5 p2)", 128, 16, 14, 32, 5, 2, True, 1.2),
+    ("conv layer 2 (N=128 16->32 14x14 5x5 p2)", 128, 16, 14, 32, 5, 2, True, 1.1),
     ("inception 3x3 (N=64 160->96 13x13 3x3 p1)", 64, 160, 13, 96, 3, 1, True, 1.5),
 ]
+#: The fused conv -> ReLU -> max-pool 2 blocks of the flooding CNN against torch's three ops;
+#: fields as CONV_CASES.
+BLOCK_CASES: list[tuple[str, int, int, int, int, int, int, bool, float]] = [
+    ("fused block 1 (conv layer 1 + relu + pool 2)", 128, 1, 28, 16, 5, 2, False, 0.7),
+    ("fused block 2 (conv layer 2 + relu + pool 2)", 128, 16, 14, 32, 5, 2, True, 0.7),
+]
+#: Target ratio of the flooding CNN's training step (batch 128), dlsys / torch.
+TRAIN_STEP_TARGET = 0.8
 #: (N, C, target ratio dlsys/torch for fwd+bwd): 1/1.5, 1/2 and 1.3.
 CE_CASES: list[tuple[int, int, float]] = [(8192, 1000, 1 / 1.5), (65536, 10, 0.5), (128, 10, 1.3)]
 FLOOD_B = 0.1  # flood level used in the benchmarks, nats
@@ -136,6 +154,27 @@ def _conv_row(case: tuple[Any, ...], reps: int, warmup: int) -> Row:
     return _row(name, t, "GFLOP/s", flops, target)
 
 
+def _block_row(case: tuple[Any, ...], reps: int, warmup: int) -> Row:
+    name, n, c, h, k, r, pad, grad_input, target = case
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n, c, h, h, generator=gen).requires_grad_(grad_input)
+    w = (torch.randn(k, c, r, r, generator=gen) * 0.1).requires_grad_()
+    b = torch.zeros(k).requires_grad_()
+    gy = torch.randn(n, k, h // 2, h // 2, generator=gen)
+    inputs = [x, w, b] if grad_input else [w, b]
+
+    def make(side: str) -> tuple[Callable[[], Any], Callable[[Any], Any]]:
+        if side == "torch":
+            fwd = lambda: F.max_pool2d(F.relu(F.conv2d(x, w, b, 1, pad)), 2)  # noqa: E731
+        else:
+            fwd = lambda: conv2d_relu_pool(x, w, b, 1, pad, pool=2)  # noqa: E731
+        return fwd, (lambda y: torch.autograd.grad(y, inputs, gy))
+
+    t = _time_pair(make, reps, warmup)
+    flops_fwd = 2 * n * k * h * h * c * r * r  # the conv's FLOPs only (as the conv rows)
+    return _row(name, t, "GFLOP/s", flops_fwd * (3 if grad_input else 2), target)
+
+
 def _ce_row(case: tuple[int, int, float], reps: int, warmup: int) -> Row:
     n, c, target = case
     gen = torch.Generator().manual_seed(1)
@@ -154,9 +193,15 @@ def _ce_row(case: tuple[int, int, float], reps: int, warmup: int) -> Row:
     return _row(f"flooding CE ({n}, {c})", tm, "GB/s", nbytes, target)
 
 
-def flooding_cnn(conv: type[nn.Conv2d]) -> nn.Sequential:
+def flooding_cnn(conv: type[nn.Conv2d], fused: bool = False) -> nn.Sequential:
     """The training experiments' CNN for 1x28x28 input: conv 16 5x5 p2, ReLU, max-pool 2,
-    conv 32 5x5 p2, ReLU, max-pool 2, linear 32*7*7 -> 10."""
+    conv 32 5x5 p2, ReLU, max-pool 2, linear 32*7*7 -> 10; with ``fused`` each conv, ReLU
+    and max-pool is one :class:`ConvReLUPool` (the same parameters and initial weights)."""
+    if fused:
+        return nn.Sequential(
+            ConvReLUPool(1, 16, 5, padding=2), ConvReLUPool(16, 32, 5, padding=2),
+            nn.Flatten(), nn.Linear(32 * 7 * 7, 10),
+        )  # fmt: skip
     return nn.Sequential(
         conv(1, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         conv(16, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
@@ -176,7 +221,7 @@ def _train_row(reps: int, warmup: int, batch: int = 128) -> Row:
 
     def make(side: str) -> tuple[Callable[[], Any], Callable[[Any], Any]]:
         torch.manual_seed(3)  # same initial weights on both sides
-        model = flooding_cnn(nn.Conv2d if side == "torch" else Conv2d)
+        model = flooding_cnn(nn.Conv2d) if side == "torch" else flooding_cnn(Conv2d, fused=True)
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         crit: Callable[[Tensor, Tensor], Tensor] = (
             _torch_flood if side == "torch" else FloodingLoss(FLOOD_B)
@@ -196,7 +241,8 @@ def _train_row(reps: int, warmup: int, batch: int = 128) -> Row:
     # conv1 fwd 2*128*16*784*25 + conv2 fwd 2*128*32*196*400 (+ linear, small); x3 for a step
     # less conv1's grad input: only conv FLOPs are counted.
     flops = 2 * batch * 16 * 784 * 25 * 2 + 2 * batch * 32 * 196 * 400 * 3
-    return _row(f"train step flooding CNN (batch {batch})", tm, "GFLOP/s", flops, float("nan"))
+    name = f"train step flooding CNN (batch {batch})"
+    return _row(name, tm, "GFLOP/s", flops, TRAIN_STEP_TARGET)
 
 
 def run(quick: bool = False, threads: int = 2) -> dict[str, Any]:
@@ -210,6 +256,8 @@ def run(quick: bool = False, threads: int = 2) -> dict[str, Any]:
     try:
         for case in CONV_CASES:
             rows.append(_conv_row(case, reps, warmup))
+        for case in BLOCK_CASES:
+            rows.append(_block_row(case, reps, warmup))
         for ce in CE_CASES:
             n_reps = reps * (20 if ce[0] * ce[1] < 10_000 else 1)  # tiny case: more samples
             rows.append(_ce_row(ce, n_reps, warmup * 5))

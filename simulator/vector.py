@@ -35,6 +35,7 @@ from dlsys.simulator.core import RawRun
 from dlsys.simulator.distributions import Time
 from dlsys.simulator.scenario import Crash, PSPause, Scenario, Slowdown
 from dlsys.simulator.simpy_fast import uses_fast_path
+from dlsys.simulator.vector_loops import merge_order
 
 #: Largest integer time (in units of 1 / denominator) the exact mode accepts: beyond 2**53
 #: an int64 time would no longer convert to the float SimPy records exactly.
@@ -56,9 +57,9 @@ def unsupported(scenario: Scenario) -> str | None:
         )
     path = scenario.protocol.vector_path
     if path != "merge":
-        from dlsys.simulator import vector_loops
-
-        return vector_loops.unsupported(scenario)
+        return (
+            f"protocol {scenario.protocol.kind!r} has no vector path yet; it needs engine='simpy'"
+        )
     if True in kinds and _denominator(scenario) is None:
         return "deterministic times too fine for exact 53-bit arithmetic need engine='simpy'"
     return None
@@ -310,13 +311,12 @@ def run_merge(scenario: Scenario, rngs: list[np.random.Generator], reason: str) 
         np.int32
     )
     read, start, done, arrive = (np.concatenate([c[j] for c in cols]) for j in range(4))
-    order = np.argsort(arrive, kind="stable")
-    srt = arrive[order]
-    upd = srt[k - 1 :: k]  # update u comes with arrival k (u + 1)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    first_read = np.array([t.start for t in tls], dtype=units.dtype)
+    order, read_version = merge_order(arrive, offsets, first_read, k)
+    upd = arrive[order[k - 1 :: k]]  # update u comes with arrival k (u + 1)
     known = int(np.searchsorted(upd, horizon, side="right")) if horizon != math.inf else len(upd)
-    read_version = np.searchsorted(upd, read, side="right").astype(np.int64)
-    if len(srt) > 1 and bool(np.any(srt[1:] == srt[:-1])):
-        order = np.lexsort((learner, read_version, arrive))  # the tie rule
     u_stop, t_stop = scenario.until_updates, scenario.until_time
     ts = None if t_stop is None else units.of(t_stop)
     if u_stop is not None and u_stop <= known and (ts is None or upd[u_stop - 1] < ts):
@@ -357,6 +357,4 @@ def run(scenario: Scenario, rngs: list[np.random.Generator], reason: str) -> Raw
     """Run ``scenario`` (which :func:`unsupported` accepts) on its vector path."""
     if scenario.protocol.vector_path == "merge":
         return run_merge(scenario, rngs, reason)
-    from dlsys.simulator import vector_loops
-
-    return vector_loops.run(scenario, rngs, reason)
+    raise ValueError(f"engine: {unsupported(scenario)}")

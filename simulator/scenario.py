@@ -17,6 +17,8 @@ TOML layout::
     [[fault]]             kind = "crash" (learner, at, restart_after)
                           kind = "slowdown" (learner, start, end, factor)
                           kind = "ps-pause" (start, end)
+    [model]               name, input, batch, device: compute = { dist = "model", speed, cv }
+                          (simulator/model_compute.py)
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from dlsys.common import check_int, check_positive, unknown_name
-from dlsys.simulator.distributions import Distribution, Time, exact, parse_distribution
+from dlsys.simulator.distributions import Distribution, Time, exact
 from dlsys.simulator.limits import check_learner_count
+from dlsys.simulator.model_compute import ModelSpec, model_spec, parse_compute
 from dlsys.simulator.protocols import PROTOCOLS, Protocol
 
 #: Learning-rate rules and their parameters.
@@ -212,6 +215,7 @@ class Scenario:
     lr: LRRule = field(default_factory=LRRule)
     faults: tuple[Fault, ...] = ()
     name: str = "scenario"
+    model: ModelSpec | None = None  # the [model] table (simulator/model_compute.py)
 
     def __post_init__(self) -> None:
         learners = tuple(self.learners)
@@ -306,7 +310,7 @@ def _check_seed(seed: Any) -> None:
 # ----------------------------------------------------------------------------- parsing
 
 
-_TOP_KEYS = ("simulation", "ps", "network", "learner", "fault")
+_TOP_KEYS = ("simulation", "ps", "network", "learner", "fault", "model")
 _SIM_KEYS = ("seed", "protocol", "until_updates", "until_time", "lr", "name")
 _PS_KEYS = ("service_time",)
 _NET_KEYS = ("pull_latency", "push_latency", "bandwidth", "message_bytes")
@@ -388,6 +392,9 @@ def scenario_from_dict(
         check_positive("network.bandwidth", net["bandwidth"])
     if "message_bytes" in net:
         check_int("network.message_bytes", net["message_bytes"], minimum=0)
+    model = model_spec(data["model"]) if "model" in data else None
+    if model is not None and "message_bytes" not in net:
+        net = {**net, "message_bytes": model.message_bytes}
 
     protocol = _protocol(sim.get("protocol", "async"))
     lr = LRRule()
@@ -420,7 +427,7 @@ def scenario_from_dict(
             raise ValueError(
                 f'{where}.compute: missing (e.g. {{ dist = "exponential", rate = 1.0 }})'
             )
-        dist = parse_distribution(t["compute"], f"{where}.compute", base_dir)
+        dist = parse_compute(t["compute"], f"{where}.compute", base_dir, model)
         kw: dict[str, Any] = {k: net[k] for k in _NET_KEYS if k in net}
         kw.update(
             {k: t[k] for k in (*_NET_KEYS, "max_gradients", "start_delay", "speed") if k in t}
@@ -490,6 +497,7 @@ def scenario_from_dict(
             lr=lr,
             faults=tuple(faults),
             name=nm,
+            model=model,
         )
     except (ValueError, TypeError) as exc:
         msg = str(exc)

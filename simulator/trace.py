@@ -284,6 +284,8 @@ def summarize(scenario: Scenario, raw: RawRun, trace: Trace) -> dict[str, Any]:
     from dlsys.simulator.theory import expectations
 
     out["theory"] = expectations(scenario)
+    if scenario.model is not None:
+        out["model"] = scenario.model.describe()
     return out
 
 

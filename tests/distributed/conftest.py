@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("ray", reason="the Ray tests need the ray extra: pip install 'dlsys[ray]'")
 
-from dlsys.distributed.cluster import RaySession, connect, disconnect  # noqa: E402
+from dlsys.distributed.cluster import RaySession, connect, disconnect
 
 
 @pytest.fixture(scope="session")

@@ -55,17 +55,15 @@ def test_silent_port_gives_up_at_the_deadline() -> None:
     srv.listen(4)
     port = srv.getsockname()[1]
     code = (
-        "from dlsys.distributed.cluster import connect\n"
-        f"connect('{LOOPBACK}:{port}', timeout=2)\n"
+        f"from dlsys.distributed.cluster import connect\nconnect('{LOOPBACK}:{port}', timeout=2)\n"
     )
     try:
-        p = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
-        )
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     finally:
         srv.close()
     assert p.returncode != 0
-    assert f"ValueError: --address {LOOPBACK}:{port}: no Ray cluster answered within 2 s" in p.stderr
+    want = f"ValueError: --address {LOOPBACK}:{port}: no Ray cluster answered within 2 s"
+    assert want in p.stderr
 
 
 def test_connected_process_refuses_a_second_cluster(ray_local: RaySession) -> None:

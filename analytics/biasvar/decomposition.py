@@ -90,6 +90,11 @@ class GaussianNoise:
             raise ValueError(f"noise variance: must be a finite number >= 0, got {v!r}")
         if v < 0:
             raise ValueError(f"noise variance: must be >= 0, got {v!r}")
+        if math.isinf(float(v) * float(v)):  # moments() and the standard error square it
+            raise ValueError(
+                f"noise variance: must be below 1.3e154 (its square must be a finite float), "
+                f"got {v!r}"
+            )
 
     def sample(self, rng: np.random.Generator, size: int | tuple[int, ...]) -> FloatArray:
         """Draw ``size`` values from N(0, variance)."""

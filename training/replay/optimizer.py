@@ -42,6 +42,9 @@ def gradient_rates(
     return out
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 class PSOptimizer:
     """SGD at the parameter server with a per-gradient learning-rate rule (see module doc).
 
@@ -69,6 +72,9 @@ class PSOptimizer:
             raise ValueError(f"momentum: must be in [0, 1), got {momentum!r}")
         self.momentum = momentum
         self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
+        for name, v in (("lr", self.lr), ("weight_decay", self.weight_decay)):
+            if v > _FLOAT32_MAX:  # torch's add(alpha=v) on float32 weights cannot hold it
+                raise ValueError(f"{name}: must be <= 3.4e38 (the largest float32), got {v!r}")
         self.buffers: list[torch.Tensor | None] = []
 
     def rates(self, staleness: Sequence[int] | np.ndarray) -> np.ndarray:

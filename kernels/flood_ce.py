@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
@@ -200,55 +201,149 @@ def _check_flood_args(b: Any, reduction: Any, ignore_index: Any) -> tuple[float,
     return bf, code
 
 
+def _check_label_smoothing(label_smoothing: Any) -> float:
+    """``label_smoothing`` as a float in [0, 1]."""
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, int | float):
+        raise TypeError(f"label_smoothing: must be a number in [0, 1], got {label_smoothing!r}")
+    ls = float(label_smoothing)
+    if not 0.0 <= ls <= 1.0:  # NaN fails too
+        raise ValueError(f"label_smoothing: must be in [0, 1], got {label_smoothing!r}")
+    return ls
+
+
+def _check_weight(weight: Any, c: int | None = None, like: Tensor | None = None) -> None:
+    """A class weight: a 1-D floating tensor of C finite values (negative ones are valid, as in
+    torch), on the logits' device and of their dtype when ``like`` is given."""
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"weight: must be a torch.Tensor or None, got {type(weight).__name__}")
+    if weight.dim() != 1 or (c is not None and weight.shape[0] != c):
+        want = f"({c},), one value per class" if c is not None else "1-D (C,)"
+        raise ValueError(f"weight: must have shape {want}, got {tuple(weight.shape)}")
+    if not weight.dtype.is_floating_point:
+        raise TypeError(f"weight: must be a floating-point tensor, got {weight.dtype}")
+    if like is not None:
+        if weight.device != like.device:
+            raise ValueError(f"weight: is on {weight.device} but logits is on {like.device}")
+        if weight.dtype != like.dtype:
+            raise TypeError(f"weight: dtype {weight.dtype} does not match logits' {like.dtype}")
+    if weight.device.type != "meta" and not bool(torch.isfinite(weight).all()):
+        raise ValueError("weight: every class weight must be finite (got inf or NaN)")
+
+
+def _check_target(logits: Tensor, target: Any) -> tuple[Tensor, bool]:
+    """(target, whether it holds class probabilities) after checking it against ``logits``.
+
+    Class indices: an integer tensor of the logits' shape without the class dimension,
+    converted to int64. Class probabilities: a floating tensor of the logits' shape and dtype.
+    """
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target: must be a torch.Tensor, got {type(target).__name__}")
+    if target.device != logits.device:
+        raise ValueError(f"target: is on {target.device} but logits is on {logits.device}")
+    shape = tuple(logits.shape)
+    if target.dtype.is_floating_point:
+        if tuple(target.shape) != shape:
+            raise ValueError(
+                f"target: a floating-point target holds class probabilities and must have the "
+                f"logits' shape {shape}, got {tuple(target.shape)} (class indices must be an "
+                "integer tensor)"
+            )
+        if target.dtype != logits.dtype:
+            raise TypeError(
+                f"target: class probabilities must have the logits' dtype {logits.dtype}, got "
+                f"{target.dtype}"
+            )
+        return target, True
+    if target.dtype.is_complex or target.dtype == torch.bool:
+        raise TypeError(
+            f"target: must hold class indices (an integer dtype) or class probabilities (the "
+            f"logits' dtype), got {target.dtype}"
+        )
+    want = () if len(shape) == 1 else shape[:1] + shape[2:]  # the shape without C
+    if tuple(target.shape) != want:
+        raise ValueError(
+            f"target: class indices must have shape {want} to match logits {shape}, got "
+            f"{tuple(target.shape)}"
+        )
+    return target.long(), False
+
+
 def flooding_cross_entropy(
     logits: Tensor,
     target: Tensor,
     b: float = 0.0,
     reduction: str = "mean",
     ignore_index: int = -100,
+    weight: Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     """Cross-entropy with flooding (Ishida et al., ICML 2020), fused in one kernel.
 
-    ``loss = |R - b| + b`` where R is ``F.cross_entropy(logits, target, reduction=...)``, in
-    nats: while R > b this is R (descent), while R < b it is 2b - R (ascent), and exactly at
-    R = b its gradient is 0. ``b = 0`` gives ``F.cross_entropy`` exactly.
+    ``loss = |R - b| + b`` where R is ``F.cross_entropy(logits, target, weight=weight,
+    ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)``, the
+    (weighted) batch loss in nats: while R > b this is R (descent), while R < b it is 2b - R
+    (ascent), and exactly at R = b its gradient is 0. ``b = 0`` is no flooding: exactly
+    ``F.cross_entropy`` (``|R| = R`` unless negative class weights make R negative).
+
+    Class-index targets without ``weight`` and ``label_smoothing`` run dlsys's fused kernel
+    (logits of more than two dimensions are viewed as rows of C classes); class weights,
+    label smoothing and class-probability targets are computed by ``F.cross_entropy`` and
+    flooded here.
 
     Args:
-        logits: (N, C) unnormalised scores; float32/float64 on the CPU, float32 on CUDA.
-        target: (N,) class indices in [0, C) (int64; other integer dtypes are converted) or
-            ``ignore_index`` for rows that do not count.
+        logits: (N, C), (N, C, d1, ...) or unbatched (C,) unnormalised scores; float32/float64
+            on the CPU, float32 on CUDA.
+        target: class indices of shape (N,), (N, d1, ...) or () (an integer dtype, converted to
+            int64) in [0, C) or ``ignore_index``; or class probabilities of the logits' shape
+            and dtype.
         b: flood level in nats, finite and >= 0.
-        reduction: ``'mean'`` (over rows not ignored; NaN when every row is ignored, like
-            torch), ``'sum'`` or ``'none'`` (per-row losses, 0 on ignored rows; needs b = 0
-            because flooding is defined on the batch loss).
-        ignore_index: target value whose rows are skipped.
+        reduction: ``'mean'`` (over the elements not ignored, weighted by their class weight
+            as in torch; NaN when every element is ignored, like torch), ``'sum'`` or
+            ``'none'`` (per-element losses, 0 where ignored; needs b = 0 because flooding is
+            defined on the batch loss).
+        ignore_index: target value whose elements are skipped (class-index targets).
+        weight: optional (C,) class weights, finite (negative values are allowed, as in torch).
+        label_smoothing: in [0, 1], as ``F.cross_entropy``.
 
     Returns:
-        A scalar tensor (mean, sum) or (N,) (none), differentiable in ``logits``.
+        A scalar tensor (mean, sum) or the target's shape (none), differentiable in ``logits``.
     """
     bf, code = _check_flood_args(b, reduction, ignore_index)
-    if not isinstance(logits, Tensor) or not isinstance(target, Tensor):
-        raise TypeError(
-            f"logits and target: must be torch.Tensors, got {type(logits).__name__} and "
-            f"{type(target).__name__}"
-        )
-    if logits.dim() != 2:
-        raise ValueError(f"logits: must be 2-D (N, C), got shape {tuple(logits.shape)}")
-    if target.dim() != 1 or target.shape[0] != logits.shape[0]:
+    ls = _check_label_smoothing(label_smoothing)
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"logits: must be a torch.Tensor, got {type(logits).__name__}")
+    if logits.dim() == 0:
+        raise ValueError("logits: must be (C,), (N, C) or (N, C, d1, ...), got a 0-d tensor")
+    c = logits.shape[0] if logits.dim() == 1 else logits.shape[1]
+    if c == 0:
         raise ValueError(
-            f"target: must have shape ({logits.shape[0]},) to match logits "
-            f"{tuple(logits.shape)}, got {tuple(target.shape)}"
+            f"logits: needs at least one class (C >= 1), got shape {tuple(logits.shape)}"
         )
-    if logits.shape[1] == 0:
-        raise ValueError("logits: needs at least one class (C >= 1), got C = 0")
     _check_device("logits", logits)
     _check_dtype("logits", logits)
-    if target.device != logits.device:
-        raise ValueError(f"target: is on {target.device} but logits is on {logits.device}")
-    if target.dtype != torch.int64:
-        if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
-            raise TypeError(f"target: must hold class indices (int64), got {target.dtype}")
-        target = target.long()
+    target, probs = _check_target(logits, target)
+    if weight is not None:
+        _check_weight(weight, c, logits)
+    if probs or weight is not None or ls != 0.0:
+        r = F.cross_entropy(
+            logits,
+            target,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=ls,
+        )
+        return r if bf == 0.0 else (r - bf).abs() + bf
+    if logits.dim() == 2:
+        return _fused(logits, target, bf, code, ignore_index)
+    # (C,) or (N, C, d1, ...): rows of C classes, then the target's shape back for 'none'.
+    rows = logits.unsqueeze(0) if logits.dim() == 1 else logits.movedim(1, -1).reshape(-1, c)
+    loss = _fused(rows, target.reshape(-1), bf, code, ignore_index)
+    return loss.reshape(target.shape) if code == 0 else loss
+
+
+def _fused(logits: Tensor, target: Tensor, bf: float, code: int, ignore_index: int) -> Tensor:
+    """The fused kernel on (N, C) logits and (N,) int64 targets (arguments checked)."""
     if logits.device.type == "cuda" and target.numel():
         # The CUDA kernel trusts its targets; check here (the CPU kernel checks in C++).
         c = logits.shape[1]

@@ -9,7 +9,12 @@ from torch import Tensor, nn
 
 from dlsys.kernels.conv import conv2d
 from dlsys.kernels.conv_relu_pool import conv2d_relu_pool
-from dlsys.kernels.flood_ce import _check_flood_args, flooding_cross_entropy
+from dlsys.kernels.flood_ce import (
+    _check_flood_args,
+    _check_label_smoothing,
+    _check_weight,
+    flooding_cross_entropy,
+)
 
 __all__ = ["Conv2d", "ConvReLUPool", "FloodingLoss"]
 
@@ -148,21 +153,48 @@ class FloodingLoss(nn.Module):
     Args:
         b: flood level in nats (finite, >= 0); 0 gives plain cross-entropy.
         reduction: 'mean', 'sum' or 'none' (the last needs b = 0).
-        ignore_index: target value whose rows are skipped.
+        ignore_index: target value whose elements are skipped.
+        weight: optional (C,) class weights (finite; kept as a buffer, like
+            ``nn.CrossEntropyLoss``'s, so it follows ``.to()`` and is in the state_dict).
+        label_smoothing: in [0, 1].
     """
 
-    def __init__(self, b: float = 0.0, reduction: str = "mean", ignore_index: int = -100) -> None:
+    weight: Tensor | None
+
+    def __init__(
+        self,
+        b: float = 0.0,
+        reduction: str = "mean",
+        ignore_index: int = -100,
+        weight: Tensor | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
         super().__init__()
         self.b, _ = _check_flood_args(b, reduction, ignore_index)
+        self.label_smoothing = _check_label_smoothing(label_smoothing)
+        if weight is not None:
+            _check_weight(weight)
+        self.register_buffer("weight", weight)
         self.reduction = reduction
         self.ignore_index = ignore_index
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        """The flooded loss of ``logits`` (N, C) against ``target`` (N,)."""
-        return flooding_cross_entropy(logits, target, self.b, self.reduction, self.ignore_index)
+        """The flooded loss of ``logits`` (N, C, ...) against ``target``."""
+        return flooding_cross_entropy(
+            logits,
+            target,
+            self.b,
+            self.reduction,
+            self.ignore_index,
+            self.weight,
+            self.label_smoothing,
+        )
 
     def extra_repr(self) -> str:
-        return f"b={self.b}, reduction={self.reduction!r}, ignore_index={self.ignore_index}"
+        return (
+            f"b={self.b}, reduction={self.reduction!r}, ignore_index={self.ignore_index}, "
+            f"label_smoothing={self.label_smoothing}"
+        )
 
 
 # torch is imported for its side effect of loading before _C (see dlsys.kernels).

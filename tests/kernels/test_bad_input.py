@@ -6,10 +6,12 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import dlsys.kernels._plumbing as plumbing
 from dlsys.kernels import _C, FloodingLoss, conv2d, flooding_cross_entropy
+from dlsys.kernels.testing import assert_close
 
 X = torch.randn(2, 4, 8, 8)
 W = torch.randn(6, 4, 3, 3)
@@ -102,12 +104,63 @@ T = torch.tensor([0, 2, 1, 1, 0])
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"logits": L[0]}, ValueError, r"logits: must be 2-D \(N, C\), got shape \(3,\)"),
-        ({"logits": L[None]}, ValueError, "logits: must be 2-D"),
-        ({"logits": [[1.0]]}, TypeError, "logits and target: must be torch.Tensors"),
-        ({"target": T.float()}, TypeError, "target: must hold class indices"),
-        ({"target": T.bool()}, TypeError, "target: must hold class indices"),
-        ({"target": T[:4]}, ValueError, r"target: must have shape \(5,\)"),
+        ({"logits": torch.tensor(1.0)}, ValueError, r"logits: must be \(C,\), \(N, C\) or"),
+        ({"logits": L[0]}, ValueError, r"target: class indices must have shape \(\) to match"),
+        ({"logits": L[None]}, ValueError, r"target: class indices must have shape \(1, 3\)"),
+        ({"logits": [[1.0]]}, TypeError, "logits: must be a torch.Tensor, got list"),
+        ({"target": [0, 1, 2, 1, 0]}, TypeError, "target: must be a torch.Tensor, got list"),
+        (
+            {"target": T.float()},
+            ValueError,
+            r"holds class probabilities and must have the logits' shape \(5, 3\), got \(5,\)",
+        ),
+        (
+            {"target": L.softmax(1).double()},
+            TypeError,
+            "class probabilities must have the logits' dtype torch.float32",
+        ),
+        (
+            {"target": T.bool()},
+            TypeError,
+            r"target: must hold class indices \(an integer dtype\) or class probabilities",
+        ),
+        ({"target": T[:4]}, ValueError, r"target: class indices must have shape \(5,\)"),
+        ({"label_smoothing": -0.1}, ValueError, r"label_smoothing: must be in \[0, 1\], got -0.1"),
+        ({"label_smoothing": 1.5}, ValueError, r"label_smoothing: must be in \[0, 1\], got 1.5"),
+        ({"label_smoothing": float("nan")}, ValueError, r"label_smoothing: must be in \[0, 1\]"),
+        ({"label_smoothing": "0.1"}, TypeError, "label_smoothing: must be a number"),
+        (
+            {"weight": torch.ones(4)},
+            ValueError,
+            r"weight: must have shape \(3,\), one value per class, got \(4,\)",
+        ),
+        ({"weight": torch.ones(3, 1)}, ValueError, r"weight: must have shape \(3,\)"),
+        (
+            {"weight": torch.tensor([1.0, float("inf"), 1.0])},
+            ValueError,
+            "weight: every class weight must be finite",
+        ),
+        (
+            {"weight": torch.tensor([1.0, float("nan"), 1.0])},
+            ValueError,
+            "weight: every class weight must be finite",
+        ),
+        (
+            {"weight": torch.ones(3, dtype=torch.int64)},
+            TypeError,
+            "weight: must be a floating-point tensor",
+        ),
+        (
+            {"weight": torch.ones(3, dtype=torch.float64)},
+            TypeError,
+            "weight: dtype torch.float64 does not match",
+        ),
+        (
+            {"weight": torch.ones(3, device="meta")},
+            ValueError,
+            "weight: is on meta but logits is on cpu",
+        ),
+        ({"weight": [1.0, 1.0, 1.0]}, TypeError, "weight: must be a torch.Tensor or None"),
         ({"target": torch.tensor([0, 3, 1, 1, 0])}, ValueError, r"target\[1\] = 3 is out of range"),
         ({"target": torch.tensor([0, 1, -2, 1, 0])}, ValueError, r"target\[2\] = -2 is out of"),
         ({"logits": L.int()}, TypeError, "logits: dtype must be float32 or float64"),
@@ -129,6 +182,18 @@ def test_flooding_rejects(kwargs: dict[str, Any], error: type[Exception], match:
     args.update(kwargs)
     with pytest.raises(error, match=match):
         flooding_cross_entropy(**args)
+
+
+def test_flooding_accepts_negative_class_weights_as_torch_does() -> None:
+    w = torch.tensor([1.0, -0.5, 2.0])
+    assert_close(flooding_cross_entropy(L, T, weight=w), F.cross_entropy(L, T, weight=w))
+
+
+def test_flooding_loss_module_checks_at_construction() -> None:
+    with pytest.raises(ValueError, match=r"label_smoothing: must be in \[0, 1\]"):
+        FloodingLoss(label_smoothing=2.0)
+    with pytest.raises(ValueError, match="weight: every class weight must be finite"):
+        FloodingLoss(weight=torch.tensor([1.0, float("inf")]))
 
 
 def test_flooding_accepts_int32_targets() -> None:

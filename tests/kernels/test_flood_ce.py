@@ -211,7 +211,9 @@ def test_reference_and_optimised_cpp_agree(shape: tuple[int, int], dtype: torch.
 
 def test_module() -> None:
     crit = FloodingLoss(b=0.4)
-    assert repr(crit) == "FloodingLoss(b=0.4, reduction='mean', ignore_index=-100)"
+    assert repr(crit) == (
+        "FloodingLoss(b=0.4, reduction='mean', ignore_index=-100, label_smoothing=0.0)"
+    )
     x, t = _data(16, 4, seed=11)
     assert_close(crit(x, t), torch_flood(x, t, 0.4))
     assert list(crit.state_dict()) == []

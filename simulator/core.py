@@ -43,6 +43,9 @@ class RawRun:
     inflight_start: np.ndarray  # per learner: compute start of the unfinished gradient, or NaN
     engine: str  # which engine ran: "simpy" or "vector"
     engine_reason: str  # why that engine (for engine="auto"), e.g. "crash faults need ..."
+    #: Bytes per trace row the stored columns take (arrays shared between columns once);
+    #: set by an engine that streamed its rows into a summary instead of keeping them.
+    row_bytes: int = 0
 
 
 def learner_streams(seed: int | np.random.SeedSequence, n: int) -> list[np.random.Generator]:
@@ -55,3 +58,10 @@ def learner_streams(seed: int | np.random.SeedSequence, n: int) -> list[np.rando
     # spawn() advances the parent's counter; use a fresh copy so repeated calls agree.
     fresh = np.random.SeedSequence(ss.entropy, spawn_key=ss.spawn_key, pool_size=ss.pool_size)
     return [np.random.default_rng(c) for c in fresh.spawn(n)]
+
+
+def row_bytes(columns: dict[str, np.ndarray]) -> int:
+    """Bytes per row of stored trace ``columns`` (an array shared by two columns counts
+    once)."""
+    seen = {id(a): a.itemsize for a in columns.values()}
+    return sum(seen.values())

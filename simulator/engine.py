@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from functools import partial
 from typing import Any
 
@@ -50,6 +50,7 @@ from dlsys.simulator.core import (
     STATUS_NAMES,
     RawRun,
     learner_streams,
+    row_bytes,
 )
 from dlsys.simulator.distributions import Time
 from dlsys.simulator.protocols import (
@@ -116,18 +117,31 @@ def choose_engine(scenario: Scenario, engine: str = "auto") -> tuple[str, str]:
     return "vector", f"engine={engine!r}: the vector engine is exact on this scenario"
 
 
-def run(scenario: Scenario, seed: int | np.random.SeedSequence, engine: str = "auto") -> RawRun:
-    """Simulate ``scenario`` with ``seed`` on the engine :func:`choose_engine` picks."""
+def run(
+    scenario: Scenario,
+    seed: int | np.random.SeedSequence,
+    engine: str = "auto",
+    sink: Callable[[dict[str, np.ndarray]], None] | None = None,
+) -> RawRun:
+    """Simulate ``scenario`` with ``seed`` on the engine :func:`choose_engine` picks.
+
+    ``sink``: if given, the trace rows are handed to it in chunks, in trace order, and the
+    returned run keeps no columns (the vector engine then never holds the whole trace).
+    """
     name, reason = choose_engine(scenario, engine)
     rngs = learner_streams(seed, scenario.n)
     if name == "vector":
-        return vector.run(scenario, rngs, reason)
+        return vector.run(scenario, rngs, reason, sink)
     if uses_fast_path(scenario):
         raw = run_fast(scenario, rngs)
         raw.engine_reason = reason + " (async fast path)"
-        return raw
-    raw = Engine(scenario, rngs).run()
-    raw.engine_reason = reason
+    else:
+        raw = Engine(scenario, rngs).run()
+        raw.engine_reason = reason
+    if sink is not None:  # the SimPy engine keeps its rows until the end
+        raw.row_bytes = row_bytes(raw.columns)
+        sink(raw.columns)
+        raw.columns = {}
     return raw
 
 

@@ -14,15 +14,16 @@ import math
 import multiprocessing
 import os
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dlsys.common import check_int, unknown_name
+from dlsys.common import check_choice, check_int, unknown_name
 from dlsys.common.progress import progress
+from dlsys.simulator.engine import ENGINES
 from dlsys.simulator.scenario import Scenario, scenario_from_dict
 
 #: Metrics reported by default (dotted paths into ``Result.summary``).
@@ -93,11 +94,13 @@ class SweepResult:
         )
 
 
-def _job(args: tuple[Scenario, np.random.SeedSequence, Sequence[str]]) -> list[float]:
+def _job(args: tuple[Scenario, np.random.SeedSequence, Sequence[str], str]) -> list[float]:
+    """One replication: the metrics of one run (a plain function, so any executor can ship
+    it to a worker)."""
     from dlsys.simulator.trace import simulate
 
-    sc, ss, metrics = args
-    res = simulate(sc, seed=ss)
+    sc, ss, metrics, engine = args
+    res = simulate(sc, seed=ss, engine=engine, trace=False)
     return [_get(res.summary, m) for m in metrics]
 
 
@@ -123,6 +126,8 @@ def sweep(
     processes: int | None = None,
     confidence: float = 0.95,
     quiet: bool = True,
+    executor: Executor | None = None,
+    engine: str = "auto",
 ) -> SweepResult:
     """Run ``scenario`` at every point of ``grid`` ``replications`` times; return a table.
 
@@ -130,8 +135,11 @@ def sweep(
     ``"simulation.protocol.k"`` or ``"learner.*.compute.rate"``), a :class:`Scenario`
     (``grid`` keys are its field names) or a function returning a Scenario (``grid`` keys
     are its keyword arguments; it must be importable for the worker processes).
-    ``metrics``: dotted paths into the run summary. ``processes``: worker processes
-    (default: CPU count; 1 runs in this process).
+    ``metrics``: dotted paths into the run summary. ``processes``: worker processes of the
+    default local pool (default: CPU count; 1 runs in this process). ``executor``: any
+    :class:`concurrent.futures.Executor` to run the replications on instead (a Ray pool, a
+    thread pool, ...); it is used, not shut down. ``engine``: as in
+    :func:`dlsys.simulator.simulate`. Every run keeps only its summary (no trace).
     """
     grid = dict(grid or {})
     check_int("replications", replications, minimum=1)
@@ -166,7 +174,8 @@ def sweep(
         else:
             raise TypeError(f"scenario: must be a Scenario, dict, path or function, got {base!r}")
     seeds = np.random.SeedSequence(seed).spawn(replications)
-    jobs = [(sc, ss, tuple(metrics)) for sc in scenarios for ss in seeds]
+    check_choice("engine", engine, ENGINES)
+    jobs = [(sc, ss, tuple(metrics), engine) for sc in scenarios for ss in seeds]
     # Check the metric names once here, so a typo fails before any process starts.
     from dlsys.simulator.trace import simulate
 
@@ -178,13 +187,17 @@ def sweep(
     if probe is not None:
         for m in metrics:
             _get(probe.summary, m)
-    nproc = processes if processes is not None else (os.cpu_count() or 1)
-    if nproc <= 1 or len(jobs) == 1:
-        out = [_job(j) for j in progress(jobs, total=len(jobs), desc="sweep", quiet=quiet)]
+    if executor is not None:
+        out = list(progress(executor.map(_job, jobs), total=len(jobs), desc="sweep", quiet=quiet))
     else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(nproc, len(jobs)), mp_context=ctx) as pool:
-            out = list(progress(pool.map(_job, jobs), total=len(jobs), desc="sweep", quiet=quiet))
+        nproc = processes if processes is not None else (os.cpu_count() or 1)
+        if nproc <= 1 or len(jobs) == 1:
+            out = [_job(j) for j in progress(jobs, total=len(jobs), desc="sweep", quiet=quiet)]
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(nproc, len(jobs)), mp_context=ctx) as pool:
+                it = pool.map(_job, jobs)
+                out = list(progress(it, total=len(jobs), desc="sweep", quiet=quiet))
     rows = []
     values = []
     for i, pt in enumerate(points):

@@ -25,7 +25,6 @@ lr              learning rate of the scenario's rule for this gradient (derived)
 from __future__ import annotations
 
 import io
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from dlsys.simulator.core import APPLIED, CANCELLED, DROPPED, LOST, STATUS_NAMES, RawRun
+from dlsys.simulator.core import APPLIED, STATUS_NAMES, RawRun
 from dlsys.simulator.engine import run
 from dlsys.simulator.limits import check_run
 from dlsys.simulator.scenario import LRRule, Scenario, load_scenario
+from dlsys.simulator.summary import SummaryStats, summary
 
 #: Column order of the CSV trace and of ``--json`` update records.
 CSV_COLUMNS = (
@@ -97,6 +97,10 @@ class Trace:
         from dlsys.common import unknown_name
 
         raise KeyError(str(unknown_name("trace column", name, self.columns)))
+
+    def stored(self) -> dict[str, np.ndarray]:
+        """The stored columns (no derived ones), by name."""
+        return self._cols
 
     @property
     def nbytes(self) -> int:
@@ -171,116 +175,43 @@ class Trace:
 
 @dataclass
 class Result:
-    """One simulation run: the scenario, the seed, the trace and the summary dict."""
+    """One simulation run: the scenario, the seed, the trace and the summary dict.
+
+    ``trace`` raises ``ValueError`` for a run made with ``trace=False`` (``kept_trace`` is
+    None there); the summary is complete either way.
+    """
 
     scenario: Scenario
     seed: int | np.random.SeedSequence
-    trace: Trace
+    kept_trace: Trace | None
     summary: dict[str, Any]
     raw: RawRun
 
-
-def _stats(x: np.ndarray) -> dict[str, Any]:
-    if len(x) == 0:
-        return {"mean": None, "p50": None, "p95": None, "p99": None, "max": None}
-    q = np.percentile(x, [50, 95, 99], method="inverted_cdf")
-    return {
-        "mean": float(np.mean(x)),
-        "p50": int(q[0]),
-        "p95": int(q[1]),
-        "p99": int(q[2]),
-        "max": int(np.max(x)),
-    }
+    @property
+    def trace(self) -> Trace:
+        """The per-gradient trace."""
+        if self.kept_trace is None:
+            raise ValueError(
+                "trace: this run kept no trace (simulate(..., trace=False) or --summary-only); "
+                "run it with trace=True for the per-gradient rows"
+            )
+        return self.kept_trace
 
 
-def summarize(scenario: Scenario, raw: RawRun, trace: Trace) -> dict[str, Any]:
-    """The summary dict of a run (times in seconds, shares as fractions of [0, t_end])."""
-    n = scenario.n
-    lrn = trace["learner"]
-    status = trace["status"]
-    ok = status == APPLIED
-    stale = trace["staleness"]
-    t_end = raw.t_end
-    updates = raw.updates
-    t_apply = trace["t_apply"]
-    last_apply = float(np.nanmax(t_apply)) if updates else None
-    busy_row = np.nan_to_num(trace["t_done"] - trace["t_start"], nan=0.0)
-    # (bincount of an empty array is int64 even with weights: cast before adding floats)
-    busy = np.bincount(lrn, weights=busy_row, minlength=n).astype(np.float64)
-    busy += np.nan_to_num(t_end - raw.inflight_start, nan=0.0)
-    counts = np.zeros((4, n), dtype=np.int64)
-    for code in (APPLIED, LOST, CANCELLED, DROPPED):
-        counts[code] = np.bincount(lrn[status == code], minlength=n)
-    # Per-learner staleness statistics in one sort: group by learner, staleness ascending.
-    s_ok, l_ok = stale[ok], lrn[ok]
-    # One sort of the key learner * M + staleness (M > max staleness) groups by learner with
-    # staleness ascending; cheaper than a lexsort of two arrays.
-    big = int(s_ok.max()) + 1 if len(s_ok) else 1
-    key = np.sort(l_ok.astype(np.int64) * big + s_ok)
-    s_sorted = key % big
-    starts = np.searchsorted(key, np.arange(n, dtype=np.int64) * big, side="left")
-    sums = np.bincount(l_ok, weights=s_ok, minlength=n).astype(np.float64)
-    per = []
-    for i, spec in enumerate(scenario.learners):
-        m = int(counts[APPLIED, i])
-        share = float(busy[i] / t_end) if t_end > 0 else 0.0
-        if m:
-            g = s_sorted[starts[i] : starts[i] + m]
-            # inverted-CDF quantile of a sorted sample: x[ceil(q m) - 1]
-            st = {
-                "mean": float(sums[i] / m),
-                "p50": int(g[math.ceil(0.50 * m) - 1]),
-                "p95": int(g[math.ceil(0.95 * m) - 1]),
-                "p99": int(g[math.ceil(0.99 * m) - 1]),
-                "max": int(g[-1]),
-            }
-        else:
-            st = _stats(np.zeros(0, dtype=np.int64))
-        per.append(
-            {
-                "learner": spec.name,
-                "gradients": m,
-                "lost": int(counts[LOST, i]),
-                "cancelled": int(counts[CANCELLED, i]),
-                "dropped": int(counts[DROPPED, i]),
-                "staleness": st,
-                "busy_share": share,
-                "idle_share": 1.0 - share,
-            }
-        )
-    service = float(scenario.service_time)
-    wait = t_apply[ok] - service - trace["t_arrive"][ok]
-    applied = int(np.count_nonzero(ok))
-    out: dict[str, Any] = {
-        "scenario": scenario.name,
-        "protocol": scenario.protocol.label(),
-        "learners": n,
-        "seed": scenario.seed,
-        "stop_reason": raw.stop_reason,
-        "sim_time": t_end,
-        "updates": updates,
-        "gradients_applied": applied,
-        "gradients_lost": int(np.count_nonzero(status == LOST)),
-        "gradients_cancelled": int(np.count_nonzero(status == CANCELLED)),
-        "gradients_dropped": int(np.count_nonzero(status == DROPPED)),
-        "time_per_update": (last_apply / updates) if updates and last_apply else None,
-        "updates_per_second": updates / t_end if t_end > 0 else None,
-        "gradients_per_second": applied / t_end if t_end > 0 else None,
-        "staleness": _stats(stale[ok]),
-        "per_learner": per,
-        "ps": {
-            "service_time": service,
-            "busy_share": updates * service / t_end if t_end > 0 else 0.0,
-            "queue_wait_mean": float(np.mean(wait)) if applied else None,
-            "queue_wait_max": float(np.max(wait)) if applied else None,
-        },
-        "lr": {
-            "rule": scenario.lr.rule,
-            "mean": float(np.mean(trace["lr"][ok])) if applied else None,
-        },
-        "trace_bytes_per_update": trace.nbytes / updates if updates else None,
-        "engine": {"name": raw.engine, "reason": raw.engine_reason},
-    }
+def summarize(
+    scenario: Scenario, raw: RawRun, trace: Trace | None = None, stats: SummaryStats | None = None
+) -> dict[str, Any]:
+    """The summary dict of a run (times in seconds, shares as fractions of [0, t_end]), from
+    its ``trace`` or from the ``stats`` a run without a trace accumulated; the same numbers
+    either way (see :mod:`dlsys.simulator.summary`)."""
+    if stats is None:
+        assert trace is not None
+        stats = SummaryStats(scenario)
+        stats.add(trace.stored())
+        trace_bytes = trace.nbytes
+    else:
+        trace_bytes = stats.rows * raw.row_bytes
+    out = summary(scenario, raw, stats, trace_bytes)
     from dlsys.simulator.theory import expectations
 
     out["theory"] = expectations(scenario)
@@ -296,6 +227,7 @@ def simulate(
     until_updates: int | None = None,
     until_time: float | None = None,
     engine: str = "auto",
+    trace: bool = True,
 ) -> Result:
     """Run ``scenario`` (a :class:`Scenario` or a TOML path) and return its :class:`Result`.
 
@@ -304,6 +236,9 @@ def simulate(
     ``"auto"`` (the vector engine where it is exact, else SimPy), ``"simpy"`` or ``"vector"``
     (raises ``ValueError`` naming the feature it cannot run exactly); every engine gives
     the same trace and summary, and ``summary["engine"]`` says which one ran and why.
+    ``trace=False`` keeps no per-gradient trace (``result.trace`` is None): the summary is
+    the same, computed as the rows are made (the vector engine then needs memory for the
+    learners and the staleness histograms only, not for the updates).
     """
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(Path(scenario))
     changes: dict[str, Any] = {}
@@ -320,11 +255,17 @@ def simulate(
     use_seed: int | np.random.SeedSequence = (
         seed if isinstance(seed, np.random.SeedSequence) else sc.seed
     )
-    check_run(sc, trace=True)
-    raw = run(sc, use_seed, engine)
-    push = np.array([float(lrn.push_time) for lrn in sc.learners])
-    trace = Trace(raw.columns, [lrn.name for lrn in sc.learners], push, sc.lr)
-    summary = summarize(sc, raw, trace)
+    check_run(sc, trace=trace)
+    if not trace:
+        stats = SummaryStats(sc)
+        raw = run(sc, use_seed, engine, sink=stats.add)
+        summary = summarize(sc, raw, stats=stats)
+        kept = None
+    else:
+        raw = run(sc, use_seed, engine)
+        push = np.array([float(lrn.push_time) for lrn in sc.learners])
+        kept = Trace(raw.columns, [lrn.name for lrn in sc.learners], push, sc.lr)
+        summary = summarize(sc, raw, kept)
     if isinstance(use_seed, np.random.SeedSequence):  # e.g. one replication of a sweep
         summary["seed"] = {"entropy": use_seed.entropy, "spawn_key": list(use_seed.spawn_key)}
-    return Result(sc, use_seed, trace, summary, raw)
+    return Result(sc, use_seed, kept, summary, raw)

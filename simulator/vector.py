@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from dlsys.simulator.core import RawRun
+from dlsys.simulator.core import RawRun, row_bytes
 from dlsys.simulator.distributions import Time
 from dlsys.simulator.scenario import Crash, PSPause, Scenario, Slowdown
 from dlsys.simulator.simpy_fast import uses_fast_path
@@ -353,8 +353,19 @@ def run_merge(scenario: Scenario, rngs: list[np.random.Generator], reason: str) 
     return RawRun(out, updates, units.scalar(t_end), stop, inflight, "vector", reason)
 
 
-def run(scenario: Scenario, rngs: list[np.random.Generator], reason: str) -> RawRun:
-    """Run ``scenario`` (which :func:`unsupported` accepts) on its vector path."""
+def run(
+    scenario: Scenario,
+    rngs: list[np.random.Generator],
+    reason: str,
+    sink: Callable[[dict[str, np.ndarray]], None] | None = None,
+) -> RawRun:
+    """Run ``scenario`` (which :func:`unsupported` accepts) on its vector path; ``sink`` as
+    in :func:`dlsys.simulator.engine.run`."""
     if scenario.protocol.vector_path == "merge":
-        return run_merge(scenario, rngs, reason)
+        raw = run_merge(scenario, rngs, reason)
+        if sink is not None:
+            raw.row_bytes = row_bytes(raw.columns)
+            sink(raw.columns)
+            raw.columns = {}
+        return raw
     raise ValueError(f"engine: {unsupported(scenario)}")

@@ -1,0 +1,92 @@
+"""Summaries without a trace: simulate(trace=False) gives the very summary the full trace
+gives (JSON byte for byte), whatever engine runs and however the rows are cut into chunks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dlsys.simulator import (
+    Crash,
+    Exponential,
+    Fixed,
+    Learner,
+    LogNormal,
+    Protocol,
+    Scenario,
+    simulate,
+)
+from dlsys.simulator.summary import BLOCK, BlockSum, SummaryStats, quantile_index, summary
+
+
+def hetero(n: int = 6, **kw) -> Scenario:
+    return Scenario(
+        learners=tuple(
+            Learner(f"w{i}", Exponential(0.5 + i) if i % 2 else LogNormal(0.0, 0.7))
+            for i in range(n)
+        ),
+        **kw,
+    )
+
+
+def dump(s: dict) -> str:
+    return json.dumps(s, sort_keys=True)
+
+
+@pytest.mark.parametrize(
+    "sc",
+    [
+        hetero(until_updates=3000),
+        hetero(until_time=200.0, protocol=Protocol("k-batch-async", k=3)),
+        hetero(until_updates=500, protocol=Protocol("k-sync", k=4)),
+        hetero(until_updates=500, faults=(Crash("w1", at=5.0, restart_after=2.0),)),
+        Scenario(learners=(Learner("a", Fixed(1)), Learner("b", Fixed(0.5))), until_updates=99),
+    ],
+    ids=["async", "k-batch-async", "k-sync", "crash", "fixed-ties"],
+)
+def test_summary_only_equals_the_full_trace_summary(sc):
+    full = simulate(sc, seed=3)
+    lean = simulate(sc, seed=3, trace=False)
+    assert dump(lean.summary) == dump(full.summary)
+    with pytest.raises(ValueError, match="this run kept no trace"):
+        lean.trace  # noqa: B018
+
+
+def test_chunking_does_not_change_the_summary():
+    # 3 * BLOCK + 5 rows, so the block-wise sums span several blocks and a remainder.
+    sc = hetero(n=8, until_updates=3 * BLOCK + 5)
+    res = simulate(sc, seed=1)
+    cols = res.trace.stored()
+    rows = len(res.trace)
+    rng = np.random.default_rng(0)
+    cuts = np.sort(rng.choice(np.arange(1, rows), size=40, replace=False))
+    stats = SummaryStats(sc)
+    for a, b in zip([0, *cuts], [*cuts, rows], strict=True):
+        stats.add({k: v[a:b] for k, v in cols.items()})
+    chunked = summary(res.scenario, res.raw, stats, res.trace.nbytes)
+    plain = dict(res.summary)
+    plain.pop("theory")
+    assert dump(chunked) == dump(plain)
+    # The staleness statistics agree with numpy on the whole trace.
+    st = res.trace["staleness"]
+    q = np.percentile(st, [50, 95, 99], method="inverted_cdf")
+    s = res.summary["staleness"]
+    assert [s["p50"], s["p95"], s["p99"], s["max"]] == [*q.astype(int).tolist(), st.max()]
+    assert s["mean"] == float(np.mean(st))
+
+
+def test_quantile_index_is_numpys_choice():
+    for m in [1, 2, 3, 7, 19, 20, 21, 99, 100, 101, 1000, 12345]:
+        x = np.arange(m)
+        for p in (50, 95, 99):
+            assert quantile_index(m, p) == int(np.percentile(x, p, method="inverted_cdf")), (m, p)
+
+
+def test_block_sum_is_numpy_sum_within_a_block():
+    x = np.random.default_rng(0).random(BLOCK)
+    b = BlockSum()
+    for part in np.array_split(x, 7):
+        b.add(part)
+    assert b.sum() == float(np.sum(x))

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import dlsys.training.experiments as ex
+import dlsys.training.experiments.context as ex_context
 from dlsys.cli.main import main
 
 TINY = ["--dataset", "synthetic", "--limit", "150", "--quiet"]
@@ -127,7 +128,7 @@ def test_interrupted_experiment_resumes_to_the_same_result(
         return ex.Common(dataset="synthetic", limit=150, epochs=3, checkpoint_dir=ck, resume=resume)
 
     whole = ex.momentum_sweep(common(tmp_path / "a"), momenta=(0.3, 0.9))
-    real_train = ex.train
+    real_train = ex_context.train
     calls = {"n": 0}
 
     def interrupted(*args: Any, **kw: Any) -> Any:
@@ -136,10 +137,10 @@ def test_interrupted_experiment_resumes_to_the_same_result(
             kw["on_epoch_end"] = lambda rec: (_ for _ in ()).throw(KeyboardInterrupt())
         return real_train(*args, **kw)
 
-    monkeypatch.setattr(ex, "train", interrupted)
+    monkeypatch.setattr(ex_context, "train", interrupted)
     with pytest.raises(KeyboardInterrupt):
         ex.momentum_sweep(common(tmp_path / "b"), momenta=(0.3, 0.9))
-    monkeypatch.setattr(ex, "train", real_train)
+    monkeypatch.setattr(ex_context, "train", real_train)
     resumed = ex.momentum_sweep(common(tmp_path / "b", resume=True), momenta=(0.3, 0.9))
     assert resumed.summary == whole.summary
 

@@ -5,8 +5,9 @@
 - Bad input (``ValueError``, ``TypeError``, ``FileNotFoundError``, and argparse's own usage
   errors) prints one line ``dlsys: error: ...`` on stderr and exits with code 2.
 - Any other failure at run time prints ``dlsys: error: ...`` and exits with code 1.
-- ``MemoryError`` (a request the size checks of :func:`dlsys.common.check_memory` did not
-  foresee) prints one line saying where the allocation failed and exits at once with code 1:
+- ``MemoryError`` or torch's failed allocation (a request the size checks of
+  :func:`dlsys.common.check_memory` did not foresee) prints one line saying where the
+  allocation failed and what it was, and exits at once with code 1:
   run as a program, the process ends without freeing what it built, which could take
   minutes of swapping.
 - ``--debug`` (before the subcommand) shows the traceback instead.
@@ -54,8 +55,16 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _out_of_memory(exc: MemoryError) -> str:
-    """One line for a MemoryError: what was being allocated (numpy says) and where."""
+def _is_out_of_memory(exc: Exception) -> bool:
+    """A MemoryError, or torch's failed allocation: a RuntimeError from its CPU allocator
+    ("can't allocate memory"), ``torch.OutOfMemoryError`` on CUDA."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+
+
+def _out_of_memory(exc: BaseException) -> str:
+    """One line for a failed allocation: where, and what (in numpy's or torch's words)."""
     where = "dlsys"
     for frame, lineno in traceback.walk_tb(exc.__traceback__):
         module = frame.f_globals.get("__name__", "")
@@ -129,20 +138,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"dlsys: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
-    except MemoryError as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"dlsys: error: {_out_of_memory(exc)}", file=sys.stderr)
-        if argv is None:  # the process is the dlsys command: leave without freeing the heap
-            sys.stderr.flush()
-            sys.stdout.flush()
-            os._exit(EXIT_RUNTIME)
-        return EXIT_RUNTIME
     except KeyboardInterrupt:
         print("dlsys: error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         if debug:
             traceback.print_exc()
+        if _is_out_of_memory(exc):
+            print(f"dlsys: error: {_out_of_memory(exc)}", file=sys.stderr)
+            if argv is None:  # the process is the dlsys command: leave without freeing the heap
+                sys.stderr.flush()
+                sys.stdout.flush()
+                os._exit(EXIT_RUNTIME)
+            return EXIT_RUNTIME
         print(f"dlsys: error: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_RUNTIME

@@ -145,21 +145,36 @@ def test_check_memory_against_the_machine() -> None:
         check_memory("x", 10**15, "nothing")
 
 
-def test_memory_error_is_one_line_naming_where(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """numpy refuses 8 PB at once (10**15 float64 = 8e15 bytes); dlsys prints one line, exit 1."""
+def _numpy_8pb() -> object:
     import numpy as np
 
+    return np.empty(10**15)  # 10**15 float64 = 8e15 bytes: numpy's MemoryError
+
+
+def _torch_4pb() -> object:
+    import torch
+
+    return torch.empty(10**15)  # 10**15 float32 = 4e15 bytes: torch's allocator RuntimeError
+
+
+@pytest.mark.parametrize(
+    ("alloc", "words"),
+    [(_numpy_8pb, "Unable to allocate"), (_torch_4pb, "can't allocate memory")],
+    ids=["numpy", "torch"],
+)
+def test_out_of_memory_is_one_line_naming_where(
+    alloc: object, words: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An impossible allocation the size checks missed: one line, exit 1, where and what."""
     import dlsys.cli.info
     from dlsys.cli.main import main
 
-    monkeypatch.setattr(dlsys.cli.info, "collect", lambda: np.empty(10**15))
+    monkeypatch.setattr(dlsys.cli.info, "collect", alloc)
     assert main(["info"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("dlsys: error: out of memory in dlsys.cli.info.run (line ")
-    assert "Unable to allocate" in err  # numpy's own words: what was being allocated
+    assert words in err  # numpy's or torch's own words: what was being allocated
 
 
 def test_memory_error_ends_the_process_at_once() -> None:

@@ -5,7 +5,8 @@ builder :class:`Net`, or a zoo name) returning a :class:`CostReport` with ``.lay
 ``.totals`` (params, weights, biases, activations, macs, flops: exact ints) and ``.ledger``.
 Formulas live in one registry (:mod:`dlsys.analytics.formulas`); MAC = one
 multiply-accumulate, FLOP = 2 x MAC. Importing this package does not import torch; the
-tracer (:mod:`dlsys.analytics.trace`) does, when an ``nn.Module`` is costed.
+tracer (:mod:`dlsys.analytics.trace`) and its op registry (:mod:`dlsys.analytics.ops`) do,
+when an ``nn.Module`` is costed.
 
 One-call answers for reports: :func:`vgg19_table`, :func:`inception_comparison`,
 :func:`conv_answers`.
@@ -48,17 +49,21 @@ from dlsys.analytics.roofline import DEVICES, Device, RooflineEstimate, get_devi
 
 
 def register_torch_op(fn: Any, adapter: Any, *, name: str | None = None) -> None:
-    """Price calls of a torch function in traced models (see :mod:`dlsys.analytics.trace`)."""
-    from dlsys.analytics import trace
+    """Price calls of a torch function in traced models (see :mod:`dlsys.analytics.ops`).
 
-    trace.register_torch_op(fn, adapter, name=name)
+    Imports torch (the registry holds torch functions)."""
+    from dlsys.analytics import ops
+
+    ops.register_torch_op(fn, adapter, name=name)
 
 
 def register_module(cls: type, adapter: Any) -> None:
-    """Price a module type as one leaf in traced models (see :mod:`dlsys.analytics.trace`)."""
-    from dlsys.analytics import trace
+    """Price a module type as one leaf in traced models (see :mod:`dlsys.analytics.ops`).
 
-    trace.register_module(cls, adapter)
+    Imports torch (the registry holds torch functions)."""
+    from dlsys.analytics import ops
+
+    ops.register_module(cls, adapter)
 
 
 def vgg19_table() -> CostReport:

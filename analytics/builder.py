@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dlsys.analytics.formulas import OpCost, Shape, apply, numel
+from dlsys.analytics.formulas import OpCost, Shape, apply, conv_settings, numel
 from dlsys.analytics.report import Convention, CostReport, Layer, Step, make_layer
 
 
@@ -104,7 +104,7 @@ class Conv(Spec):
     formula = "conv"
 
     def settings(self) -> dict[str, Any]:
-        return dict(
+        return conv_settings(
             out_channels=self.out_channels,
             kernel=self.kernel,
             stride=self.stride,

@@ -145,6 +145,32 @@ def _padding_pairs(
     return [(p, p) for p in pads]
 
 
+def conv_settings(
+    *,
+    out_channels: int,
+    kernel: int | Sequence[int],
+    stride: int | Sequence[int] = 1,
+    padding: Any = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    bias: bool = True,
+) -> dict[str, Any]:
+    """The settings of the ``conv`` formula, by name: the one mapping every front end uses
+    (the builder's ``Conv``, the tracer's ``F.conv*`` adapter and the module adapter for
+    custom convolution modules), so a new convolution setting is added in one place.
+    ``kernel`` in elements per spatial dimension; ``padding`` elements, a tuple, ``"same"``
+    or ``"valid"``."""
+    return dict(
+        out_channels=out_channels,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        bias=bias,
+    )
+
+
 @formula("conv")
 def conv_cost(
     inputs: Sequence[Shape],
@@ -387,6 +413,17 @@ def layer_norm_cost(
         biases=m if affine and bias else 0,
         activations=numel(x),
         elementwise=2 * numel(x),
+    )
+
+
+@formula("reduce")
+def reduce_cost(
+    inputs: Sequence[Shape], *, output_shape: Sequence[int], where: str = "reduce"
+) -> OpCost:
+    """Reduction (mean, sum, max) to ``output_shape``: one unit per input element."""
+    (x,) = inputs
+    return OpCost(
+        output_shape=tuple(output_shape), activations=numel(output_shape), elementwise=numel(x)
     )
 
 

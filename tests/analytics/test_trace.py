@@ -13,7 +13,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from dlsys.analytics import cost, zoo
 from dlsys.analytics.examples import SmallResNet
 from dlsys.analytics.formulas import OpCost, register_formula
-from dlsys.analytics.trace import OpCall, UncountableOpError, register_module, register_torch_op
+from dlsys.analytics.ops import OpCall, register_module, register_torch_op
+from dlsys.analytics.trace import UncountableOpError
 
 
 class Residual(nn.Module):

@@ -16,7 +16,7 @@ def backends() -> dict[str, Any]:
     OpenMP region of ``_C`` uses now), ``cuda_compiled`` (CUDA sources compiled in),
     ``cuda_available`` (compiled and at least one device visible), ``cuda_devices`` (list of
     ``{index, name, capability, total_memory_bytes, multiprocessors}``), ``cuda_error`` (why no
-    device is visible, or ``None``), ``cuda_architectures`` (e.g. ``"80;90"``),
+    device is visible, or ``None``), ``cuda_architectures`` (e.g. ``"80,90"``),
     ``cuda_runtime_version`` (e.g. 13000; 0 without CUDA) and the compilers used.
     """
     info = dict(_C.build_info())

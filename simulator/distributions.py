@@ -390,6 +390,9 @@ class Normal(Distribution):
         return {"dist": "normal", "mean": self.mu, "std": self.std}
 
 
+_LOG_FLOAT_MAX = math.log(np.finfo(np.float64).max)
+
+
 @dataclass(frozen=True)
 class LogNormal(Distribution):
     """exp(Normal(mu, sigma)) seconds: ``mu`` and ``sigma`` are of the underlying normal."""
@@ -401,6 +404,13 @@ class LogNormal(Distribution):
     def __post_init__(self) -> None:
         object.__setattr__(self, "mu", check_finite("mu", self.mu))
         object.__setattr__(self, "sigma", check_positive("sigma", self.sigma))
+        # The mean exp(mu + sigma^2 / 2) must be a float: log(largest float) = 709.78.
+        if self.mu + self.sigma * self.sigma / 2 > _LOG_FLOAT_MAX:
+            raise ValueError(
+                f"sigma: mu + sigma^2 / 2 must be <= {_LOG_FLOAT_MAX:.2f} so that the mean "
+                f"exp(mu + sigma^2 / 2) is a finite number of seconds, got mu = {self.mu!r}, "
+                f"sigma = {self.sigma!r}"
+            )
 
     @property
     def mean(self) -> float:

@@ -39,6 +39,38 @@ def conv2d_backward(
     device: int = -1,
     stream: int = 0,
 ) -> None: ...
+def conv2d_backward_plan(dims: list[int], dtype: str = "float32") -> dict[str, str]: ...
+def conv_relu_pool_forward(
+    impl: str,
+    dtype: str,
+    x: Buf,
+    weight: Buf,
+    bias: Buf,
+    out: Buf,
+    argmax: Buf,
+    dims: list[int],
+    pool: list[int],
+    threads: int = 1,
+    device: int = -1,
+    stream: int = 0,
+) -> None: ...
+def conv_relu_pool_backward(
+    impl: str,
+    dtype: str,
+    x: Buf,
+    weight: Buf,
+    grad_out: Buf,
+    out: Buf,
+    argmax: Buf,
+    grad_input: Buf,
+    grad_weight: Buf,
+    grad_bias: Buf,
+    dims: list[int],
+    pool: list[int],
+    threads: int = 1,
+    device: int = -1,
+    stream: int = 0,
+) -> None: ...
 def flood_ce_forward(
     impl: str,
     dtype: str,

@@ -281,6 +281,22 @@ void bind_ops(py::module_ &m) {
       "Gradients of conv2d; a grad buffer given as (0, 0) is not computed (and its input not "
       "read). Every computed gradient is overwritten, not accumulated.");
   m.def(
+      "conv2d_backward_plan",
+      [](const std::vector<int64_t> &dims, const std::string &dtype) {
+        const ConvDims d = conv_dims_from(dims);
+        need(dtype == "float32" || dtype == "float64",
+             "dtype must be 'float32' or 'float64', got '" + dtype + "'");
+        const ConvBackwardPlan plan = choose_conv2d_backward(d, dtype == "float32" ? 4 : 8);
+        py::dict out;
+        out["grad_input"] = algo_name(plan.grad_input);
+        out["grad_weight"] = algo_name(plan.grad_weight);
+        return out;
+      },
+      py::arg("dims"), py::arg("dtype") = "float32",
+      "The strategies the optimised CPU backward picks for these conv dims: {'grad_input': "
+      "'as_conv' | 'gemm_col2im', 'grad_weight': 'transposed_gemm_8x3' | "
+      "'transposed_gemm_12x2' | 'pixel_dot' | 'im2col_gemm'}.");
+  m.def(
       "conv_relu_pool_forward",
       [](const std::string &impl, const std::string &dtype, const Buf &x, const Buf &w,
          const Buf &b, const Buf &out, const Buf &arg, const std::vector<int64_t> &dims,

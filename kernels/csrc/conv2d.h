@@ -53,6 +53,18 @@ template <typename T>
 void conv2d_backward_ref(const ConvDims &d, const T *x, const T *w, const T *gy, T *gx, T *gw,
                          T *gb);
 
+// The optimised CPU backward's strategies, picked per shape by choose_conv2d_backward
+// (elem_bytes: 4 for float32, 8 for float64); see conv2d_cpu.cpp for what each does.
+enum class GradInputAlgo { AsConv, GemmCol2im };
+enum class GradWeightAlgo { TransposedGemm8x3, TransposedGemm12x2, PixelDot, Im2colGemm };
+struct ConvBackwardPlan {
+  GradInputAlgo grad_input = GradInputAlgo::GemmCol2im;
+  GradWeightAlgo grad_weight = GradWeightAlgo::Im2colGemm;
+};
+ConvBackwardPlan choose_conv2d_backward(const ConvDims &d, int elem_bytes);
+const char *algo_name(GradInputAlgo a);
+const char *algo_name(GradWeightAlgo a);
+
 // Optimised CPU (OpenMP with `threads` threads).
 template <typename T>
 void conv2d_forward_cpu(const ConvDims &d, const T *x, const T *w, const T *b, T *y, int threads);

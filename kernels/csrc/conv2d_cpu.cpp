@@ -13,12 +13,16 @@
 // AVX-512 intrinsics only for masked loads/stores, with portable fallbacks):
 //   forward      micro_implicit: 8 output channels x 3 pixel vectors = 24 accumulators,
 //                per step of q 8 weight broadcasts + 3 loads of U (+ the offset)
-//   grad weight  tg (CRS >= 4 vectors): output channels in the lanes, grad_out transposed per
-//                image, 12 x 2 or 8 x 3 tiles of (q, channel vectors), broadcasts from U
-//                fd (short CRS, a first layer): dot products over pixel vectors, 4 x 6 tiles
-//                summed lane-wise per chunk
-// Other shapes (stride_h > 1) use im2col + gemm_packed: A packed in panels of MR rows, B
-// read in tiles of NR = 2 vectors, an 8 x 32 register block, K blocked by KC for L1.
+// The backward's strategies are named (GradInputAlgo, GradWeightAlgo in conv2d.h) and picked
+// per shape by choose_conv2d_backward, which Python can call alone (_C.conv2d_backward_plan):
+//   grad input   AsConv (the forward above on grad_out) or GemmCol2im (few input channels)
+//   grad weight  TransposedGemm8x3 / 12x2 (CRS >= 4 vectors): output channels in the lanes,
+//                grad_out transposed per image, tiles of (q, channel vectors), broadcasts
+//                from U (WgradTransposed); PixelDot (short CRS, a first layer): dot products
+//                over pixel vectors, 4 x 6 tiles summed lane-wise per chunk (WgradPixelDot);
+//                Im2colGemm (stride_h > 1, WgradIm2col)
+// Other shapes (stride_h > 1) use im2col + gemm_packed (cpu_gemm.h): A packed in panels of MR
+// rows, B read in tiles of NR = 2 vectors, an 8 x 32 register block, K blocked by KC for L1.
 // Grad weight and bias are summed over a fixed number of chunks of the batch, each chunk
 // by one thread, and the chunks added in order: the result does not depend on the thread
 // count.
@@ -37,218 +41,14 @@
 #include <vector>
 
 #include "conv2d.h"
+#include "cpu_gemm.h"
 
 namespace dlsys {
 
 namespace {
 
-#if defined(__AVX512F__)
-constexpr int kVecBytes = 64;
-constexpr int kMR = 8;
-#elif defined(__AVX2__) || defined(__AVX__)
-constexpr int kVecBytes = 32;
-constexpr int kMR = 6;
-#else
-constexpr int kVecBytes = 16;
-constexpr int kMR = 6;
-#endif
-constexpr int64_t kKC = 256;  // k-block: a float32 B tile is 256 x 32 x 4 B = 32 KB (L1)
+using namespace cpu;  // NOLINT: the building blocks of cpu_gemm.h
 
-template <typename T>
-struct Tile {
-  static constexpr int MR = kMR;
-  static constexpr int NR = 2 * kVecBytes / static_cast<int>(sizeof(T));
-};
-
-// A vector of VL = kVecBytes / sizeof(T) lanes (GCC/Clang vector extension): arrays of these
-// stay in registers, where arrays of scalars in an `omp simd` loop were kept on the stack
-// (an accumulator load and store per FMA, half the FMA rate).
-template <typename T>
-struct VecType {
-  typedef T type __attribute__((vector_size(kVecBytes)));
-};
-
-template <typename T>
-inline typename VecType<T>::type vload(const T *p) {
-  typename VecType<T>::type v;
-  std::memcpy(&v, p, sizeof v);  // an unaligned vector load
-  return v;
-}
-
-template <typename T>
-inline void vstore(T *p, typename VecType<T>::type v) {
-  std::memcpy(p, &v, sizeof v);
-}
-
-// Pack A (M x K, row-major, leading dimension lda) into ceil(M/MR) panels of K x MR; rows
-// beyond M are zero. Ap must hold ceil(M/MR) * MR * K elements.
-template <typename T>
-void pack_a(int64_t M, int64_t K, const T *A, int64_t lda, T *Ap) {
-  constexpr int MR = Tile<T>::MR;
-  for (int64_t i0 = 0; i0 < M; i0 += MR) {
-    T *dst = Ap + i0 * K;  // panel i0/MR is (K, MR)
-    const int64_t mr = std::min<int64_t>(MR, M - i0);
-    for (int64_t i = 0; i < MR; ++i) {
-      if (i < mr) {
-        const T *src = A + (i0 + i) * lda;
-        for (int64_t p = 0; p < K; ++p) dst[p * MR + i] = src[p];
-      } else {
-        for (int64_t p = 0; p < K; ++p) dst[p * MR + i] = T(0);
-      }
-    }
-  }
-}
-
-// C[mr x nr] (+)= Ap (kc x MR) * B (kc x NR, leading dimension ldb).
-template <typename T>
-inline void micro_kernel(int64_t kc, const T *__restrict Ap, const T *__restrict B, int64_t ldb,
-                         T *__restrict C, int64_t ldc, int64_t mr, int64_t nr, bool accumulate) {
-  using V = typename VecType<T>::type;
-  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR, VL = NR / 2;
-  V acc[MR][2];
-  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = V{};
-  for (int64_t p = 0; p < kc; ++p) {
-    const V b0 = vload(B + p * ldb), b1 = vload(B + p * ldb + VL);
-    const T *a = Ap + p * MR;
-    for (int i = 0; i < MR; ++i) {
-      const V ai = a[i] - V{};  // broadcast (x - 0 folds to x; 0 + x would not: -0)
-      acc[i][0] += ai * b0;
-      acc[i][1] += ai * b1;
-    }
-  }
-  if (mr == MR && nr == NR) {
-    for (int i = 0; i < MR; ++i) {
-      T *c = C + i * ldc;
-      if (accumulate) {
-        vstore(c, vload(c) + acc[i][0]);
-        vstore(c + VL, vload(c + VL) + acc[i][1]);
-      } else {
-        vstore(c, acc[i][0]);
-        vstore(c + VL, acc[i][1]);
-      }
-    }
-  } else {
-    T tmp[NR];
-    for (int64_t i = 0; i < mr; ++i) {
-      vstore(tmp, acc[i][0]);
-      vstore(tmp + VL, acc[i][1]);
-      T *c = C + i * ldc;
-      for (int64_t j = 0; j < nr; ++j) c[j] = accumulate ? c[j] + tmp[j] : tmp[j];
-    }
-  }
-}
-
-// C (M x N, ldc) (+)= A * B with A pre-packed by pack_a (M x K) and B row-major (K x N, ldb).
-// btmp holds KC * NR elements (the zero-padded tail tile of B).
-template <typename T>
-void gemm_packed(int64_t M, int64_t N, int64_t K, const T *Ap, const T *B, int64_t ldb, T *C,
-                 int64_t ldc, bool accumulate, T *btmp) {
-  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
-  if (K == 0) {
-    if (!accumulate)
-      for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, T(0));
-    return;
-  }
-  for (int64_t k0 = 0; k0 < K; k0 += kKC) {
-    const int64_t kc = std::min(kKC, K - k0);
-    const bool acc = accumulate || k0 > 0;
-    for (int64_t j0 = 0; j0 < N; j0 += NR) {
-      const int64_t nr = std::min<int64_t>(NR, N - j0);
-      const T *Bt = B + k0 * ldb + j0;
-      int64_t ldbt = ldb;
-      if (nr < NR) {
-        for (int64_t p = 0; p < kc; ++p) {
-          T *dst = btmp + p * NR;
-          for (int64_t j = 0; j < NR; ++j) dst[j] = j < nr ? Bt[p * ldb + j] : T(0);
-        }
-        Bt = btmp;
-        ldbt = NR;
-      }
-      for (int64_t i0 = 0; i0 < M; i0 += MR) {
-        micro_kernel<T>(kc, Ap + i0 * K + k0 * MR, Bt, ldbt, C + i0 * ldc + j0, ldc,
-                        std::min<int64_t>(MR, M - i0), nr, acc);
-      }
-    }
-  }
-}
-
-template <typename T>
-int64_t packed_size(int64_t M, int64_t K) {
-  constexpr int MR = Tile<T>::MR;
-  return (M + MR - 1) / MR * MR * K;
-}
-
-// Valid output columns [lo, hi) for kernel column offset `off` (= s*dil - pad): those ow with
-// 0 <= ow*stride + off < W.
-inline void valid_range(int64_t off, int64_t stride, int64_t W, int64_t OW, int64_t &lo,
-                        int64_t &hi) {
-  lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
-  hi = W - off <= 0 ? 0 : (W - off - 1) / stride + 1;
-  lo = std::min(lo, OW);
-  hi = std::max(lo, std::min(hi, OW));
-}
-
-// Xcol (CRS x P) of one image and group: xg is (Cg, H, W).
-template <typename T>
-void im2col(const ConvDims &d, const T *xg, T *col) {
-  const int64_t P = d.P();
-  for (int64_t c = 0; c < d.Cg(); ++c)
-    for (int64_t r = 0; r < d.R; ++r)
-      for (int64_t s = 0; s < d.S; ++s) {
-        T *dst = col + ((c * d.R + r) * d.S + s) * P;
-        const int64_t off = s * d.dil_w - d.pad_left;
-        int64_t lo, hi;
-        valid_range(off, d.stride_w, d.W, d.OW, lo, hi);
-        for (int64_t oh = 0; oh < d.OH; ++oh) {
-          T *out = dst + oh * d.OW;
-          const int64_t ih = oh * d.stride_h - d.pad_top + r * d.dil_h;
-          if (ih < 0 || ih >= d.H) {
-            std::fill(out, out + d.OW, T(0));
-            continue;
-          }
-          const T *in = xg + (c * d.H + ih) * d.W + off;
-          std::fill(out, out + lo, T(0));
-          if (d.stride_w == 1) {
-            std::copy(in + lo, in + hi, out + lo);
-          } else {
-            for (int64_t ow = lo; ow < hi; ++ow) out[ow] = in[ow * d.stride_w];
-          }
-          std::fill(out + hi, out + d.OW, T(0));
-        }
-      }
-}
-
-// dx (Cg, H, W) += col2im(col (CRS x P)).
-template <typename T>
-void col2im_add(const ConvDims &d, const T *col, T *dxg) {
-  const int64_t P = d.P();
-  for (int64_t c = 0; c < d.Cg(); ++c)
-    for (int64_t r = 0; r < d.R; ++r)
-      for (int64_t s = 0; s < d.S; ++s) {
-        const T *src = col + ((c * d.R + r) * d.S + s) * P;
-        const int64_t off = s * d.dil_w - d.pad_left;
-        int64_t lo, hi;
-        valid_range(off, d.stride_w, d.W, d.OW, lo, hi);
-        for (int64_t oh = 0; oh < d.OH; ++oh) {
-          const int64_t ih = oh * d.stride_h - d.pad_top + r * d.dil_h;
-          if (ih < 0 || ih >= d.H) continue;
-          const T *in = src + oh * d.OW;
-          T *out = dxg + (c * d.H + ih) * d.W + off;
-          if (d.stride_w == 1) {
-#pragma omp simd
-            for (int64_t ow = lo; ow < hi; ++ow) out[ow] += in[ow];
-          } else {
-            for (int64_t ow = lo; ow < hi; ++ow) out[ow * d.stride_w] += in[ow];
-          }
-        }
-      }
-}
-
-
-template <typename T>
-struct Vec {
-  static constexpr int VL = kVecBytes / static_cast<int>(sizeof(T));
-};
 
 // c[j] (+)= v[j] for j < cnt < VL.
 // NOTE: with AVX-512 a masked load/store; the portable loop below is turned by GCC into a
@@ -400,7 +200,7 @@ std::vector<int64_t> shifted_offsets(const ConvDims &d, const Shifted &sh) {
 // NOTE: NRUN = 3 runs per call (MR x 3 = 24 accumulators with AVX-512 float32, 12 loads per
 // 24 FMAs) instead of 2 (16 accumulators, 11 loads per 16 FMAs): the loads of x are
 // unaligned and mostly split across cache lines, so fewer loads per FMA is what counts
-// (measured on one core: 160->96 3x3 13x13 N=64 forward 30 -> 27.5 ms).
+// (docs/kernels.md has the measurements).
 template <typename T, int NRUN>
 inline void micro_implicit(int64_t kc, const T *__restrict Ap, const int64_t *__restrict off,
                            const T *const *b, T *const *C, int64_t ldc, int64_t mr,
@@ -579,8 +379,7 @@ void wgrad_dot_image(int64_t Kg, int64_t CRS, int64_t P, const T *gyg, const T *
 // rows (4-byte loads never split a cache line): 14 or 11 loads per 24 FMAs, all from L1
 // (a gyT slice of NV vectors is P*NV*64 B, 21 KB for 169 pixels). It replaced dot products
 // along the pixels (10 loads per 24 FMAs, half of them unaligned and from L2, and a
-// horizontal sum per output): on one core 9.4 -> 5.8 ms for 16->32 5x5 14x14 N=128 and
-// 38 -> 26 ms for 160->96 3x3 13x13 N=64.
+// horizontal sum per output; docs/kernels.md has the before and after).
 template <typename T, int NQ, int NV>
 void wgrad_tile(int64_t P, const T *u, const int64_t *offq, const T *gyT, int64_t ldk, T *out,
                 int64_t ldo) {
@@ -614,28 +413,14 @@ void wgrad_image(int64_t P, int64_t CRSp, int64_t ldk, const T *u, const int64_t
       wgrad_tile<T, NQ, NV>(P, u, off + q0, gyT + kv, ldk, gwT + q0 * ldk + kv, ldk);
 }
 
-// A buffer of n elements whose data() is 64-byte aligned.
-template <typename T>
-struct Aligned {
-  std::vector<T> v;
-  T *p = nullptr;
-  explicit Aligned(int64_t n) : v(static_cast<size_t>(n > 0 ? n + 64 / sizeof(T) : 0)) {
-    if (n > 0) {
-      const uintptr_t a = reinterpret_cast<uintptr_t>(v.data());
-      p = v.data() + ((64 - a % 64) % 64) / sizeof(T);
-    }
-  }
-  T *data() { return p; }
-};
 
 }  // namespace
 
 // NOTE: a freshly allocated output is not yet mapped: writing it takes one page fault per
-// 4 KB page (~1.5 us each on the development VM, more than the arithmetic of conv layer 1's
-// 6.4 MB output). Each thread maps its share of the pages in one madvise call instead
-// (Linux >= 5.14; contents are unchanged, an error only means the faults happen later).
-// From 1 MB up (measured on conv layer 2's 3.2 MB output at 2 threads: forward time ratio to
-// torch 1.19 -> 1.11, medians of 5 runs; page faults in the run halved).
+// 4 KB page, which on a VM can cost more than the arithmetic of a first conv layer's output.
+// Each thread maps its share of the pages in one madvise call instead (Linux >= 5.14;
+// contents are unchanged, an error only means the faults happen later). From 1 MB up
+// (docs/kernels.md has the measurements).
 template <typename T>
 void prefault_part(T *y, int64_t n) {
 #if defined(MADV_POPULATE_WRITE)
@@ -747,20 +532,52 @@ void conv2d_forward_cpu_images(const ConvDims &d, const T *x, const T *w, const 
   }
 }
 
-namespace {
+// ---- backward: the strategies and the chooser ---------------------------------------------
 
-// grad input of a stride-1 convolution is itself a stride-1 convolution: of gy (K channels,
-// OH x OW) with the weights flipped in r and s and transposed per group to (C, K/G, R, S),
-// padded by dil*(R-1) - pad (which must be >= 0), giving an (H, W) output. Its GEMM has C/G
-// rows, so it is used when C/G fills a row panel (>= MR); with fewer input channels (a first
-// layer) GEMM + col2im, whose rows are the C/G*R*S kernel taps, is faster (measured: 1->16
-// 5x5 on 28x28, 1.35 ms vs 5.3 ms for N=128 on one core).
-bool grad_input_as_conv(const ConvDims &d) {
-  return d.Cg() >= Tile<float>::MR && d.stride_h == 1 && d.stride_w == 1 && d.pad_top <= d.dil_h * (d.R - 1) &&
-         d.pad_bottom <= d.dil_h * (d.R - 1) && d.pad_left <= d.dil_w * (d.S - 1) &&
-         d.pad_right <= d.dil_w * (d.S - 1);
+ConvBackwardPlan choose_conv2d_backward(const ConvDims &d, int elem_bytes) {
+  const int64_t vl = kVecBytes / elem_bytes;
+  ConvBackwardPlan plan;
+  // grad input of a stride-1 convolution is itself a stride-1 convolution: of gy (K channels,
+  // OH x OW) with the weights flipped in r and s and transposed per group to (C, K/G, R, S),
+  // padded by dil*(R-1) - pad (which must be >= 0), giving an (H, W) output. Its GEMM has
+  // C/G rows, so it is used when C/G fills a row panel (>= MR); with fewer input channels (a
+  // first layer) GEMM + col2im, whose rows are the C/G*R*S kernel taps, is faster.
+  const bool as_conv = d.Cg() >= kMR && d.stride_h == 1 && d.stride_w == 1 &&
+                       d.pad_top <= d.dil_h * (d.R - 1) && d.pad_bottom <= d.dil_h * (d.R - 1) &&
+                       d.pad_left <= d.dil_w * (d.S - 1) && d.pad_right <= d.dil_w * (d.S - 1);
+  plan.grad_input = as_conv ? GradInputAlgo::AsConv : GradInputAlgo::GemmCol2im;
+  // grad weight, stride_h == 1: a GEMM with the output channels in the vector lanes when the
+  // reduction CRS is long enough that transposing grad_out (P*K/G scalar moves per image)
+  // costs little beside its P*K/G*CRS MACs, in 8 x 3 tiles when the channel vectors come in
+  // threes, else 12 x 2; dot products over the pixels for short reductions (a first layer);
+  // strided rows: GEMM on im2col.
+  const int64_t nvec = (d.Kg() + vl - 1) / vl;
+  if (d.stride_h != 1)
+    plan.grad_weight = GradWeightAlgo::Im2colGemm;
+  else if (d.CRS() < 4 * vl)
+    plan.grad_weight = GradWeightAlgo::PixelDot;
+  else
+    plan.grad_weight =
+        nvec % 3 == 0 ? GradWeightAlgo::TransposedGemm8x3 : GradWeightAlgo::TransposedGemm12x2;
+  return plan;
 }
 
+const char *algo_name(GradInputAlgo a) {
+  return a == GradInputAlgo::AsConv ? "as_conv" : "gemm_col2im";
+}
+
+const char *algo_name(GradWeightAlgo a) {
+  switch (a) {
+    case GradWeightAlgo::TransposedGemm8x3: return "transposed_gemm_8x3";
+    case GradWeightAlgo::TransposedGemm12x2: return "transposed_gemm_12x2";
+    case GradWeightAlgo::PixelDot: return "pixel_dot";
+    default: return "im2col_gemm";
+  }
+}
+
+namespace {
+
+// GradInputAlgo::AsConv (see choose_conv2d_backward).
 template <typename T>
 void grad_input_by_conv(const ConvDims &d, const T *w, const T *gy, T *gx, int threads) {
   const int64_t Kg = d.Kg(), Cg = d.Cg(), R = d.R, S = d.S;
@@ -787,190 +604,245 @@ void grad_input_by_conv(const ConvDims &d, const T *w, const T *gy, T *gx, int t
   conv2d_forward_cpu<T>(t, gy, wt.data(), nullptr, gx, threads);
 }
 
+// GradInputAlgo::GemmCol2im: per image and group dXcol = W^T * dY (W^T packed once), then
+// col2im into gx.
+template <typename T>
+void grad_input_by_gemm_col2im(const ConvDims &d, const T *w, const T *gy, T *gx, int threads) {
+  const int64_t G = d.G, Kg = d.Kg(), Cg = d.Cg(), CRS = d.CRS(), P = d.P(), HW = d.H * d.W;
+  std::fill(gx, gx + d.x_numel(), T(0));
+  const int64_t psx = packed_size<T>(CRS, Kg);
+  std::vector<T> wtp(static_cast<size_t>(G * psx));
+  std::vector<T> wt(static_cast<size_t>(CRS * Kg));
+  for (int64_t g = 0; g < G; ++g) {
+    const T *wg = w + g * Kg * CRS;  // (Kg, CRS)
+    for (int64_t k = 0; k < Kg; ++k)
+      for (int64_t q = 0; q < CRS; ++q) wt[static_cast<size_t>(q * Kg + k)] = wg[k * CRS + q];
+    pack_a(CRS, Kg, wt.data(), Kg, wtp.data() + g * psx);
+  }
+#pragma omp parallel num_threads(threads) if (d.N > 1)
+  {
+    std::vector<T> col(static_cast<size_t>(CRS * P));
+    std::vector<T> btmp(static_cast<size_t>(kKC * Tile<T>::NR));
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < d.N; ++n)
+      for (int64_t g = 0; g < G; ++g) {
+        const T *gyg = gy + (n * d.K + g * Kg) * P;  // (Kg, P)
+        gemm_packed<T>(CRS, P, Kg, wtp.data() + g * psx, gyg, P, col.data(), P, false,
+                       btmp.data());
+        col2im_add(d, col.data(), gx + (n * d.C + g * Cg) * HW);
+      }
+  }
+}
+
+// Grad weight strategies. Each computes one chunk's partial sums (images [n0, n1)) into its
+// own layout with chunk(), the grad bias too where it reads grad_out anyway (fuses_bias),
+// and adds the chunks' partials into gw (K, C/G, R, S) in chunk order with reduce() (an
+// orphaned `omp for`: called inside the driver's parallel region).
+
+// GradWeightAlgo::TransposedGemm*: partial per group gwT (CRSp, ldk) (see wgrad_tile).
+template <typename T, int NQ, int NV>
+struct WgradTransposed {
+  static constexpr int VL = Vec<T>::VL;
+  static constexpr bool fuses_bias = true;
+  const ConvDims &d;
+  Shifted sh;
+  int64_t ldk, CRSp;
+  std::vector<int64_t> off;
+  explicit WgradTransposed(const ConvDims &dims)
+      : d(dims), sh(shifted_dims(dims, VL)),
+        ldk(((dims.Kg() + VL - 1) / VL + NV - 1) / NV * NV * VL),
+        CRSp((dims.CRS() + NQ - 1) / NQ * NQ), off(shifted_offsets(dims, sh)) {
+    off.resize(static_cast<size_t>(CRSp), 0);  // padding rows read U[0..P), unused
+  }
+  int64_t partial_size() const { return d.G * CRSp * ldk; }
+  void chunk(const T *x, const T *gy, int64_t n0, int64_t n1, T *pw, T *pb) const {
+    const int64_t Kg = d.Kg(), P = d.P();
+    std::vector<T> us(static_cast<size_t>(sh.size));
+    Aligned<T> gyT(P * ldk);
+    std::fill(pw, pw + partial_size(), T(0));
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t g = 0; g < d.G; ++g) {
+        shift_input(d, sh, x + (n * d.C + g * d.Cg()) * d.H * d.W, us.data());
+        const T *gyg = gy + (n * d.K + g * Kg) * P;  // (Kg, P)
+        T *gt = gyT.data();
+        for (int64_t p = 0; p < P; ++p) {
+          for (int64_t k = 0; k < Kg; ++k) gt[p * ldk + k] = gyg[k * P + p];
+          for (int64_t k = Kg; k < ldk; ++k) gt[p * ldk + k] = T(0);
+        }
+        if (pb) {  // grad bias from the transposed copy, in L1
+          T *bk = pb + g * Kg;
+          for (int64_t p = 0; p < P; ++p)
+#pragma omp simd
+            for (int64_t k = 0; k < Kg; ++k) bk[k] += gt[p * ldk + k];
+        }
+        wgrad_image<T, NQ, NV>(P, CRSp, ldk, us.data(), off.data(), gt,
+                               pw + g * CRSp * ldk);
+      }
+  }
+  void reduce(const T *pw, int64_t nch, T *gw) const {
+    const int64_t Kg = d.Kg(), CRS = d.CRS();
+#pragma omp for schedule(static)
+    for (int64_t q = 0; q < CRS; ++q)
+      for (int64_t g = 0; g < d.G; ++g)
+        for (int64_t ch = 0; ch < nch; ++ch) {
+          const T *src = pw + ch * partial_size() + g * CRSp * ldk + q * ldk;
+          T *dst = gw + g * Kg * CRS + q;
+          for (int64_t k = 0; k < Kg; ++k) dst[k * CRS] += src[k];
+        }
+  }
+};
+
+// GradWeightAlgo::PixelDot: partial per group lane-wise sums (Kg, CRS, VL), compacted to
+// (K, CRS) at the end of the chunk; the grad bias lane-wise after them, (K, VL).
+template <typename T>
+struct WgradPixelDot {
+  static constexpr int VL = Vec<T>::VL;
+  static constexpr bool fuses_bias = true;
+  const ConvDims &d;
+  Shifted sh;
+  std::vector<int64_t> off;
+  explicit WgradPixelDot(const ConvDims &dims)
+      : d(dims), sh(shifted_dims(dims, VL)), off(shifted_offsets(dims, sh)) {}
+  int64_t partial_size() const { return d.G * d.CRS() * d.Kg() * VL + d.K * VL; }
+  void chunk(const T *x, const T *gy, int64_t n0, int64_t n1, T *pw, T *pb) const {
+    const int64_t Kg = d.Kg(), CRS = d.CRS(), P = d.P();
+    std::vector<T> us(static_cast<size_t>(sh.size));
+    std::fill(pw, pw + partial_size(), T(0));
+    T *bsum = pw + d.G * CRS * Kg * VL;  // (K, VL)
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t g = 0; g < d.G; ++g) {
+        shift_input(d, sh, x + (n * d.C + g * d.Cg()) * d.H * d.W, us.data());
+        wgrad_dot_image(Kg, CRS, P, gy + (n * d.K + g * Kg) * P, us.data(), off.data(),
+                        pw + g * Kg * CRS * VL, pb ? bsum + g * Kg * VL : nullptr);
+      }
+    for (int64_t e = 0; e < d.G * Kg * CRS; ++e) {  // lane sums, in a fixed order
+      T sum = 0;
+      for (int j = 0; j < VL; ++j) sum += pw[e * VL + j];
+      pw[e] = sum;  // e <= e * VL: compacted in place to (K, CRS)
+    }
+    if (pb)
+      for (int64_t k = 0; k < d.K; ++k) {
+        T sum = 0;
+        for (int j = 0; j < VL; ++j) sum += bsum[k * VL + j];
+        pb[k] = sum;
+      }
+  }
+  void reduce(const T *pw, int64_t nch, T *gw) const {
+    const int64_t CRS = d.CRS();
+#pragma omp for schedule(static)
+    for (int64_t k = 0; k < d.K; ++k)
+      for (int64_t ch = 0; ch < nch; ++ch) {
+        const T *src = pw + ch * partial_size() + k * CRS;
+#pragma omp simd
+        for (int64_t q = 0; q < CRS; ++q) gw[k * CRS + q] += src[q];
+      }
+  }
+};
+
+// GradWeightAlgo::Im2colGemm: partial per group dW^T (CRS, Kg) = Xcol * dY^T.
+template <typename T>
+struct WgradIm2col {
+  static constexpr bool fuses_bias = false;
+  const ConvDims &d;
+  explicit WgradIm2col(const ConvDims &dims) : d(dims) {}
+  int64_t partial_size() const { return d.G * d.CRS() * d.Kg(); }
+  void chunk(const T *x, const T *gy, int64_t n0, int64_t n1, T *pw, T *) const {
+    const int64_t Kg = d.Kg(), CRS = d.CRS(), P = d.P();
+    std::vector<T> col(static_cast<size_t>(CRS * P));
+    std::vector<T> ap(static_cast<size_t>(packed_size<T>(CRS, P)));
+    std::vector<T> gyt(static_cast<size_t>(P * Kg));
+    std::vector<T> btmp(static_cast<size_t>(kKC * Tile<T>::NR));
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t g = 0; g < d.G; ++g) {
+        const T *gyg = gy + (n * d.K + g * Kg) * P;  // (Kg, P)
+        im2col(d, x + (n * d.C + g * d.Cg()) * d.H * d.W, col.data());
+        pack_a(CRS, P, col.data(), P, ap.data());
+        for (int64_t k = 0; k < Kg; ++k)
+          for (int64_t p = 0; p < P; ++p) gyt[static_cast<size_t>(p * Kg + k)] = gyg[k * P + p];
+        gemm_packed<T>(CRS, Kg, P, ap.data(), gyt.data(), Kg, pw + g * CRS * Kg, Kg, n > n0,
+                       btmp.data());
+      }
+  }
+  void reduce(const T *pw, int64_t nch, T *gw) const {
+    const int64_t Kg = d.Kg(), CRS = d.CRS();
+#pragma omp for schedule(static)
+    for (int64_t q = 0; q < CRS; ++q)
+      for (int64_t g = 0; g < d.G; ++g)
+        for (int64_t ch = 0; ch < nch; ++ch) {
+          const T *src = pw + ch * partial_size() + g * CRS * Kg + q * Kg;
+          T *dst = gw + g * Kg * CRS + q;
+          for (int64_t k = 0; k < Kg; ++k) dst[k * CRS] += src[k];
+        }
+  }
+};
+
+// Grad weight (gw, may be null) and grad bias (gb, may be null), both zeroed by the caller:
+// partial sums over a fixed number of chunks of the batch, each chunk by one thread, added
+// in chunk order, so the result does not depend on the thread count.
+template <typename T, typename Strategy>
+void grad_weight_bias(const ConvDims &d, const Strategy &st, const T *x, const T *gy, T *gw,
+                      T *gb, int threads) {
+  const int64_t nch = std::min<int64_t>(d.N, 16), wsz = gw ? st.partial_size() : 0;
+  // NOTE: not value-initialised (each chunk writes its part before adding to it): zeroing
+  // the whole buffer here was a serial pass over up to nch * wsz elements.
+  std::unique_ptr<T[]> pw(gw ? new T[static_cast<size_t>(nch * wsz)] : nullptr);
+  std::vector<T> pb(gb ? static_cast<size_t>(nch * d.K) : 0);
+  const int64_t P = d.P();
+#pragma omp parallel num_threads(threads) if (nch > 1)
+  {
+#pragma omp for schedule(static)
+    for (int64_t ch = 0; ch < nch; ++ch) {
+      const int64_t n0 = ch * d.N / nch, n1 = (ch + 1) * d.N / nch;
+      T *pbc = gb ? pb.data() + ch * d.K : nullptr;
+      if (pbc) std::fill(pbc, pbc + d.K, T(0));
+      const bool fuse_bias = pbc && gw && Strategy::fuses_bias;
+      if (pbc && !fuse_bias)
+        for (int64_t n = n0; n < n1; ++n)
+          for (int64_t k = 0; k < d.K; ++k) {
+            const T *gyk = gy + (n * d.K + k) * P;
+            T s = 0;
+#pragma omp simd reduction(+ : s)
+            for (int64_t p = 0; p < P; ++p) s += gyk[p];
+            pbc[k] += s;
+          }
+      if (gw) st.chunk(x, gy, n0, n1, pw.get() + ch * wsz, fuse_bias ? pbc : nullptr);
+    }
+    if (gb) {
+#pragma omp for schedule(static)
+      for (int64_t k = 0; k < d.K; ++k)
+        for (int64_t ch = 0; ch < nch; ++ch) gb[k] += pb[static_cast<size_t>(ch * d.K + k)];
+    }
+    if (gw) st.reduce(pw.get(), nch, gw);
+  }
+}
+
 }  // namespace
 
 template <typename T>
 void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy, T *gx, T *gw,
                          T *gb, int threads) {
-  const int64_t G = d.G, Kg = d.Kg(), Cg = d.Cg(), CRS = d.CRS(), P = d.P();
-  const int64_t HW = d.H * d.W;
   if (gw) std::fill(gw, gw + d.w_numel(), T(0));
   if (gb) std::fill(gb, gb + d.K, T(0));
+  if (gx && d.N == 0) std::fill(gx, gx + d.x_numel(), T(0));
   if (d.N == 0) return;
-  if (gx && grad_input_as_conv(d)) {
+  const ConvBackwardPlan plan = choose_conv2d_backward(d, static_cast<int>(sizeof(T)));
+  if (gx && plan.grad_input == GradInputAlgo::AsConv)
     grad_input_by_conv(d, w, gy, gx, threads);
-    gx = nullptr;  // done
-  } else if (gx) {
-    std::fill(gx, gx + d.x_numel(), T(0));
-  }
-  if (!gx && !gw && !gb) return;
-
-  // grad input by GEMM + col2im: W^T of every group packed once (CRS x Kg per group).
-  const int64_t psx = packed_size<T>(CRS, Kg);
-  std::vector<T> wtp;
-  if (gx) {
-    wtp.resize(static_cast<size_t>(G * psx));
-    std::vector<T> wt(static_cast<size_t>(CRS * Kg));
-    for (int64_t g = 0; g < G; ++g) {
-      const T *wg = w + g * Kg * CRS;  // (Kg, CRS)
-      for (int64_t k = 0; k < Kg; ++k)
-        for (int64_t q = 0; q < CRS; ++q) wt[static_cast<size_t>(q * Kg + k)] = wg[k * CRS + q];
-      pack_a(CRS, Kg, wt.data(), Kg, wtp.data() + g * psx);
-    }
-  }
-
-  // grad weight / bias: partial sums over fixed chunks of the batch.
-  const int64_t nch = std::min<int64_t>(d.N, 16);
-  // Grad weight, stride_h == 1: tg, a GEMM with output channels in the vector lanes when the
-  // reduction CRS is long enough that transposing grad_out (P*K/G scalar moves per image)
-  // costs little beside its P*K/G*CRS MACs; fd, dot products over the pixels, otherwise.
-  // Strided rows: GEMM on im2col.
-  constexpr int VL = Vec<T>::VL;
-  const bool tg = d.stride_h == 1 && CRS >= 4 * VL;
-  const bool fd = d.stride_h == 1 && !tg;
-  const int64_t nvec = (Kg + VL - 1) / VL;
-  const bool nv3 = nvec % 3 == 0;  // 8 x 3 tiles, else 12 x 2
-  const int64_t tq = nv3 ? 8 : 12, tv = nv3 ? 3 : 2;
-  const int64_t ldk = (nvec + tv - 1) / tv * tv * VL, CRSp = (CRS + tq - 1) / tq * tq;
-  // one chunk's partial grad weight: tg per group gwT (CRSp, ldk); fd per group lane-wise
-  // sums (Kg, CRS, VL) (the grad bias lane-wise after them, (K, VL)); else dW^T (CRS, Kg)
-  const int64_t wsz = tg ? G * CRSp * ldk : fd ? G * CRS * Kg * VL + d.K * VL : G * CRS * Kg;
-  const Shifted sh = shifted_dims(d, VL);
-  std::vector<int64_t> toff = tg || fd ? shifted_offsets(d, sh) : std::vector<int64_t>();
-  if (tg) toff.resize(static_cast<size_t>(CRSp), 0);  // padding rows read U[0..P), unused
-  // NOTE: not value-initialised (each chunk writes its part before adding to it): zeroing
-  // the whole buffer here was a serial pass over up to nch * wsz elements.
-  std::unique_ptr<T[]> pw(gw ? new T[static_cast<size_t>(nch * wsz)] : nullptr);
-  std::vector<T> pb(gb ? static_cast<size_t>(nch * d.K) : 0);
-
-#pragma omp parallel num_threads(threads) if (nch > 1 || d.N > 1)
-  {
-    const bool im2col_gw = gw && !fd && !tg;
-    const bool need_col = gx || im2col_gw;
-    std::vector<T> col(need_col ? static_cast<size_t>(CRS * P) : 0);
-    std::vector<T> ap(im2col_gw ? static_cast<size_t>(packed_size<T>(CRS, P)) : 0);
-    std::vector<T> gyt(im2col_gw ? static_cast<size_t>(P * Kg) : 0);
-    std::vector<T> us(gw && (tg || fd) ? static_cast<size_t>(sh.size) : 0);
-    Aligned<T> gyT(gw && tg ? P * ldk : 0);
-    std::vector<T> btmp(static_cast<size_t>(kKC * Tile<T>::NR));
-    // grad input: one image per iteration.
-    if (gx) {
-#pragma omp for schedule(static)
-      for (int64_t n = 0; n < d.N; ++n)
-        for (int64_t g = 0; g < G; ++g) {
-          const T *gyg = gy + (n * d.K + g * Kg) * P;  // (Kg, P)
-          gemm_packed<T>(CRS, P, Kg, wtp.data() + g * psx, gyg, P, col.data(), P, false,
-                         btmp.data());
-          col2im_add(d, col.data(), gx + (n * d.C + g * Cg) * HW);
-        }
-    }
-    if (gw || gb) {
-#pragma omp for schedule(static)
-      for (int64_t ch = 0; ch < nch; ++ch) {
-        const int64_t n0 = ch * d.N / nch, n1 = (ch + 1) * d.N / nch;
-        T *pwc = gw ? pw.get() + ch * wsz : nullptr;
-        T *pbc = gb ? pb.data() + ch * d.K : nullptr;
-        if (pbc) std::fill(pbc, pbc + d.K, T(0));
-        // grad bias summed from grad_out as the grad weight passes read it (fd: in the tiles,
-        // tg: from the transposed copy, in L1) rather than in a pass of its own
-        const bool fuse_bias = pbc && pwc && (fd || tg);
-        if (pbc && !fuse_bias)
-          for (int64_t n = n0; n < n1; ++n)
-            for (int64_t k = 0; k < d.K; ++k) {
-              const T *gyk = gy + (n * d.K + k) * P;
-              T s = 0;
-#pragma omp simd reduction(+ : s)
-              for (int64_t p = 0; p < P; ++p) s += gyk[p];
-              pbc[k] += s;
-            }
-        if (!pwc) continue;
-        if (tg) {
-          // pwc is per group gwT (CRSp, ldk).
-          std::fill(pwc, pwc + wsz, T(0));
-          for (int64_t n = n0; n < n1; ++n)
-            for (int64_t g = 0; g < G; ++g) {
-              shift_input(d, sh, x + (n * d.C + g * Cg) * HW, us.data());
-              const T *gyg = gy + (n * d.K + g * Kg) * P;  // (Kg, P)
-              T *gt = gyT.data();
-              for (int64_t p = 0; p < P; ++p) {
-                for (int64_t k = 0; k < Kg; ++k) gt[p * ldk + k] = gyg[k * P + p];
-                for (int64_t k = Kg; k < ldk; ++k) gt[p * ldk + k] = T(0);
-              }
-              if (fuse_bias) {
-                T *bk = pbc + g * Kg;
-                for (int64_t p = 0; p < P; ++p)
-#pragma omp simd
-                  for (int64_t k = 0; k < Kg; ++k) bk[k] += gt[p * ldk + k];
-              }
-              T *gwT = pwc + g * CRSp * ldk;
-              if (nv3)
-                wgrad_image<T, 8, 3>(P, CRSp, ldk, us.data(), toff.data(), gt, gwT);
-              else
-                wgrad_image<T, 12, 2>(P, CRSp, ldk, us.data(), toff.data(), gt, gwT);
-            }
-          continue;
-        }
-        if (fd) {
-          std::fill(pwc, pwc + wsz, T(0));
-          T *bsum = pwc + G * CRS * Kg * VL;  // (K, VL)
-          for (int64_t n = n0; n < n1; ++n)
-            for (int64_t g = 0; g < G; ++g) {
-              shift_input(d, sh, x + (n * d.C + g * Cg) * HW, us.data());
-              wgrad_dot_image(Kg, CRS, P, gy + (n * d.K + g * Kg) * P, us.data(), toff.data(),
-                              pwc + g * Kg * CRS * VL, fuse_bias ? bsum + g * Kg * VL : nullptr);
-            }
-          // lane sums, in a fixed order
-          for (int64_t e = 0; e < G * Kg * CRS; ++e) {
-            T sum = 0;
-            for (int j = 0; j < VL; ++j) sum += pwc[e * VL + j];
-            pwc[e] = sum;  // e <= e * VL: compacted in place to (K, CRS)
-          }
-          if (fuse_bias)
-            for (int64_t k = 0; k < d.K; ++k) {
-              T sum = 0;
-              for (int j = 0; j < VL; ++j) sum += bsum[k * VL + j];
-              pbc[k] = sum;
-            }
-          continue;
-        }
-        for (int64_t n = n0; n < n1; ++n)
-          for (int64_t g = 0; g < G; ++g) {
-            const T *gyg = gy + (n * d.K + g * Kg) * P;  // (Kg, P)
-            im2col(d, x + (n * d.C + g * Cg) * HW, col.data());
-            pack_a(CRS, P, col.data(), P, ap.data());
-            for (int64_t k = 0; k < Kg; ++k)
-              for (int64_t p = 0; p < P; ++p) gyt[static_cast<size_t>(p * Kg + k)] = gyg[k * P + p];
-            gemm_packed<T>(CRS, Kg, P, ap.data(), gyt.data(), Kg, pwc + g * CRS * Kg, Kg,
-                           n > n0, btmp.data());
-          }
-      }
-      // Sum the chunks in order (for every element chunk 0, 1, ...: the same sums for any
-      // thread count), split across the threads along the partials' rows.
-      if (gb) {
-#pragma omp for schedule(static)
-        for (int64_t k = 0; k < d.K; ++k)
-          for (int64_t ch = 0; ch < nch; ++ch) gb[k] += pb[static_cast<size_t>(ch * d.K + k)];
-      }
-      if (gw && fd) {  // gw (K, CRS) at the start of each chunk's buffer
-#pragma omp for schedule(static)
-        for (int64_t k = 0; k < d.K; ++k)
-          for (int64_t ch = 0; ch < nch; ++ch) {
-            const T *src = pw.get() + ch * wsz + k * CRS;
-#pragma omp simd
-            for (int64_t q = 0; q < CRS; ++q) gw[k * CRS + q] += src[q];
-          }
-      } else if (gw) {  // transposed per group: gwT (CRSp, ldk) or dW^T (CRS, Kg)
-        const int64_t gstride = tg ? CRSp * ldk : CRS * Kg, ld = tg ? ldk : Kg;
-#pragma omp for schedule(static)
-        for (int64_t q = 0; q < CRS; ++q)
-          for (int64_t g = 0; g < G; ++g)
-            for (int64_t ch = 0; ch < nch; ++ch) {
-              const T *src = pw.get() + ch * wsz + g * gstride + q * ld;
-              T *dst = gw + g * Kg * CRS + q;
-              for (int64_t k = 0; k < Kg; ++k) dst[k * CRS] += src[k];
-            }
-      }
-    }
+  else if (gx)
+    grad_input_by_gemm_col2im(d, w, gy, gx, threads);
+  if (!gw && !gb) return;
+  switch (plan.grad_weight) {
+    case GradWeightAlgo::TransposedGemm8x3:
+      grad_weight_bias(d, WgradTransposed<T, 8, 3>(d), x, gy, gw, gb, threads);
+      break;
+    case GradWeightAlgo::TransposedGemm12x2:
+      grad_weight_bias(d, WgradTransposed<T, 12, 2>(d), x, gy, gw, gb, threads);
+      break;
+    case GradWeightAlgo::PixelDot:
+      grad_weight_bias(d, WgradPixelDot<T>(d), x, gy, gw, gb, threads);
+      break;
+    default:
+      grad_weight_bias(d, WgradIm2col<T>(d), x, gy, gw, gb, threads);
   }
 }
 

@@ -282,3 +282,30 @@ def test_thread_count_follows_torch_and_result_does_not_depend_on_it(c: int) -> 
         torch.set_num_threads(saved)
     for a, e in zip(out[0], out[1], strict=True):
         assert torch.equal(a, e)
+
+
+@pytest.mark.parametrize(
+    ("dims", "dtype", "expected"),
+    [
+        # conv layer 1: one input channel (GEMM + col2im), CRS = 25 < 4 vectors (pixel dots)
+        ([128, 1, 28, 28, 16, 5, 5, 28, 28, 1, 1, 2, 2, 2, 2, 1, 1, 1], "float32",
+         ("gemm_col2im", "pixel_dot")),
+        # conv layer 2: 32 channels = 2 float32 vectors (12 x 2 tiles), CRS = 400
+        ([128, 16, 14, 14, 32, 5, 5, 14, 14, 1, 1, 2, 2, 2, 2, 1, 1, 1], "float32",
+         ("as_conv", "transposed_gemm_12x2")),
+        # inception 3x3: 96 channels = 6 vectors, a multiple of 3 (8 x 3 tiles)
+        ([64, 160, 13, 13, 96, 3, 3, 13, 13, 1, 1, 1, 1, 1, 1, 1, 1, 1], "float32",
+         ("as_conv", "transposed_gemm_8x3")),
+        # float64 vectors hold 8: 48 channels = 6 vectors
+        ([2, 16, 8, 8, 48, 3, 3, 8, 8, 1, 1, 1, 1, 1, 1, 1, 1, 1], "float64",
+         ("as_conv", "transposed_gemm_8x3")),
+        # stride 2: im2col rows; grad input cannot be a stride-1 conv
+        ([2, 16, 9, 9, 8, 3, 3, 4, 4, 2, 2, 0, 0, 0, 0, 1, 1, 1], "float32",
+         ("gemm_col2im", "im2col_gemm")),
+    ],
+)  # fmt: skip
+def test_backward_strategy_chooser(dims: list[int], dtype: str, expected: tuple[str, str]) -> None:
+    plan = _C.conv2d_backward_plan(dims, dtype)
+    assert (plan["grad_input"], plan["grad_weight"]) == expected
+    with pytest.raises(ValueError, match="output size does not match"):
+        _C.conv2d_backward_plan([*dims[:7], dims[7] + 1, *dims[8:]], dtype)

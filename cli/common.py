@@ -6,18 +6,22 @@ import argparse
 import sys
 from typing import Any
 
-from dlsys.cli.main import HelpFormatter
 from dlsys.common.io import dumps
+from dlsys.common.version import dlsys_version
+
+__all__ = [
+    "HelpFormatter",
+    "add_command",
+    "add_json_flag",
+    "add_out_flag",
+    "add_quiet_flag",
+    "dlsys_version",
+    "print_json",
+]
 
 
-def dlsys_version() -> str:
-    """The installed dlsys version."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("dlsys")
-    except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
-        return "0+unknown"
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the examples in descriptions and epilogs as written."""
 
 
 def add_command(

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import dlsys.cli
+from dlsys.cli.common import HelpFormatter
+from dlsys.common.version import dlsys_version
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -45,10 +47,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keep the examples in descriptions and epilogs as written."""
 
 
 def _one_line(text: str) -> str:
@@ -118,8 +116,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(args_list)
         if args.version:
-            from dlsys.cli.common import dlsys_version
-
             print(dlsys_version())
             return EXIT_OK
         func: Any = getattr(args, "func", None)

@@ -53,6 +53,7 @@ from dlsys.simulator.core import (
     row_bytes,
 )
 from dlsys.simulator.distributions import Time
+from dlsys.simulator.limits import check_trace_growth
 from dlsys.simulator.protocols import (
     CANCEL_ALL,
     NO_WAKE,
@@ -527,7 +528,10 @@ class Engine:
         if self.scenario.until_time is not None:
             tev = new_event(env, URGENT, self.scenario.until_time)
             tev.callbacks.append(lambda _e: self._time_up())  # type: ignore[union-attr]
-        stopped = step_loop(env)
+        watch = None
+        if self.scenario.until_time is not None:
+            watch = partial(check_trace_growth, self.scenario, self.cols["learner"].__len__, env)
+        stopped = step_loop(env, watch)
         if stopped:
             reason = (
                 "until_updates" if self.updates == self.scenario.until_updates else "until_time"

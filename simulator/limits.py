@@ -19,6 +19,7 @@ Summary-only runs (no trace) are charged for their learners only.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from dlsys.common import check_memory, format_bytes
@@ -28,12 +29,13 @@ from dlsys.common import check_memory, format_bytes
 #: 2 updates, numpy 2, SimPy 4), rounded up.
 LEARNER_BYTES = 4096
 
-#: Bytes per trace row at the run's peak: the SimPy engine appends each row to nine Python
-#: lists (8-byte pointers plus 24-byte floats and 28-byte ints), then copies them into the
-#: numpy columns of the trace (41 to 57 bytes a row: two int32, two int64, four float64 and
-#: an int8). Peak 149 to 206 bytes a row measured with tracemalloc over 100000-update runs
-#: of the async, sync, k-sync and ssp examples; rounded up.
-ROW_BYTES = 224
+#: Bytes per trace row at the run's peak, whichever engine runs it: 322 measured with
+#: tracemalloc on the SimPy engine's async fast path (100000 updates of the async example;
+#: it appends to arrays, then builds the numpy columns with their temporaries), 154 to 177
+#: on the general SimPy engine (sync, k-sync, ssp, softsync, backup), 138 to 149 on the
+#: vector engine; rounded up. The trace itself holds 41 to 57 bytes a row (two int32, two
+#: int64, four float64 and an int8 column, some shared).
+ROW_BYTES = 336
 
 #: Protocols where every gradient is an update of its own (one trace row per update).
 #: Every other protocol writes at most one row per learner per update (the gradients an
@@ -121,19 +123,25 @@ def check_run(scenario: Any, *, trace: bool = True, prefix: str = "simulation.")
     check_memory(field, nbytes, ADVICE, what=what)
 
 
-def check_trace_growth(scenario: Any, rows: int, now: float, prefix: str = "simulation.") -> None:
-    """Check again while an ``until_time`` run grows its trace: ``rows`` written by ``now``
-    seconds project ``rows * until_time / now`` rows by the end."""
-    if scenario.until_time is None or now <= 0:
+def check_trace_growth(
+    scenario: Any, rows: Callable[[], int], env: Any, prefix: str = "simulation."
+) -> None:
+    """Check again while an ``until_time`` run grows its trace: ``rows()`` rows written by
+    ``env.now`` seconds project ``rows() * until_time / env.now`` rows by the end (without
+    end if simulated time has not moved). Engines call it every few tens of thousands of
+    events, so a run whose durations are far shorter than the estimate assumed (a heavy
+    tail with a tiny minimum) is stopped before it fills the memory."""
+    written, now = rows(), float(env.now)
+    if scenario.until_time is None or written == 0:
         return
-    projected = rows * float(scenario.until_time) / now
+    projected = math.inf if now <= 0 else written * float(scenario.until_time) / now
     check_memory(
         prefix + "until_time",
         int(scenario.n) * LEARNER_BYTES + projected * ROW_BYTES,
         ADVICE,
         what=(
-            f"a trace of about {_count(projected)} rows ({rows} in the first {now:.6g} s, "
-            f"so far) at {ROW_BYTES} bytes each"
+            f"a trace of about {_count(projected)} rows ({written} in the first {now:.3g} s "
+            f"of {float(scenario.until_time):.6g}) at {ROW_BYTES} bytes each"
         ),
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Generator, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from simpy.events import URGENT
 
 from dlsys.simulator.core import RawRun
 from dlsys.simulator.distributions import Time
+from dlsys.simulator.limits import check_trace_growth
 from dlsys.simulator.protocols import Async
 from dlsys.simulator.scenario import Scenario
 
@@ -44,13 +46,26 @@ def new_event(env: Any, priority: int, delay: Time = 0) -> simpy.Event:
     return ev
 
 
-def step_loop(env: Any) -> bool:
-    """Step until a StopSimulation (True) or until no events are left (False)."""
+#: Events between two calls of step_loop's ``watch``.
+WATCH_EVERY = 1 << 16
+
+
+def step_loop(env: Any, watch: Callable[[], None] | None = None) -> bool:
+    """Step until a StopSimulation (True) or until no events are left (False).
+
+    ``watch``, if given, is called every :data:`WATCH_EVERY` events (the growing-trace
+    check of an ``until_time`` run, :func:`dlsys.simulator.limits.check_trace_growth`).
+    """
     # NOTE: inlined for performance (Environment.run without its per-call checks).
     step = env.step
+    block = range(WATCH_EVERY)
     try:
-        while True:
+        while watch is None:
             step()
+        while True:
+            for _ in block:
+                step()
+            watch()
     except StopSimulation:
         return True
     except EmptySchedule:
@@ -125,7 +140,10 @@ def run_fast(scenario: Scenario, rngs: list[np.random.Generator]) -> RawRun:
     if scenario.until_time is not None:
         tev = new_event(env, URGENT, float(scenario.until_time))
         tev.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
-    stopped = step_loop(env)
+    watch = None
+    if scenario.until_time is not None:
+        watch = partial(check_trace_growth, scenario, lrn_col.__len__, env)
+    stopped = step_loop(env, watch)
     updates = len(lrn_col)
     if scenario.until_updates is not None and updates >= scenario.until_updates:
         reason = "until_updates"

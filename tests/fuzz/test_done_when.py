@@ -4,7 +4,7 @@ one line naming the field and the implied size (the machine's own memory is the 
 The sizes are far above any machine's memory (terabytes), so the tests hold everywhere:
 - ``count = 1000000000``: 10**9 learners x 4096 bytes = 4.1e12 bytes, "4.1 TB";
 - ``until_updates = 100000000000`` with 4 async learners (one trace row per update):
-  10**11 rows x 224 bytes + 4 x 4096 = 2.24e13 bytes, "22 TB";
+  10**11 rows x 336 bytes + 4 x 4096 = 3.36e13 bytes, "34 TB";
 - ``dlsys biasvar --datasets 1000000000`` (50 points: 40 train, 10 test): per data set
   400 + 8 x (2 x 40 + 10) + 4 x 8 x 10 = 1440 bytes, x 10**9 = 1.44e12 bytes, "1.4 TB".
 
@@ -64,7 +64,7 @@ def _refused(out: subprocess.CompletedProcess[str], field: str, size: str) -> No
     ("text", "field", "size"),
     [
         (COUNT, "learner[0].count", "4.1 TB"),
-        (UPDATES, "simulation.until_updates", "22 TB"),
+        (UPDATES, "simulation.until_updates", "34 TB"),
     ],
     ids=["count", "until_updates"],
 )

@@ -5,8 +5,8 @@ size may follow a schedule of the update count), compute the gradient of the mea
 accumulated micro-batches when the batch would not fit the memory budget — apply the flood
 level, step the optimizer (SGD with momentum, or Adam) and then torch's per-step LR scheduler.
 Per epoch it evaluates validation (and test) loss and accuracy, keeps the best model by
-validation accuracy, stops early after ``patience`` epochs without improvement and writes a
-checkpoint atomically.
+validation accuracy, stops early after ``patience`` epochs without improvement
+(:class:`EarlyStopping`) and writes a checkpoint atomically (:mod:`dlsys.training.checkpoint`).
 
 Resuming from a checkpoint restores the model, optimizer, scheduler, the batch permutation
 generator, torch's global RNG (dropout), the early-stopping state and the metrics so far, so
@@ -16,16 +16,15 @@ times aside). Checkpoints hold only tensors and plain Python values and load wit
 
 Micro-batching: the gradient of the mean loss over a batch of ``B`` equals the sum over
 micro-batches ``m`` of ``(|m| / B) * grad(mean loss over m)``. Flooding's gradient is
-``sign(L - b) * grad L`` for the batch loss ``L``, so with micro-batches the accumulated
-cross-entropy gradient is negated when ``L < b`` (and zeroed when ``L == b``, as
-``torch.abs``'s gradient is at 0). Batch-norm statistics are per micro-batch, as in any
-gradient accumulation.
+``sign(L - b) * grad L`` for the batch loss ``L`` (:func:`flood_sign`, the one statement of
+the rule), so with micro-batches the accumulated cross-entropy gradient is negated when
+``L < b`` (and zeroed when ``L == b``, as ``torch.abs``'s gradient is at 0). Batch-norm
+statistics are per micro-batch, as in any gradient accumulation.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import time
 from collections.abc import Callable
@@ -38,9 +37,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlsys.common.errors import check_finite, check_positive, unknown_name
-from dlsys.common.io import atomic_write_bytes, to_jsonable
+from dlsys.common.errors import check_choice, check_finite, check_int, check_positive
+from dlsys.common.io import to_jsonable
 from dlsys.common.progress import progress
+from dlsys.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    config_differences,
+    load_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from dlsys.training.data import Batches, Splits
 from dlsys.training.models import build_model, flooding_loss, parameter_count
 
@@ -48,18 +54,19 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "OPTIMIZERS",
     "SCHEDULERS",
+    "EarlyStopping",
     "TrainConfig",
     "TrainResult",
     "batch_size_at",
     "config_differences",
     "evaluate",
+    "flood_sign",
     "load_checkpoint",
     "micro_batch_size",
+    "save_checkpoint",
     "train",
 ]
 
-#: Version tag stored in every checkpoint.
-CHECKPOINT_FORMAT = "dlsys.training.checkpoint/1"
 #: Optimizers accepted by :class:`TrainConfig`.
 OPTIMIZERS = ("sgd", "adam")
 #: Per-step LR schedulers (all torch's own) accepted in ``TrainConfig.scheduler["name"]``.
@@ -107,32 +114,29 @@ class TrainConfig:
     max_updates: int | None = None
 
     def __post_init__(self) -> None:
-        _check_int("epochs", self.epochs, 1)
-        _check_int("batch_size", self.batch_size, 1)
+        check_int("epochs", self.epochs, minimum=1)
+        check_int("batch_size", self.batch_size, minimum=1)
         check_positive("lr", self.lr)
-        if self.optimizer not in OPTIMIZERS:
-            raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
         m = check_finite("momentum", self.momentum)
         if not 0.0 <= m < 1.0:
             raise ValueError(f"momentum: must be in [0, 1), got {self.momentum!r}")
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
         check_positive("flood", self.flood, allow_zero=True)
         if self.patience is not None:
-            _check_int("patience", self.patience, 1)
-        _check_int("seed", self.seed, 0)
+            check_int("patience", self.patience, minimum=1)
+        check_int("seed", self.seed, minimum=0)
         check_positive("memory_budget_mb", self.memory_budget_mb)
         if self.max_updates is not None:
-            _check_int("max_updates", self.max_updates, 1)
+            check_int("max_updates", self.max_updates, minimum=1)
         if self.scheduler is not None:
-            name = self.scheduler.get("name")
-            if name not in SCHEDULERS:
-                raise unknown_name("scheduler", str(name), SCHEDULERS)
+            check_choice("scheduler.name", self.scheduler.get("name"), SCHEDULERS)
         if self.batch_schedule is not None:
             bs = self.batch_schedule
             for key in ("start", "factor", "every", "max"):
                 if key not in bs:
                     raise ValueError(f"batch_schedule: missing key {key!r}")
-                _check_int(f"batch_schedule.{key}", bs[key], 1)
+                check_int(f"batch_schedule.{key}", bs[key], minimum=1)
             if bs["max"] < bs["start"]:
                 raise ValueError(
                     f"batch_schedule: max ({bs['max']}) must be >= start ({bs['start']})"
@@ -141,14 +145,6 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """The config as JSON-ready values."""
         return to_jsonable(dataclasses.asdict(self))  # type: ignore[no-any-return]
-
-
-def _check_int(field_name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{field_name}: must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{field_name}: must be >= {minimum}, got {value!r}")
-    return int(value)
 
 
 @dataclass
@@ -290,39 +286,187 @@ def _seeds(seed: int) -> tuple[int, int]:
     return int(init.generate_state(1, np.uint64)[0]), int(batches.generate_state(1, np.uint64)[0])
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
-
-
-def config_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """``"key: checkpoint=X, now=Y"`` for every (nested) key whose value differs."""
-    a, b = _flatten(saved), _flatten(now)
-    diffs = []
-    for k in sorted(set(a) | set(b)):
-        if a.get(k, "<absent>") != b.get(k, "<absent>"):
-            diffs.append(f"{k}: checkpoint={a.get(k, '<absent>')!r}, now={b.get(k, '<absent>')!r}")
-    return diffs
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint with ``torch.load(weights_only=True)``; ``ValueError`` if unusable."""
-    p = Path(path)
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"--resume: cannot read checkpoint {str(p)!r} ({exc})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"--resume: {str(p)!r} is not a {CHECKPOINT_FORMAT} checkpoint")
-    return ckpt
-
-
 def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+def flood_sign(loss: float, b: float) -> float:
+    """The flooding rule (Ishida et al. 2020): the gradient of ``|L - b| + b`` is
+    ``flood_sign(L, b) * grad L`` for the batch loss ``L`` (nats) and flood level ``b``:
+    +1 above the flood level, -1 below it (gradient ascent), 0 at it (``torch.abs``'s gradient
+    at 0). ``b == 0`` is no flooding (+1 for any loss). The fused loss (:func:`flooding_loss`)
+    applies this rule inside its gradient; the micro-batch path applies it to the accumulated
+    cross-entropy gradient; ``tests/training/test_loop.py`` holds the two to each other."""
+    if b <= 0.0 or loss > b:
+        return 1.0
+    return 0.0 if loss == b else -1.0
+
+
+@dataclass
+class EarlyStopping:
+    """Early stopping on validation accuracy: the state and the rule, epoch by epoch.
+
+    :meth:`update` takes an epoch's validation accuracy; an epoch improves when its accuracy
+    is finite and strictly above the best so far. After ``patience`` epochs in a row without
+    improvement :attr:`should_stop` is True (``patience`` None: never). ``best_epoch`` is 0
+    until an epoch improves; ``updates_to_best`` and ``time_to_best`` (wall seconds) record
+    when the best model was reached; ``best_state`` holds its weights (CPU copies) when the
+    caller keeps them.
+    """
+
+    patience: int | None = None
+    best_val_acc: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    updates_to_best: int = 0
+    time_to_best: float = 0.0
+    best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    def update(self, epoch: int, val_acc: float, updates: int = 0, elapsed: float = 0.0) -> bool:
+        """Record epoch ``epoch`` (1-based); True if it is the new best."""
+        if math.isfinite(val_acc) and val_acc > self.best_val_acc:
+            self.best_val_acc, self.best_epoch, self.bad_epochs = val_acc, epoch, 0
+            self.updates_to_best, self.time_to_best = updates, elapsed
+            self.best_state = None
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        """True once ``patience`` epochs in a row have not improved."""
+        return self.patience is not None and self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain values for a checkpoint (loads with ``torch.load(weights_only=True)``)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)[1:]}
+
+    @classmethod
+    def from_state(cls, patience: int | None, state: dict[str, Any]) -> EarlyStopping:
+        """The inverse of :meth:`state_dict`."""
+        return cls(patience=patience, **state)
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+@dataclass
+class _Progress:
+    """Everything a checkpoint restores besides the model, optimizer, scheduler and RNGs."""
+
+    es: EarlyStopping
+    history: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    updates: int = 0
+    elapsed: float = 0.0
+    epoch: int = 0
+    diverged: bool = False
+    done: bool = False
+
+    def state(self) -> dict[str, Any]:
+        """Plain values for :func:`dlsys.training.checkpoint.save_checkpoint`."""
+        return {
+            "epoch": self.epoch,
+            "done": self.done,
+            "es": self.es.state_dict(),
+            "history": self.history,
+            "steps": self.steps,
+            "updates": self.updates,
+            "elapsed": self.elapsed,
+            "diverged": self.diverged,
+        }
+
+    @classmethod
+    def from_state(cls, patience: int | None, ckpt: dict[str, Any]) -> _Progress:
+        """The inverse of :meth:`state` (``ckpt``: a loaded checkpoint)."""
+        return cls(
+            es=EarlyStopping.from_state(patience, dict(ckpt["es"])),
+            history=list(ckpt["history"]),
+            steps=list(ckpt["steps"]),
+            updates=int(ckpt["updates"]),
+            elapsed=float(ckpt["elapsed"]),
+            epoch=int(ckpt["epoch"]),
+            diverged=bool(ckpt["diverged"]),
+            done=bool(ckpt["done"]),
+        )
+
+
+# ----------------------------------------------------------------------------- one update
+
+
+def _update(
+    model: nn.Module,
+    losses: tuple[nn.Module, nn.Module],
+    flood: float,
+    micro: int,
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> tuple[float, int]:
+    """Gradient of one batch (x, y) into ``.grad``; returns (mean CE in nats, correct count).
+
+    ``losses`` is (the flooding loss, plain cross-entropy). A batch of at most ``micro``
+    samples runs the flooding loss directly; a larger one accumulates ``(|m| / B) * grad CE``
+    over micro-batches ``m`` and then applies :func:`flood_sign` of the batch CE.
+    """
+    loss_fn, ce_fn = losses
+    n = int(x.shape[0])
+    if n <= micro:
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        loss.backward()
+        with torch.no_grad():
+            ce = float(F.cross_entropy(logits, y)) if flood > 0 else float(loss.detach())
+            return ce, int((logits.argmax(1) == y).sum())
+    ce_sum = 0.0
+    correct = 0
+    for s in range(0, n, micro):
+        xb, yb = x[s : s + micro], y[s : s + micro]
+        logits = model(xb)
+        part = ce_fn(logits, yb)
+        (part * (xb.shape[0] / n)).backward()
+        ce_sum += float(part.detach()) * xb.shape[0]
+        correct += int((logits.argmax(1) == yb).sum())
+    ce = ce_sum / n
+    sign = flood_sign(ce, flood)
+    if sign != 1.0:
+        for p in model.parameters():
+            if p.grad is not None:
+                if sign == 0.0:
+                    p.grad.zero_()
+                else:
+                    p.grad.neg_()
+    return ce, correct
+
+
+def _epoch_record(
+    config: TrainConfig,
+    model: nn.Module,
+    data: Splits,
+    micro: int,
+    head: dict[str, Any],
+    running: tuple[float, int, int],
+) -> dict[str, Any]:
+    """The epoch's history row: ``head`` (epoch, updates, lr, batch size) plus train, val
+    (and test) loss, accuracy and error; train from ``running`` (loss sum, correct, seen)
+    unless ``config.eval_train``."""
+    rec = dict(head)
+    if config.eval_train:
+        tl, ta = evaluate(model, data.train_x, data.train_y, micro)
+    else:
+        loss_sum, correct_sum, seen = running
+        tl, ta = loss_sum / max(seen, 1), correct_sum / max(seen, 1)
+    vl, va = evaluate(model, data.val_x, data.val_y, micro)
+    rec.update(train_loss=tl, train_acc=ta, val_loss=vl, val_acc=va)
+    if config.track_test:
+        sl, sa = evaluate(model, data.test_x, data.test_y, micro)
+        rec.update(test_loss=sl, test_acc=sa)
+    for split in ("train", "val", "test"):
+        if f"{split}_acc" in rec:
+            rec[f"{split}_error"] = 100.0 * (1.0 - rec[f"{split}_acc"])
+    return rec
 
 
 # ----------------------------------------------------------------------------- train
@@ -349,7 +493,9 @@ def train(
     epoch's checkpoint; ``on_step(record)`` after each update and may return True to stop.
     """
     device = data.train_x.device
-    full_config = {"train": config.to_dict(), "data": data.describe(), **(context or {})}
+    full_config = to_jsonable(
+        {"train": config.to_dict(), "data": data.describe(), **(context or {})}
+    )
     init_seed, batch_seed = _seeds(config.seed)
 
     torch.manual_seed(init_seed)
@@ -357,114 +503,22 @@ def train(
     params = parameter_count(model, data.input_shape)  # traced on meta: no RNG, no memory
     model.to(device)
     loss_fn = flooding_loss(config.flood, config.kernels)
-    ce_fn = flooding_loss(0.0, config.kernels) if config.flood > 0 else loss_fn
+    losses = (loss_fn, flooding_loss(0.0, config.kernels) if config.flood > 0 else loss_fn)
     opt = _build_optimizer(config, model)
     sched = _build_scheduler(config, opt)
     gen = torch.Generator().manual_seed(batch_seed)
     batches = Batches(data.train_x, data.train_y, gen)
     micro, _ = micro_batch_size(model, data.train_x[:1], config.memory_budget_mb)
 
-    history: list[dict[str, Any]] = []
-    steps: list[dict[str, Any]] = []
-    updates = 0
-    elapsed = 0.0
-    start_epoch = 0
-    diverged = False
-    done = False
-    es: dict[str, Any] = {
-        "best_val_acc": -1.0,
-        "best_epoch": 0,
-        "bad_epochs": 0,
-        "updates_to_best": 0,
-        "time_to_best": 0.0,
-        "best_state": None,
-    }
-
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    run = _Progress(es=EarlyStopping(config.patience))
     if resume and ckpt_path is not None and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        diffs = config_differences(ckpt["config"], to_jsonable(full_config))
-        if diffs:
-            raise ValueError(
-                f"--resume: checkpoint {str(ckpt_path)!r} was written with a different config: "
-                + "; ".join(diffs)
-            )
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(ckpt["scheduler"])
-        gen.set_state(ckpt["rng"]["batches"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if torch.cuda.is_available() and ckpt["rng"].get("cuda"):
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-        history, steps = list(ckpt["history"]), list(ckpt["steps"])
-        updates, elapsed = int(ckpt["updates"]), float(ckpt["elapsed"])
-        start_epoch, diverged, done = int(ckpt["epoch"]), bool(ckpt["diverged"]), ckpt["done"]
-        es = dict(ckpt["es"])
+        run = _Progress.from_state(
+            config.patience, restore_checkpoint(ckpt_path, full_config, model, opt, sched, gen)
+        )
 
-    def save(epoch: int, finished: bool) -> None:
-        if ckpt_path is None:
-            return
-        payload = {
-            "format": CHECKPOINT_FORMAT,
-            "config": to_jsonable(full_config),
-            "epoch": epoch,
-            "done": finished,
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict() if sched is not None else None,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "batches": gen.get_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
-            "es": es,
-            "history": history,
-            "steps": steps,
-            "updates": updates,
-            "elapsed": elapsed,
-            "diverged": diverged,
-        }
-        buf = io.BytesIO()
-        torch.save(payload, buf)
-        atomic_write_bytes(ckpt_path, buf.getvalue())
-
-    def one_update(x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
-        """One optimizer update on batch (x, y); returns (mean CE in nats, correct count)."""
-        n = int(x.shape[0])
-        opt.zero_grad(set_to_none=True)
-        if n <= micro:
-            logits = model(x)
-            loss = loss_fn(logits, y)
-            loss.backward()
-            with torch.no_grad():
-                ce = float(F.cross_entropy(logits, y)) if config.flood > 0 else float(loss.detach())
-                correct = int((logits.argmax(1) == y).sum())
-        else:
-            ce_sum = 0.0
-            correct = 0
-            for s in range(0, n, micro):
-                xb, yb = x[s : s + micro], y[s : s + micro]
-                logits = model(xb)
-                part = ce_fn(logits, yb)
-                (part * (xb.shape[0] / n)).backward()
-                ce_sum += float(part.detach()) * xb.shape[0]
-                correct += int((logits.argmax(1) == yb).sum())
-            ce = ce_sum / n
-            if config.flood > 0 and ce <= config.flood:
-                for p in model.parameters():
-                    if p.grad is not None:
-                        if ce == config.flood:
-                            p.grad.zero_()
-                        else:
-                            p.grad.neg_()
-        opt.step()
-        if sched is not None:
-            sched.step()
-        return ce, correct
-
-    epochs = range(start_epoch, config.epochs)
-    stop = done
+    epochs = range(run.epoch, config.epochs)
+    stop = was_done = run.done
     for epoch in progress(epochs, total=len(epochs), desc=desc, quiet=quiet):
         if stop:
             break
@@ -472,96 +526,70 @@ def train(
         model.train()
         loss_sum, correct_sum, seen = 0.0, 0, 0
         lr_now = opt.param_groups[0]["lr"]
-        bs_now = batch_size_at(config, updates)
+        bs_now = batch_size_at(config, run.updates)
         schedule = (lambda u: batch_size_at(config, u)) if config.batch_schedule else bs_now
-        for x, y in batches.epoch(schedule, updates):
+        for x, y in batches.epoch(schedule, run.updates):
             lr_now = opt.param_groups[0]["lr"]
-            bs_now = batch_size_at(config, updates)
+            bs_now = batch_size_at(config, run.updates)
             n = int(x.shape[0])
-            ce, correct = one_update(x, y)
-            updates += 1
-            loss_sum += ce * n
-            correct_sum += correct
-            seen += n
+            opt.zero_grad(set_to_none=True)
+            ce, correct = _update(model, losses, config.flood, micro, x, y)
+            opt.step()
+            if sched is not None:
+                sched.step()
+            run.updates += 1
+            loss_sum, correct_sum, seen = loss_sum + ce * n, correct_sum + correct, seen + n
             record = {
-                "update": updates,
+                "update": run.updates,
                 "epoch": epoch + 1,
                 "batch_size": n,
                 "lr": lr_now,
                 "loss": ce,
                 "acc": correct / n,
-                "time": elapsed + time.perf_counter() - t0,
+                "time": run.elapsed + time.perf_counter() - t0,
             }
-            steps.append(record)
+            run.steps.append(record)
             if not math.isfinite(ce) and config.stop_on_divergence:
-                diverged = True
-                stop = True
+                run.diverged = stop = True
+            else:
+                stop = on_step is not None and on_step(record)
+                stop = stop or (
+                    config.max_updates is not None and run.updates >= config.max_updates
+                )
+            if stop:
                 break
-            if on_step is not None and on_step(record):
-                stop = True
-                break
-            if config.max_updates is not None and updates >= config.max_updates:
-                stop = True
-                break
-        elapsed += time.perf_counter() - t0
-        rec: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "updates": updates,
-            "lr": lr_now,
-            "batch_size": bs_now,
-        }
-        if config.eval_train:
-            tl, ta = evaluate(model, data.train_x, data.train_y, micro)
-        else:
-            tl, ta = loss_sum / max(seen, 1), correct_sum / max(seen, 1)
-        vl, va = evaluate(model, data.val_x, data.val_y, micro)
-        rec.update(train_loss=tl, train_acc=ta, val_loss=vl, val_acc=va)
-        if config.track_test:
-            sl, sa = evaluate(model, data.test_x, data.test_y, micro)
-            rec.update(test_loss=sl, test_acc=sa)
-        for split in ("train", "val", "test"):
-            if f"{split}_acc" in rec:
-                rec[f"{split}_error"] = 100.0 * (1.0 - rec[f"{split}_acc"])
-        rec["time"] = elapsed
-        history.append(rec)
-        if math.isfinite(va) and va > es["best_val_acc"]:
-            es.update(
-                best_val_acc=va,
-                best_epoch=epoch + 1,
-                bad_epochs=0,
-                updates_to_best=updates,
-                time_to_best=elapsed,
-                best_state=_state_copy(model) if config.restore_best else None,
-            )
-        else:
-            es["bad_epochs"] += 1
-            if config.patience is not None and es["bad_epochs"] >= config.patience:
-                stop = True
-        finished = stop or epoch + 1 == config.epochs
-        if finished and config.restore_best and es["best_state"] is not None:
-            model.load_state_dict(es["best_state"])
-        save(epoch + 1, finished)
+        run.elapsed += time.perf_counter() - t0
+        head = {"epoch": epoch + 1, "updates": run.updates, "lr": lr_now, "batch_size": bs_now}
+        rec = _epoch_record(config, model, data, micro, head, (loss_sum, correct_sum, seen))
+        rec["time"] = run.elapsed
+        run.history.append(rec)
+        if run.es.update(epoch + 1, rec["val_acc"], run.updates, run.elapsed):
+            run.es.best_state = _state_copy(model) if config.restore_best else None
+        stop = stop or run.es.should_stop
+        run.epoch, run.done = epoch + 1, stop or epoch + 1 == config.epochs
+        if run.done and config.restore_best and run.es.best_state is not None:
+            model.load_state_dict(run.es.best_state)
+        if ckpt_path is not None:
+            save_checkpoint(ckpt_path, full_config, run.state(), model, opt, sched, gen)
         if on_epoch_end is not None:
             on_epoch_end(rec)
-
-    if done and config.restore_best and es["best_state"] is not None:
-        model.load_state_dict(es["best_state"])
+    if was_done and config.restore_best and run.es.best_state is not None:
+        model.load_state_dict(run.es.best_state)
     vl, va = evaluate(model, data.val_x, data.val_y, micro)
     sl, sa = evaluate(model, data.test_x, data.test_y, micro)
-    final = {"val_loss": vl, "val_acc": va, "test_loss": sl, "test_acc": sa}
     return TrainResult(
-        config=to_jsonable(full_config),
-        history=history,
-        steps=steps,
-        best_epoch=int(es["best_epoch"]),
-        best_val_acc=float(es["best_val_acc"]),
-        epochs_run=len(history),
-        updates=updates,
-        updates_to_best=int(es["updates_to_best"]),
-        time_to_best=float(es["time_to_best"]),
-        total_time=elapsed,
-        diverged=diverged,
-        final=final,
+        config=full_config,
+        history=run.history,
+        steps=run.steps,
+        best_epoch=int(run.es.best_epoch),
+        best_val_acc=float(run.es.best_val_acc),
+        epochs_run=len(run.history),
+        updates=run.updates,
+        updates_to_best=int(run.es.updates_to_best),
+        time_to_best=float(run.es.time_to_best),
+        total_time=run.elapsed,
+        diverged=run.diverged,
+        final={"val_loss": vl, "val_acc": va, "test_loss": sl, "test_acc": sa},
         params=params,
         micro_batch=micro,
         model=model,

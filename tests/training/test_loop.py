@@ -10,7 +10,15 @@ import torch
 
 from dlsys.training.data import load_dataset
 from dlsys.training.experiments import suggest_lr
-from dlsys.training.loop import TrainConfig, batch_size_at, load_checkpoint, train
+from dlsys.training.loop import (
+    EarlyStopping,
+    TrainConfig,
+    batch_size_at,
+    flood_sign,
+    load_checkpoint,
+    train,
+)
+from dlsys.training.models import flooding_loss
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +142,7 @@ def test_same_seed_same_metrics_other_seed_differs(data) -> None:
 
 
 def test_early_stopping_and_restore_best(data) -> None:
-    # lr 5 with momentum 0.9 makes validation accuracy wander; patience 1 stops at the first
+    # lr 0.5 with momentum 0.9 makes validation accuracy wander; patience 1 stops at the first
     # epoch without improvement and the returned model is the best epoch's.
     cfg = TrainConfig(
         model="mlp:16",
@@ -187,3 +195,36 @@ def test_training_on_cuda_keeps_data_on_the_device(kernels: str) -> None:
     assert r.model is not None and next(r.model.parameters()).is_cuda
     # Synthetic templates are separable: 3 epochs take training loss well below ln 10 = 2.30.
     assert r.history[-1]["train_loss"] < 1.0
+
+
+@pytest.mark.parametrize("kernels", ["torch", "dlsys"])
+def test_flood_sign_is_the_fused_losses_gradient_rule(kernels: str) -> None:
+    # One rule, two paths: the gradient of the fused |CE - b| + b equals
+    # flood_sign(CE, b) * grad CE, the rule the micro-batch path applies.
+    torch.manual_seed(0)
+    logits = torch.randn(6, 10, dtype=torch.float64)
+    y = torch.arange(6) % 10
+    ce = float(torch.nn.functional.cross_entropy(logits, y))
+    for b in (0.0, ce / 2, ce * 2):  # no flooding, above the flood level, below it
+        z1 = logits.clone().requires_grad_(True)
+        flooding_loss(b, kernels)(z1.float() if kernels == "dlsys" else z1, y).backward()
+        z2 = logits.clone().requires_grad_(True)
+        torch.nn.functional.cross_entropy(z2, y).backward()
+        assert z1.grad is not None and z2.grad is not None
+        expected = flood_sign(ce, b) * z2.grad
+        torch.testing.assert_close(z1.grad, expected, rtol=1e-5, atol=1e-6)
+    assert flood_sign(2.0, 0.0) == 1.0 and flood_sign(1.0, 2.0) == -1.0
+    assert flood_sign(2.0, 2.0) == 0.0  # torch.abs's gradient at 0
+
+
+def test_early_stopping_state_by_hand() -> None:
+    es = EarlyStopping(patience=2)
+    # val acc .5 (best), .4 (1 bad), .6 (best, resets), .6 (1 bad: not strictly above), .1
+    assert es.update(1, 0.5, updates=10, elapsed=1.0) is True
+    assert es.update(2, 0.4) is False and not es.should_stop
+    assert es.update(3, 0.6, updates=30, elapsed=3.0) is True and es.bad_epochs == 0
+    assert es.update(4, 0.6) is False and not es.should_stop
+    assert es.update(5, 0.1) is False and es.should_stop  # two in a row
+    assert (es.best_epoch, es.updates_to_best, es.time_to_best) == (3, 30, 3.0)
+    assert EarlyStopping.from_state(2, es.state_dict()) == es
+    assert not EarlyStopping(patience=None, bad_epochs=100).should_stop  # None: never stops

@@ -30,8 +30,8 @@ def test_flood_level_best_validation_accuracy_ties_to_the_smaller_b() -> None:
 def test_flood_grid_adds_zero_sorts_and_refuses_bad_levels() -> None:
     assert flood_grid([0.1, 0.05, 0.1]) == [0.0, 0.05, 0.1]
     assert flood_grid([]) == [0.0]
-    for bad in (-0.1, math.nan, True, "0.1"):
-        with pytest.raises(ValueError, match="--b-grid"):
+    for bad in (-0.1, math.nan, True, "0.1"):  # ValueError for values, TypeError for types
+        with pytest.raises((ValueError, TypeError), match="--b-grid"):
             flood_grid([bad])
 
 

@@ -6,7 +6,8 @@
 - :func:`flood_grid` and :func:`choose_flood_level`: which flood levels are tried and which
   one is kept (best validation accuracy, ties to the smaller ``b``).
 - :func:`early_stop_epoch`: where early stopping with a given patience stops, and which epoch
-  it restores (the rule of :class:`dlsys.training.loop.EarlyStopping`, replayed on a history).
+  it restores (:class:`dlsys.training.loop.EarlyStopping`, the loop's own rule, replayed on
+  a history).
 - :func:`ramp_milestones`: the updates at which the batch-ramp experiment's LR decay steps,
   so that it follows the batch ramp in samples seen.
 """
@@ -18,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dlsys.common.errors import check_int
+from dlsys.common.errors import check_int, check_positive
+from dlsys.training.loop import EarlyStopping
 
 __all__ = [
     "LR_RULE",
@@ -102,8 +104,7 @@ def flood_grid(levels: Sequence[Any]) -> list[float]:
     """The flood levels to try (nats): ``levels`` plus 0 (no flooding), sorted, duplicates
     dropped. Each level must be a finite number >= 0."""
     for b in levels:
-        if isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b) or b < 0:
-            raise ValueError(f"--b-grid: flood levels must be finite numbers >= 0, got {b!r}")
+        check_positive("--b-grid", b, allow_zero=True)
     return sorted({0.0, *(float(b) for b in levels)})
 
 
@@ -123,16 +124,12 @@ def early_stop_epoch(val_accs: Sequence[float], patience: int) -> tuple[int | No
     best_epoch)``: the epoch at which it stops (None if it never does) and the epoch whose
     model it restores (0 if no epoch had a finite accuracy).
     """
-    check_int("patience", patience, minimum=1)
-    best, best_epoch, bad = -1.0, 0, 0
+    es = EarlyStopping(patience=check_int("patience", patience, minimum=1))
     for epoch, acc in enumerate(val_accs, 1):
-        if math.isfinite(acc) and acc > best:
-            best, best_epoch, bad = acc, epoch, 0
-        else:
-            bad += 1
-            if bad >= patience:
-                return epoch, best_epoch
-    return None, best_epoch
+        es.update(epoch, acc)
+        if es.should_stop:
+            return epoch, es.best_epoch
+    return None, es.best_epoch
 
 
 def ramp_milestones(start: int, max_batch: int, every: int, factor: int = 2) -> list[int]:

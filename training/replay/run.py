@@ -85,6 +85,10 @@ class ReplayConfig:
         """The config as JSON-ready values."""
         return to_jsonable(dataclasses.asdict(self))  # type: ignore[no-any-return]
 
+    def replace(self, **changes: Any) -> ReplayConfig:
+        """A copy with fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
     def optimizer(self) -> PSOptimizer:
         """A fresh parameter-server optimizer for this config."""
         return PSOptimizer(

@@ -49,7 +49,9 @@ Closed forms and engines
 ------------------------
 ``mean_staleness(n)`` and ``time_per_update(n, rate, shift)`` give the closed forms of
 :mod:`dlsys.simulator.theory` (None where there is none); ``vector_path`` names how the
-vector engine runs the protocol (``"merge"``, ``"rounds"``, ``"loop"``).
+vector engine runs the protocol: ``"merge"`` (learners never wait: per-learner running
+sums, merged), ``"events"`` (learners wait: a compiled event loop) or ``"cancel"`` (the
+protocols that cancel and drop gradients: no vector path, SimPy runs them).
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ class Protocol:
     after_push: ClassVar[str] = WAIT
     on_update: ClassVar[str] = WAKE_BATCH
     gated: ClassVar[bool] = False
-    vector_path: ClassVar[str] = "loop"
+    vector_path: ClassVar[str] = "events"
     #: True where, with exponential compute times, staleness is a mixture of geometrics.
     geometric_staleness: ClassVar[bool] = False
 
@@ -237,7 +239,7 @@ class SSP(Async):
     PARAM = "s"
     LOW = 0
     gated = True
-    vector_path = "loop"
+    vector_path = "events"
     geometric_staleness = False
 
     def batch_size(self, n: int) -> int | None:
@@ -316,7 +318,7 @@ class Sync(Protocol):
 
     KIND = "sync"
     on_update = WAKE_ALL
-    vector_path = "rounds"
+    vector_path = "events"
 
     def batch_size(self, n: int) -> int | None:
         return None
@@ -342,7 +344,7 @@ class _Rounds(Protocol):
     """Protocols that use only gradients computed on the current version: older ones are
     dropped as they are seen, and the gradients beyond the ``need``-th of a round too."""
 
-    vector_path = "rounds"
+    vector_path = "cancel"
 
     def need(self, n: int) -> int:
         """Gradients per update with ``n`` learners."""

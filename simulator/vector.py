@@ -55,10 +55,10 @@ def unsupported(scenario: Scenario) -> str | None:
             "mixing deterministic (fixed, times, trace) and random compute times needs "
             "engine='simpy'"
         )
-    path = scenario.protocol.vector_path
-    if path != "merge":
+    if scenario.protocol.vector_path == "cancel":
         return (
-            f"protocol {scenario.protocol.kind!r} has no vector path yet; it needs engine='simpy'"
+            f"protocol {scenario.protocol.kind!r} (cancelled and dropped gradients) needs "
+            "engine='simpy'"
         )
     if True in kinds and _denominator(scenario) is None:
         return "deterministic times too fine for exact 53-bit arithmetic need engine='simpy'"
@@ -253,7 +253,7 @@ class Timeline:
 # ----------------------------------------------------------------------------- merge
 
 
-def _cycle_means(scenario: Scenario) -> np.ndarray:
+def cycle_means(scenario: Scenario) -> np.ndarray:
     """Rough seconds per gradient of each learner (to size the first draws only)."""
     out = []
     for lrn in scenario.learners:
@@ -268,7 +268,7 @@ def _grow(scenario: Scenario, tls: list[Timeline], units: Units, k: int) -> Any:
     horizon: every arrival up to it is known (inf once all learners are done)."""
     want = None if scenario.until_updates is None else k * scenario.until_updates
     t_stop = None if scenario.until_time is None else units.of(scenario.until_time)
-    cyc = _cycle_means(scenario) * (units.den if units.exact else 1.0)
+    cyc = cycle_means(scenario) * (units.den if units.exact else 1.0)
     starts = np.array([float(t.start) for t in tls])
     goal = math.inf if t_stop is None else float(t_stop)
     if want is not None:
@@ -368,4 +368,11 @@ def run(
             sink(raw.columns)
             raw.columns = {}
         return raw
-    raise ValueError(f"engine: {unsupported(scenario)}")
+    from dlsys.simulator import vector_events
+
+    raw = vector_events.run(scenario, rngs, reason)
+    if sink is not None:
+        raw.row_bytes = row_bytes(raw.columns)
+        sink(raw.columns)
+        raw.columns = {}
+    return raw

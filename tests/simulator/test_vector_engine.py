@@ -105,6 +105,19 @@ def test_learners_that_run_out_finish_the_run():
     assert simulate(sc, engine="vector").summary["stop_reason"] == "learners finished"
 
 
+@pytest.mark.parametrize("proto", PROTOCOLS, ids=lambda p: p.kind)
+def test_learners_that_finish_before_until_time(proto):
+    # Every learner runs out before until_time = 40: SimPy still ends at 40 (its stop event
+    # keeps the run alive), with stop reason until_time; a bug the vector loop once had.
+    sc = Scenario(
+        learners=(Learner("a", Times((1, 2, 3, 4))), Learner("b", Times((2.5, 5)))),
+        protocol=Protocol(proto.kind, **({proto.PARAM: 1} if proto.PARAM else {})),
+        until_time=40,
+    )
+    same(sc)
+    assert simulate(sc).summary["stop_reason"] == "until_time"
+
+
 def test_ties_of_exact_times_follow_the_tie_rule():
     # Fixed 1 s and 0.5 s learners arrive together at every whole second: same order as SimPy.
     sc = Scenario(

@@ -1,0 +1,353 @@
+"""The vector engine's compiled event loop: protocols whose learners wait for the PS.
+
+async, ssp, k-async and sync learners push a gradient and wait for the update that uses it
+(ssp also waits at its gate), so no learner's times can be summed on their own. This loop
+(numba, over arrays) steps from instant to instant as the SimPy engine does, with the
+SimPy engine's tie rule:
+
+1. every gradient arriving at instant ``t`` raises its learner's clock (a learner that has
+   pushed its last gradient finishes here);
+2. they join the PS queue in order of (read version, learner index), and the PS takes
+   updates from the queue by the protocol's rule (``k`` first gradients -- for k-async
+   they are ``k`` distinct learners, as a waiting learner has one gradient queued at most --
+   or, for sync, the whole queue once it holds every live learner's gradient);
+3. then the learners of those updates (and learners that start at ``t``, and gated ones)
+   read at ``t`` if the gate lets them (ssp: clock - smallest live clock <= s), seeing
+   every update of ``t``, and start pull, compute and push: ``t + pull``, ``+ compute``,
+   ``+ push``, the same additions SimPy makes.
+
+The compute durations are drawn beforehand (same streams and blocks as SimPy); the loop
+asks for more when a learner runs out, and is then run again from the start with the
+longer draws (it is deterministic, so the result is the same as one long run).
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any
+
+import numba
+import numpy as np
+
+from dlsys.simulator.core import RawRun
+from dlsys.simulator.protocols import Sync
+from dlsys.simulator.scenario import Scenario
+
+# Loop results.
+_OK, _MORE_DRAWS, _MORE_ROWS = 0, 1, 2
+# Stop reasons.
+_BY_UPDATES, _BY_TIME, _FINISHED, _STALLED = 0, 1, 2, 3
+STOP_NAMES = ("until_updates", "until_time", "learners finished", "stalled")
+
+
+@numba.njit(cache=True)
+def _heap_push(ht: Any, hl: Any, size: int, t: Any, i: int) -> int:
+    j = size
+    ht[j], hl[j] = t, i
+    while j > 0:
+        p = (j - 1) // 2
+        if ht[j] < ht[p] or (ht[j] == ht[p] and hl[j] < hl[p]):
+            ht[j], ht[p] = ht[p], ht[j]
+            hl[j], hl[p] = hl[p], hl[j]
+            j = p
+        else:
+            break
+    return size + 1
+
+
+@numba.njit(cache=True)
+def _heap_pop(ht: Any, hl: Any, size: int) -> int:
+    size -= 1
+    ht[0], hl[0] = ht[size], hl[size]
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= size:
+            break
+        if c + 1 < size and (ht[c + 1] < ht[c] or (ht[c + 1] == ht[c] and hl[c + 1] < hl[c])):
+            c += 1
+        if ht[c] < ht[i] or (ht[c] == ht[i] and hl[c] < hl[i]):
+            ht[c], ht[i] = ht[i], ht[c]
+            hl[c], hl[i] = hl[i], hl[c]
+            i = c
+        else:
+            break
+    return size
+
+
+@numba.njit(cache=True)
+def event_loop(
+    dur: Any,
+    doff: Any,
+    budget: Any,
+    start: Any,
+    first_start: Any,
+    pull: Any,
+    push: Any,
+    sync: bool,
+    k: int,
+    s: int,
+    until_updates: int,
+    has_time: bool,
+    until_time: Any,
+    rows: Any,
+    rows_t: Any,
+) -> tuple[int, int, int, int, Any, Any, Any, int, Any]:
+    """Run the loop. ``dur[doff[i]:doff[i + 1]]``: learner i's drawn durations;
+    ``budget[i]``: its most pushes (-1: none); ``sync``: the sync take rule, else batches
+    of ``k``; ``s``: the ssp bound (-1: no gate); ``until_updates`` (-1: none). Rows go to
+    ``rows`` (learner, seq, read_version, version) and ``rows_t`` (t_read, t_start, t_done,
+    t_apply). Returns (result code, rows, updates, stop reason, t_end, compute start of the
+    computation in flight at the stop per learner, which learners have one, the learner
+    that needs more draws, how far each learner's draws were used)."""
+    n = len(start)
+    dt = dur.dtype
+    dptr = doff[:-1].copy()
+    seq = np.zeros(n, np.int64)
+    clock = np.zeros(n, np.int64)
+    finished = np.zeros(n, np.bool_)
+    started = np.zeros(n, np.bool_)
+    ready = np.zeros(n, np.bool_)  # waiting to read (gate permitting)
+    g_rv = np.zeros(n, np.int64)
+    g_read = np.zeros(n, dt)
+    g_start = np.zeros(n, dt)
+    g_done = np.zeros(n, dt)
+    in_flight = np.zeros(n, np.bool_)
+    queue = np.empty(n, np.int64)
+    qlen = 0
+    in_queue = np.zeros(n, np.bool_)
+    ht = np.empty(n, dt)
+    hl = np.empty(n, np.int64)
+    hsize = 0
+    order = np.argsort(start, kind="mergesort")
+    nstart = 0
+    live = n
+    version = 0
+    nrows = 0
+    arr = np.empty(n, np.int64)
+    t = start[0]
+    t_last = start[0]
+    stop = -1
+    while True:
+        # The next instant: an arrival or a learner's start.
+        has_next = False
+        if hsize > 0:
+            t = ht[0]
+            has_next = True
+        if nstart < n and (not has_next or start[order[nstart]] <= t):
+            t = start[order[nstart]]
+            has_next = True
+        if not has_next:  # (an until_time run ends at until_time all the same)
+            stop = _BY_TIME if has_time else (_FINISHED if live == 0 else _STALLED)
+            break
+        if has_time and t >= until_time:
+            stop = _BY_TIME
+            break
+        t_last = t
+        # 1. arrivals at t
+        na = 0
+        while hsize > 0 and ht[0] == t:
+            i = hl[0]
+            hsize = _heap_pop(ht, hl, hsize)
+            in_flight[i] = False
+            clock[i] += 1
+            if budget[i] >= 0 and clock[i] >= budget[i]:
+                finished[i] = True
+                live -= 1
+            arr[na] = i
+            na += 1
+        # 2. they join the queue by (read version, learner), and updates are taken
+        for a in range(1, na):
+            x = arr[a]
+            b = a - 1
+            while b >= 0 and (g_rv[arr[b]] > g_rv[x] or (g_rv[arr[b]] == g_rv[x] and arr[b] > x)):
+                arr[b + 1] = arr[b]
+                b -= 1
+            arr[b + 1] = x
+        for a in range(na):
+            queue[qlen] = arr[a]
+            in_queue[arr[a]] = True
+            qlen += 1
+        while qlen > 0:
+            if sync:
+                take = qlen
+                for i in range(n):
+                    if not finished[i] and not in_queue[i]:
+                        take = 0
+                        break
+            else:
+                take = k if qlen >= k else 0
+            if take == 0:
+                break
+            if nrows + take > len(rows):
+                return _MORE_ROWS, nrows, version, -1, t, g_start, in_queue, -1, dptr
+            for a in range(take):
+                i = queue[a]
+                rows[nrows, 0] = i
+                rows[nrows, 1] = seq[i]
+                rows[nrows, 2] = g_rv[i]
+                rows[nrows, 3] = version
+                rows_t[nrows, 0] = g_read[i]
+                rows_t[nrows, 1] = g_start[i]
+                rows_t[nrows, 2] = g_done[i]
+                rows_t[nrows, 3] = t
+                nrows += 1
+                in_queue[i] = False
+                if not finished[i]:
+                    ready[i] = True
+            queue[: qlen - take] = queue[take:qlen].copy()
+            qlen -= take
+            version += 1
+            if version == until_updates:
+                stop = _BY_UPDATES
+                break
+        if stop >= 0:
+            break
+        while nstart < n and start[order[nstart]] == t:
+            ready[order[nstart]] = True
+            nstart += 1
+        # 3. reads at t, through the gate
+        slowest = -1
+        if s >= 0:
+            for i in range(n):
+                if not finished[i] and (slowest < 0 or clock[i] < slowest):
+                    slowest = clock[i]
+        for i in range(n):
+            if not ready[i] or finished[i]:
+                continue
+            if s >= 0 and clock[i] - slowest > s:
+                continue
+            if dptr[i] == doff[i + 1]:
+                return _MORE_DRAWS, nrows, version, -1, t, g_start, in_queue, i, dptr
+            ready[i] = False
+            d = dur[dptr[i]]
+            dptr[i] += 1
+            seq[i] += 1
+            g_rv[i] = version
+            g_read[i] = t
+            g_start[i] = first_start[i] if not started[i] else t + pull[i]
+            started[i] = True
+            g_done[i] = g_start[i] + d
+            in_flight[i] = True
+            hsize = _heap_push(ht, hl, hsize, g_done[i] + push[i], i)
+    if stop == _BY_TIME:
+        t_end = until_time
+    elif stop == _BY_UPDATES:
+        t_end = t
+    else:
+        t_end = t_last
+    # In-flight computations at the stop (a read at the stop instant has not happened).
+    running = np.zeros(n, dt)
+    mask = np.zeros(n, np.bool_)
+    if stop == _BY_UPDATES or stop == _BY_TIME:
+        for i in range(n):
+            if not in_flight[i]:
+                continue
+            if stop == _BY_UPDATES:
+                began = g_start[i] < t_end or (g_start[i] == t_end and pull[i] != 0)
+                on = began and g_done[i] > t_end
+            else:
+                on = g_start[i] < t_end and g_done[i] >= t_end
+            if on:
+                mask[i] = True
+                running[i] = g_start[i]
+    return _OK, nrows, version, stop, t_end, running, mask, -1, dptr
+
+
+def _first_draws(scenario: Scenario, units: Any) -> list[int]:
+    """How many durations each learner draws at first (enough for most runs)."""
+    from dlsys.simulator.vector import cycle_means
+
+    n = scenario.n
+    proto = scenario.protocol
+    u = scenario.until_updates
+    cyc = cycle_means(scenario)
+    out = []
+    for i in range(n):
+        est = math.inf
+        if scenario.until_time is not None:
+            est = float(scenario.until_time) / cyc[i] * 1.1 + 16
+        if u is not None:
+            # A learner's share of the gradients if none waited; sync and ssp bound it.
+            k = proto.batch_size(n) or n
+            est = min(est, u * k / float(np.sum(cyc[i] / cyc)) * 1.1 + 16)
+            if isinstance(proto, Sync):
+                est = min(est, u + 1)
+            elif proto.gated:
+                est = min(est, u // n + (proto.param or 0) + 2)
+        out.append(int(min(est, 2**31)))
+    return out
+
+
+def run(scenario: Scenario, rngs: list[np.random.Generator], reason: str) -> RawRun:
+    """Run a scenario of async, ssp, k-async or sync on the compiled loop."""
+    from dlsys.simulator.vector import Durations, Units
+
+    units = Units(scenario)
+    n = scenario.n
+    proto = scenario.protocol
+    durs = [Durations(scenario, i, rngs[i], units) for i in range(n)]
+    drawn = [d.take(m) for d, m in zip(durs, _first_draws(scenario, units), strict=True)]
+    specs = scenario.learners
+    start = np.array([units.of(x.start_delay) for x in specs], dtype=units.dtype)
+    first = np.array(
+        [units.of(Fraction(x.start_delay) + Fraction(x.pull_time)) for x in specs],
+        dtype=units.dtype,
+    )
+    pull = np.array([units.of(x.pull_time) for x in specs], dtype=units.dtype)
+    push = np.array([units.of(x.push_time) for x in specs], dtype=units.dtype)
+    budget = np.array([-1 if x.budget is None else x.budget for x in specs], dtype=np.int64)
+    u = scenario.until_updates
+    tt = scenario.until_time
+    cap = sum(len(d) for d in drawn) + n
+    while True:
+        doff = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum([len(d) for d in drawn], out=doff[1:])
+        dur = np.concatenate(drawn) if n else np.zeros(0, dtype=units.dtype)
+        rows = np.empty((cap, 4), dtype=np.int64)
+        rows_t = np.empty((cap, 4), dtype=units.dtype)
+        code, nrows, updates, stop, t_end, running, mask, who, used = event_loop(
+            dur.astype(units.dtype),
+            doff,
+            budget,
+            start,
+            first,
+            pull,
+            push,
+            isinstance(proto, Sync),
+            proto.batch_size(n) or 1,
+            proto.param if proto.gated else -1,
+            -1 if u is None else u,
+            tt is not None,
+            units.of(tt) if tt is not None else units.dtype(0),
+            rows,
+            rows_t,
+        )
+        if code == _MORE_ROWS:
+            cap *= 2
+        elif code == _MORE_DRAWS:
+            if durs[who].done:
+                raise AssertionError(f"learner {who}: durations ran out before its budget")
+            # Every learner that has used most of its draws gets twice as many.
+            for i in range(n):
+                if i == who or (used[i] - doff[i] >= 0.8 * len(drawn[i]) and not durs[i].done):
+                    more = durs[i].take(max(16, len(drawn[i])))
+                    drawn[i] = np.concatenate([drawn[i], more])
+        else:
+            break
+    r, rt = rows[:nrows], rows_t[:nrows]
+    cols = {
+        "learner": r[:, 0].astype(np.int32),
+        "seq": r[:, 1].astype(np.int32),
+        "read_version": r[:, 2].copy(),
+        "version": r[:, 3].copy(),
+        "t_read": units.seconds(rt[:, 0].copy()),
+        "t_start": units.seconds(rt[:, 1].copy()),
+        "t_done": units.seconds(rt[:, 2].copy()),
+        "t_apply": units.seconds(rt[:, 3].copy()),
+        "status": np.zeros(nrows, dtype=np.int8),
+    }
+    inflight = np.full(n, np.nan)
+    inflight[mask] = units.seconds(running[mask])
+    return RawRun(cols, updates, units.scalar(t_end), STOP_NAMES[stop], inflight, "vector", reason)

@@ -34,6 +34,7 @@ __all__ = [
     "ModuleAdapter",
     "OpCall",
     "conv_module_adapter",
+    "conv_relu_pool_module_adapter",
     "ensure_builtins",
     "find_module_adapter",
     "ignored_reason",
@@ -63,8 +64,10 @@ class OpCall:
 #: ``adapter(args, kwargs, out) -> OpCall`` for one torch call (``out`` is None when torch
 #: refused the call and the tracer asks the formula for a clearer error).
 Adapter = Callable[[tuple[Any, ...], dict[str, Any], Any], OpCall]
-#: ``adapter(module, input_shapes) -> OpCall`` for a module priced as one leaf.
-ModuleAdapter = Callable[[nn.Module, list[Shape]], OpCall]
+#: ``adapter(module, input_shapes) -> OpCall`` for a module priced as one leaf; a fused
+#: module returns one OpCall per part (a row each, chained by the tracer, whose inputs are
+#: filled in from the previous part's output).
+ModuleAdapter = Callable[[nn.Module, list[Shape]], "OpCall | list[OpCall]"]
 
 _TORCH_OPS: dict[Any, tuple[str, Adapter]] = {}
 _MODULES: dict[type, ModuleAdapter] = {}
@@ -553,9 +556,29 @@ def conv_module_adapter(module: Any, shapes: list[Shape]) -> OpCall:
     )
 
 
+def conv_relu_pool_module_adapter(module: Any, shapes: list[Shape]) -> list[OpCall]:
+    """Module adapter for a fused conv -> ReLU -> max-pool (``dlsys.kernels.ConvReLUPool``:
+    the conv's attributes plus ``pool``, ``pool_stride`` (None: ``pool``), ``pool_padding``):
+    the three parts, each priced as the unfused ``nn.Conv2d``, ``nn.ReLU`` and
+    ``nn.MaxPool2d`` are."""
+    pool = dict(
+        kernel=module.pool,
+        stride=module.pool_stride,
+        padding=module.pool_padding,
+        dilation=1,
+        ceil_mode=False,
+    )
+    return [
+        conv_module_adapter(module, shapes),
+        OpCall("pointwise", []),
+        OpCall("max_pool", [], pool),
+    ]
+
+
 #: dlsys's own kernel modules, by import path: priced as leaves (their custom ops have no
 #: formula of their own). A type is looked up here only when a traced model contains it,
 #: so dlsys.analytics never imports dlsys.kernels.
 KNOWN_MODULES: dict[str, ModuleAdapter] = {
     "dlsys.kernels.modules.Conv2d": conv_module_adapter,
+    "dlsys.kernels.modules.ConvReLUPool": conv_relu_pool_module_adapter,
 }

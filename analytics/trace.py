@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -242,15 +243,27 @@ class _Tracer:
         params = [_getpath(module, n) for n in self.leaf_params.get(id(module), [])]
         pids = {id(p) for p in params}
         ins = [t for t in _tensors(args) if id(t) not in pids]
-        call = adapter(module, [tensor_shape(t) for t in ins])
-        probe = apply(call.formula, call.inputs, where=self.stack[-1], **call.settings)
-        self.suspended = True
-        try:
-            dtype = ins[0].dtype if ins else torch.float32
-            out = torch.empty(probe.output_shape, device="meta", dtype=dtype)
-        finally:
-            self.suspended = False
-        self._count(type(module), type(module).__name__, call, [*ins, *params], out)
+        calls = adapter(module, [tensor_shape(t) for t in ins])
+        # A fused module (dlsys's conv -> ReLU -> max-pool) gives one call per part: one row
+        # each, in order, each part reading the previous part's output (the tracer fills in
+        # its shape) and the first one the parameters, exactly as the unfused modules count.
+        parts = calls if isinstance(calls, list) else [calls]
+        dtype = ins[0].dtype if ins else torch.float32
+        out: Any = None
+        for i, call in enumerate(parts):
+            if i > 0:
+                call = replace(call, inputs=[tuple(out.shape)])
+            probe = apply(call.formula, call.inputs, where=self.stack[-1], **call.settings)
+            self.suspended = True
+            try:
+                out = torch.empty(probe.output_shape, device="meta", dtype=dtype)
+            finally:
+                self.suspended = False
+            type_ = type(module).__name__
+            if len(parts) > 1:
+                type_ = f"{type_}:{call.formula}"
+            self._count(type(module), type_, call, [*ins, *params] if i == 0 else ins, out)
+            ins = [out]
         return out
 
 

@@ -1,9 +1,12 @@
 """The models of the experiments, with every convolution on dlsys's kernels by default.
 
 ``kernels="dlsys"`` builds convolutions from :class:`dlsys.kernels.Conv2d` (a drop-in
-``nn.Conv2d``: same state_dict keys and initialisation) and the flooding loss from
-:class:`dlsys.kernels.FloodingLoss`; ``kernels="torch"`` uses ``nn.Conv2d`` and
-``|F.cross_entropy - b| + b`` for comparison. Same seed, same initial weights either way.
+``nn.Conv2d``: same state_dict keys and initialisation), each conv -> ReLU -> max-pool of the
+CNNs as one fused :class:`dlsys.kernels.ConvReLUPool` (placed at the conv's index in the
+``nn.Sequential``, so the state_dict keys are the unfused model's) and the flooding loss from
+:class:`dlsys.kernels.FloodingLoss`; ``kernels="torch"`` uses ``nn.Conv2d``, ``nn.ReLU``,
+``nn.MaxPool2d`` and ``|F.cross_entropy - b| + b`` for comparison. Same seed, same initial
+weights either way, and a checkpoint of one loads into the other.
 
 Model names (:func:`build_model`):
 
@@ -21,6 +24,7 @@ Model names (:func:`build_model`):
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,6 +43,7 @@ __all__ = [
     "SmallInception",
     "build_model",
     "conv_class",
+    "conv_relu_pool_layers",
     "flooding_loss",
     "parameter_count",
 ]
@@ -61,11 +66,32 @@ def conv_class(kernels: str = "dlsys") -> Callable[..., nn.Module]:
         return nn.Conv2d
     try:
         from dlsys.kernels import Conv2d
-    except ImportError as exc:  # the kernels area has not landed in this checkout
+    except ImportError as exc:  # the compiled module dlsys.kernels._C was not built
         raise RuntimeError(
             f"--kernels dlsys: dlsys.kernels.Conv2d is not available ({exc}); use --kernels torch"
         ) from exc
     return Conv2d  # type: ignore[no-any-return]
+
+
+def conv_relu_pool_layers(
+    kernels: str, index: int, in_channels: int, out_channels: int, kernel_size: int, padding: int
+) -> list[tuple[str, nn.Module]]:
+    """conv (stride 1) -> ReLU -> max-pool 2 as named layers of an ``nn.Sequential`` from
+    position ``index``: ``nn.Conv2d``, ``nn.ReLU`` and ``nn.MaxPool2d(2)`` at ``index`` ..
+    ``index + 2`` for ``kernels="torch"``, one :class:`dlsys.kernels.ConvReLUPool` at ``index``
+    for ``"dlsys"`` (the same state_dict keys, ``{index}.weight`` and ``{index}.bias``)."""
+    if _check_kernels(kernels) == "torch":
+        conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding)
+        return [(str(index), conv), (str(index + 1), nn.ReLU()), (str(index + 2), nn.MaxPool2d(2))]
+    try:
+        from dlsys.kernels import ConvReLUPool
+    except ImportError as exc:  # the compiled module dlsys.kernels._C was not built
+        raise RuntimeError(
+            f"--kernels dlsys: dlsys.kernels.ConvReLUPool is not available ({exc}); use "
+            "--kernels torch"
+        ) from exc
+    block = ConvReLUPool(in_channels, out_channels, kernel_size, padding=padding, pool=2)
+    return [(str(index), block)]
 
 
 class _TorchFloodingLoss(nn.Module):
@@ -129,15 +155,12 @@ class FloodingCNN(nn.Module):
         self, input_shape: tuple[int, int, int], num_classes: int = 10, kernels: str = "dlsys"
     ) -> None:
         super().__init__()
-        conv = conv_class(kernels)
         c, h, w = input_shape
         self.features = nn.Sequential(
-            conv(c, 16, 5, padding=2),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            conv(16, 32, 5, padding=2),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
+            OrderedDict(
+                conv_relu_pool_layers(kernels, 0, c, 16, 5, 2)
+                + conv_relu_pool_layers(kernels, 3, 16, 32, 5, 2)
+            )
         )
         self.classifier = nn.Linear(32 * (h // 2 // 2) * (w // 2 // 2), num_classes)
 
@@ -157,18 +180,18 @@ class CNN7(nn.Module):
         deep: bool = False,
     ) -> None:
         super().__init__()
-        conv = conv_class(kernels)
         c, h, w = input_shape
-        layers: list[nn.Module] = [conv(c, 64, 7), nn.ReLU(), nn.MaxPool2d(2)]
         h, w = (h - 6) // 2, (w - 6) // 2
         channels = 64
         if deep:
-            layers += [conv(64, 128, 2), nn.ReLU(), nn.MaxPool2d(2)]
             h, w = (h - 1) // 2, (w - 1) // 2
             channels = 128
         if h < 1 or w < 1:
             raise ValueError(f"input_shape: {input_shape} is too small for the 7x7 CNN")
-        self.features = nn.Sequential(*layers)
+        layers = conv_relu_pool_layers(kernels, 0, c, 64, 7, 0)
+        if deep:
+            layers += conv_relu_pool_layers(kernels, 3, 64, 128, 2, 0)
+        self.features = nn.Sequential(OrderedDict(layers))
         self.classifier = nn.Linear(channels * h * w, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -276,3 +276,34 @@ def test_the_cpp_layer_rechecks_the_pool_sizes() -> None:
         call([2, 2, 0, 0, 0, 0, 3, 3])
     with pytest.raises(ValueError, match="out: expected 12 elements, got 27"):
         call([3, 3, 3, 3, 0, 0, 2, 2])  # 2x2 pooled output: out holds 27, 12 are needed
+
+
+@pytest.mark.parametrize("name", ["cnn", "cnn7", "cnn7-3"])
+def test_training_models_use_the_fused_block_and_match_the_unfused_model(name: str) -> None:
+    from dlsys.analytics import cost
+    from dlsys.analytics.report import Convention
+    from dlsys.training.models import build_model
+
+    torch.manual_seed(11)
+    fused = build_model(name, (1, 28, 28), 10, kernels="dlsys")
+    torch.manual_seed(11)
+    plain = build_model(name, (1, 28, 28), 10, kernels="torch")
+    assert any(isinstance(m, ConvReLUPool) for m in fused.modules())
+    assert not any(isinstance(m, ConvReLUPool) for m in plain.modules())
+    # the same keys and, from the same seed, the same initial weights
+    assert list(fused.state_dict()) == list(plain.state_dict())
+    for key, value in plain.state_dict().items():
+        assert torch.equal(fused.state_dict()[key], value), key
+    x = torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(12))
+    assert_close(fused(x), plain(x), rtol=1e-4, atol=1e-5, name="logits")
+    # checkpoints move both ways
+    plain.load_state_dict(fused.state_dict())
+    fused.load_state_dict(plain.state_dict())
+    # the cost model counts each fused block exactly like its conv, ReLU and max-pool
+    for convention in (
+        Convention(),
+        Convention(bias=True, elementwise=True, pointwise_activations=True),
+    ):
+        a = cost(fused, input_shape=(1, 28, 28), convention=convention)
+        b = cost(plain, input_shape=(1, 28, 28), convention=convention)
+        assert a.totals == b.totals

@@ -34,7 +34,8 @@ class LearnerSetup:
 
     ``model`` / ``kernels``: as ``dlsys train``; ``input_shape`` ``(C, H, W)`` and
     ``num_classes`` of the data set; ``batch``: samples per gradient; ``seed``: the sample
-    streams' seed; ``time_scale``: wall seconds per scenario second.
+    streams' seed. A learner built from a setup can serve any run with the same setup
+    (``dlsys.distributed.pool`` keeps such learners between runs).
     """
 
     model: str
@@ -43,7 +44,6 @@ class LearnerSetup:
     kernels: str
     batch: int
     seed: int
-    time_scale: float
 
 
 @dataclass
@@ -65,13 +65,11 @@ class Pushed:
 class Learner:
     """One learner process: the training set, the model structure and its sample stream.
 
-    ``index``: the learner's sample-stream index; ``train``: the training images and labels
-    as numpy arrays (handed over through Ray's object store, read in place, never written).
+    ``train``: the training images and labels as numpy arrays (handed over through Ray's
+    object store, read in place, never written).
     """
 
-    def __init__(
-        self, index: int, setup: LearnerSetup, train: tuple[np.ndarray, np.ndarray]
-    ) -> None:
+    def __init__(self, setup: LearnerSetup, train: tuple[np.ndarray, np.ndarray]) -> None:
         import warnings
 
         import torch
@@ -80,7 +78,6 @@ class Learner:
         from dlsys.training.replay.streams import SampleStreams
 
         torch.set_num_threads(1)
-        self.index = index
         self.setup = setup
         with warnings.catch_warnings():
             # Object-store arrays are read-only; these tensors are only ever read.
@@ -101,8 +98,9 @@ class Learner:
         """The number of parameters (elements); answers once the learner is built."""
         return self.size
 
-    def gradient(self, weights: np.ndarray, seq: int) -> tuple[np.ndarray, float]:
-        """The flat gradient (float32) and mean loss of mini-batch ``seq`` at ``weights``."""
+    def gradient(self, weights: np.ndarray, stream: int, seq: int) -> tuple[np.ndarray, float]:
+        """The flat gradient (float32) and mean loss of sample stream ``stream``'s ``seq``-th
+        mini-batch at ``weights``."""
         import torch
         from torch.func import functional_call
 
@@ -113,7 +111,7 @@ class Learner:
             k = int(np.prod(shape))
             leaves.append(self.flat[off : off + k].view(shape).detach().requires_grad_(True))
             off += k
-        idx = self.streams.indices(self.index, seq)
+        idx = self.streams.indices(stream, seq)
         x = self.train_x.index_select(0, idx)
         y = self.train_y.index_select(0, idx)
         out = functional_call(self.model, dict(zip(self.names, leaves, strict=True)), (x,))
@@ -125,22 +123,25 @@ class Learner:
     async def compute(
         self,
         weights: np.ndarray,
+        learner: int,
+        stream: int,
         seq: int,
         duration: float,
         pull: float = 0.0,
         push: float = 0.0,
         windows: Sequence[tuple[float, float, float]] = (),
         t0: float = 0.0,
+        scale: float = 1.0,
     ) -> Pushed:
-        """One gradient (see the module docstring); ``duration``: the drawn compute time in
-        scenario seconds; ``pull`` / ``push``: wall seconds; ``windows``: slow-down windows
-        ``(begin, end, factor)`` in scenario seconds; ``t0``: the run's start
-        (``time.time()``); the returned times are seconds since then."""
+        """Gradient ``seq`` of learner ``learner`` (sample stream ``stream``), see the module
+        docstring; ``duration``: the drawn compute time in scenario seconds; ``pull`` /
+        ``push``: wall seconds; ``windows``: slow-down windows ``(begin, end, factor)`` in
+        scenario seconds; ``t0``: the run's start (``time.time()``), the returned times are
+        seconds since then; ``scale``: wall seconds per scenario second."""
         if pull > 0:
             await asyncio.sleep(pull)
         t_start = time.time() - t0
-        grad, loss = self.gradient(weights, seq)
-        scale = self.setup.time_scale
+        grad, loss = self.gradient(weights, stream, seq)
         if windows:
             from dlsys.simulator.engine import finish_time
 
@@ -154,7 +155,7 @@ class Learner:
         t_done = time.time() - t0
         if push > 0:
             await asyncio.sleep(push)
-        return Pushed(self.index, seq, grad, loss, t_start, t_done)
+        return Pushed(learner, seq, grad, loss, t_start, t_done)
 
     def pid(self) -> int:
         """The learner's process id (to kill it from outside in tests)."""

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from dlsys.common import check_int, check_positive
-from dlsys.simulator import LRRule, Result, Scenario, load_scenario
+from dlsys.distributed.pool import ActorPool
+from dlsys.simulator import Crash, LRRule, Result, Scenario, load_scenario
 from dlsys.simulator.engine import RawRun
 from dlsys.simulator.trace import Trace, summarize
 
@@ -106,6 +107,7 @@ def run_ps(
     resume: bool = False,
     replace_killed: float | None = None,
     monitor: Callable[[Any, int], None] | None = None,
+    pool: ActorPool | None = None,
 ) -> PSResult:
     """Run ``scenario`` on a real parameter server on Ray; return a :class:`PSResult`.
 
@@ -117,7 +119,8 @@ def run_ps(
     ``checkpoint``: file written every ``checkpoint_every`` updates, continued with
     ``resume``; ``replace_killed``: seconds after which a learner killed from outside is
     replaced (None: the run goes on without it); ``monitor(ps, updates)``: called about
-    twice a second while the run goes on.
+    twice a second while the run goes on; ``pool``: keep the actors for later runs
+    (:class:`~dlsys.distributed.pool.ActorPool`; default: kill them at the end).
     """
     import torch
 
@@ -165,7 +168,7 @@ def run_ps(
         state = load(checkpoint, fingerprint)
     out = _drive(
         sc, cfg, data, scale, initial, [tuple(p.shape) for p in params],
-        address, num_cpus, checkpoint, every, state, replace_killed, fingerprint, monitor,
+        address, num_cpus, checkpoint, every, state, replace_killed, fingerprint, monitor, pool,
     )  # fmt: skip
     with torch.no_grad():
         torch.nn.utils.vector_to_parameters(torch.from_numpy(np.array(out["weights"])), params)
@@ -193,24 +196,38 @@ def _drive(
     replace_killed: float | None,
     fingerprint: dict[str, Any],
     monitor: Callable[[Any, int], None] | None,
+    pool: ActorPool | None,
 ) -> dict[str, Any]:
-    from dlsys.distributed import server
+    from dlsys.distributed import learner, server
     from dlsys.distributed.cluster import import_ray, ray_session
-    from dlsys.distributed.learner import LearnerSetup
 
     with ray_session(address, num_cpus=num_cpus) as session:
         ray = import_ray(loopback=session.local)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # Learners and the standbys for the scenario's restarts share the CPUs the PS leaves.
+        restarts = sum(isinstance(f, Crash) and f.restart_after is not None for f in sc.faults)
         ps_cpus = min(PS_CPUS, session.cpus / 4)
-        learner_cpus = min(1.0, max(session.cpus - ps_cpus, 0.01) / sc.n)
-        setup = LearnerSetup(
+        learner_cpus = min(1.0, max(session.cpus - ps_cpus, 0.01) / (sc.n + restarts))
+        setup = learner.LearnerSetup(
             cfg.model,
             data.input_shape,
             data.num_classes,
             cfg.kernels,
             cfg.per_learner_batch,
             cfg.seed,
-            scale,
         )
+        train = ray.put((data.train_x.numpy(), data.train_y.numpy()))
+        here = ray.get_runtime_context().get_node_id()
+        own = pool if pool is not None else ActorPool()
+        ps_key = ("ParameterServer", ps_cpus, here)
+        lrn_key = ("Learner", setup, data.name, tuple(sorted(data.sizes.items())), learner_cpus)
+        lrn_cls = learner.actor_class(ray, learner_cpus)
+        ps_cls = server.actor_class(ray, ps_cpus).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
+        )
+        (ps,) = own.take(ray, ps_key, 1, ps_cls.remote)
+        handles = own.take(ray, lrn_key, sc.n + restarts, lambda: lrn_cls.remote(setup, train))
         spec = server.RunSpec(
             scenario=sc,
             setup=setup,
@@ -227,23 +244,18 @@ def _drive(
             updates=sc.until_updates,
             time_scale=scale,
             learner_cpus=learner_cpus,
-            train=ray.put((data.train_x.numpy(), data.train_y.numpy())),
+            learners=handles[: sc.n],
+            standby=handles[sc.n :],
+            train=train,
             checkpoint=None if checkpoint is None else str(Path(checkpoint).resolve()),
             checkpoint_every=every,
             resume=state,
             replace_killed=replace_killed,
             fingerprint=fingerprint,
         )
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        here = ray.get_runtime_context().get_node_id()
-        ps = (
-            server.actor_class(ray, ps_cpus)
-            .options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False))
-            .remote(spec)
-        )
+        keep: list[bool] = []
         try:
-            ref = ps.run.remote()
+            ref = ps.run.remote(spec)
             try:
                 while not ray.wait([ref], timeout=0.5)[0]:
                     if monitor is not None:
@@ -252,13 +264,18 @@ def _drive(
             except KeyboardInterrupt:
                 ps.stop.remote()
                 out = ray.get(ref, timeout=STOP_TIMEOUT_S)
+            keep = ray.get(ps.release.remote(), timeout=30)
             return out
         finally:
-            try:
-                ray.get(ps.shutdown.remote(), timeout=10)
-            except Exception:  # the PS is gone already: its learners went with it
-                pass
-            ray.kill(ps, no_restart=True)
+            for h, k in zip(handles, keep or [False] * len(handles), strict=True):
+                if k and pool is not None:
+                    pool.give_back(lrn_key, [h])
+                else:
+                    ray.kill(h, no_restart=True)
+            if keep and pool is not None:
+                pool.give_back(ps_key, [ps])
+            else:
+                ray.kill(ps, no_restart=True)
 
 
 def _result(sc: Scenario, cfg: Any, scale: float, out: dict[str, Any]) -> Result:

@@ -61,6 +61,8 @@ from dlsys.simulator.scenario import Crash, PSPause, Scenario, Slowdown
 
 #: Seconds between checks of the stop flag while nothing happens.
 POLL_S = 0.05
+#: Seconds the learner actors may take to start (a process importing torch, each).
+START_TIMEOUT_S = 300.0
 
 # Learner slot states.
 _IDLE, _GATED, _WAITING, _COMPUTING, _DOWN, _DONE = range(6)
@@ -73,8 +75,10 @@ class RunSpec:
     ``setup``: the learners' :class:`~dlsys.distributed.learner.LearnerSetup`; ``optimizer``
     keyword arguments of :class:`dlsys.training.replay.PSOptimizer`; ``updates``: stop after
     this many (None: the scenario's rule); ``streams``: each learner's sample-stream index;
-    ``learner_cpus``: CPUs per learner actor; ``train``: the object-store reference of the
-    training set ``(images, labels)``; ``checkpoint``: file or None.
+    ``learners``: one ``Learner`` actor handle per learner; ``standby``: actors started
+    ahead for the scenario's restarts; ``learner_cpus``: CPUs of any further actors the PS
+    starts (restarts beyond the standbys, ``replace_killed``); ``train``: the object-store
+    reference of the training set ``(images, labels)``; ``checkpoint``: file or None.
     """
 
     scenario: Scenario
@@ -86,6 +90,8 @@ class RunSpec:
     updates: int | None
     time_scale: float
     learner_cpus: float
+    learners: list[Any] = field(default_factory=list)
+    standby: list[Any] = field(default_factory=list)
     train: Any = None
     checkpoint: str | None = None
     checkpoint_every: int = 0
@@ -135,15 +141,23 @@ class _Slot:
 class ParameterServer:
     """The PS actor's body (see the module docstring); :meth:`run` returns the raw run."""
 
-    def __init__(self, spec: RunSpec) -> None:
+    def __init__(self) -> None:
         import ray
+        import torch
+
+        torch.set_num_threads(1)
+        self.ray = ray
+        self._stop = threading.Event()
+        self.slots: list[_Slot] = []
+        self.updates = 0
+
+    def _setup(self, spec: RunSpec) -> None:
         import torch
 
         from dlsys.distributed.learner import actor_class
         from dlsys.training.replay import PSOptimizer
 
-        torch.set_num_threads(1)
-        self.ray = ray
+        ray = self.ray
         self.spec = spec
         sc = spec.scenario
         self.sc = sc
@@ -165,7 +179,7 @@ class ParameterServer:
         self.paused = False
         self.busy = False
         self.stop_reason: str | None = None
-        self._stop = threading.Event()
+        self._stop.clear()
         self._wref: tuple[int, Any] = (-1, None)
         self._order = itertools.count()
         self.t0 = 0.0
@@ -175,6 +189,10 @@ class ParameterServer:
             _Slot(i, spec.streams[i], lrn.compute.sampler(rngs[i], lrn.speed), lrn.budget)  # type: ignore[arg-type]
             for i, lrn in enumerate(sc.learners)
         ]
+        for s, h in zip(self.slots, spec.learners, strict=True):
+            s.handle = h
+        self.standby = list(spec.standby)
+        self.dead: set[int] = set()
         by_name = {lrn.name: i for i, lrn in enumerate(sc.learners)}
         for f in sc.faults:
             if isinstance(f, Slowdown):
@@ -231,8 +249,12 @@ class ParameterServer:
 
     # -- learners
 
-    def _new_actor(self, idx: int) -> Any:
-        return self.actor.remote(self.slots[idx].stream, self.spec.setup, self.spec.train)
+    def _standby(self) -> Any:
+        """A learner actor to replace a crashed one: a standby the driver started ahead (so
+        the restart happens when the scenario says), else a new one (up when it is up)."""
+        if self.standby:
+            return self.standby.pop()
+        return self.actor.remote(self.spec.setup, self.spec.train)
 
     def _may_start(self, s: _Slot) -> bool:
         if not self.proto.gated:
@@ -268,12 +290,15 @@ class ParameterServer:
         lrn = self.sc.learners[s.idx]
         ref = s.handle.compute.remote(
             s.weights,
+            s.idx,
+            s.stream,
             s.seq,
             d,
             float(lrn.pull_time) * self.scale,
             float(lrn.push_time) * self.scale,
             s.windows,
             self.t0,
+            self.scale,
         )
         s.ref = ref
         s.t_issue = now
@@ -317,6 +342,7 @@ class ParameterServer:
         self._abandon(s)
         s.state = _DOWN
         s.reuse = False
+        self.dead.add(id(s.handle))
         self._membership_changed()
 
     def _crash(self, f: Crash) -> None:
@@ -326,7 +352,7 @@ class ParameterServer:
         self._died(s, "crash")
         self.ray.kill(s.handle, no_restart=True)
         if f.restart_after is not None:
-            s.spare = self._new_actor(s.idx)
+            s.spare = self._standby()
             self._timer(self.now() + float(f.restart_after) * self.scale, "restart", s.idx)
 
     def _restart(self, idx: int) -> None:
@@ -359,7 +385,7 @@ class ParameterServer:
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
                 self._died(s, "killed")
                 if self.spec.replace_killed is not None:
-                    s.spare = self._new_actor(idx)
+                    s.spare = self._standby()
                     self._timer(self.now() + self.spec.replace_killed, "restart", idx)
                 continue
             got.append((s, p))
@@ -469,9 +495,16 @@ class ParameterServer:
     def _begin(self) -> None:
         ray = self.ray
         spec, sc = self.spec, self.sc
-        for s in self.slots:
-            s.handle = self._new_actor(s.idx)
-        ray.get([s.handle.ready.remote() for s in self.slots])
+        handles = (*spec.learners, *spec.standby)
+        try:
+            ray.get([h.ready.remote() for h in handles], timeout=START_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            raise RuntimeError(
+                f"{len(handles)} learner actors of {spec.learner_cpus:.3g} CPUs each did not all "
+                f"start within {START_TIMEOUT_S:g} s (the cluster has "
+                f"{ray.cluster_resources().get('CPU', 0):g} CPUs, "
+                f"{ray.available_resources().get('CPU', 0):g} free)"
+            ) from None
         if spec.resume is not None:
             from dlsys.distributed.checkpoint import restore
 
@@ -495,9 +528,10 @@ class ParameterServer:
         if sc.until_time is not None:
             self._timer(float(sc.until_time) * self.scale, "until_time")
 
-    def run(self) -> dict[str, Any]:
-        """Run the scenario to its end (or :meth:`stop`); return columns and end state."""
+    def run(self, spec: RunSpec) -> dict[str, Any]:
+        """Run ``spec``'s scenario to its end (or :meth:`stop`); return columns and end state."""
         ray = self.ray
+        self._setup(spec)
         self._begin()
         self._start_pending()
         while self.stop_reason is None:
@@ -564,17 +598,25 @@ class ParameterServer:
             out.append(self.ray.get(s.handle.pid.remote()) if s.alive else None)
         return out
 
-    def shutdown(self) -> None:
-        """Kill every learner actor (and any spare started for a restart)."""
+    def release(self) -> list[bool]:
+        """End the run's learners: cancel their work, kill the actors this PS started, and
+        say for each actor the driver handed in (``learners`` then ``standby``) whether it is
+        alive and idle, so the driver may keep it (:class:`dlsys.distributed.pool.ActorPool`)."""
+        for ref in list(self.owner):
+            self.ray.cancel(ref)
+        self.owner = {}
+        given = {id(h) for h in (*self.spec.learners, *self.spec.standby)}
         for s in self.slots:
             for h in (s.handle, s.spare):
-                if h is not None:
+                if h is not None and id(h) not in given:
                     self.ray.kill(h, no_restart=True)
+        return [id(h) not in self.dead for h in (*self.spec.learners, *self.spec.standby)]
 
 
 def actor_class(ray: Any, num_cpus: float) -> Any:
     """The ``ParameterServer`` Ray actor class (two threads: :meth:`ParameterServer.run` and
-    :meth:`ParameterServer.stop` / :meth:`ParameterServer.progress`)."""
+    :meth:`ParameterServer.stop` / :meth:`ParameterServer.progress`); one actor may serve
+    several runs, one after the other."""
     return ray.remote(num_cpus=num_cpus, max_concurrency=2, max_restarts=0)(ParameterServer)
 
 

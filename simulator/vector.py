@@ -197,12 +197,10 @@ class Timeline:
         self.push = units.of(spec.push_time)
         self.network = bool(spec.pull_time or spec.push_time)
         self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        self.count = 0
-
-    @property
-    def last_arrival(self) -> Any:
-        """Arrival of the last gradient so far (its start delay before the first)."""
-        return self.parts[-1][3][-1] if self.count else self.start
+        self.count = 0  # gradients made so far
+        self.emitted = 0  # gradients handed out by take_until
+        self.last_arrival: Any = self.start  # arrival of the last gradient made (or start)
+        self.last_emitted: Any = None  # arrival of the last gradient handed out
 
     def extend(self, m: int) -> None:
         """Add the next up to ``m`` gradients."""
@@ -239,15 +237,28 @@ class Timeline:
             read[1:] = arrive[:-1]
         self.parts.append((read, start, done, arrive))
         self.count += k
+        self.last_arrival = arrive[-1]
 
-    def columns(self) -> tuple[np.ndarray, ...]:
-        """(t_read, t_start, t_done, t_arrive) of every gradient so far."""
+    def pending(self) -> tuple[np.ndarray, ...]:
+        """(t_read, t_start, t_done, t_arrive) of the gradients made, not handed out."""
         if not self.parts:
             e = np.zeros(0, dtype=self.units.dtype)
             return e, e, e, e
         if len(self.parts) > 1:
             self.parts = [tuple(np.concatenate(x) for x in zip(*self.parts, strict=True))]  # type: ignore[list-item]
         return self.parts[0]
+
+    def take_until(self, cut: Any) -> tuple[np.ndarray, ...]:
+        """Hand out the pending gradients that arrive at or before ``cut``."""
+        cols = self.pending()
+        m = int(np.searchsorted(cols[3], cut, side="right"))
+        out = tuple(c[:m] for c in cols)
+        rest = tuple(c[m:] for c in cols)
+        self.parts = [rest] if len(rest[0]) else []  # type: ignore[list-item]
+        if m:
+            self.emitted += m
+            self.last_emitted = out[3][-1]
+        return out
 
 
 # ----------------------------------------------------------------------------- merge
@@ -262,95 +273,225 @@ def cycle_means(scenario: Scenario) -> np.ndarray:
     return np.array(out)
 
 
-def _grow(scenario: Scenario, tls: list[Timeline], units: Units, k: int) -> Any:
-    """Extend the timelines until the first ``until_updates`` updates (or all before
-    ``until_time``) and the computation in flight at the stop are known. Returns the
-    horizon: every arrival up to it is known (inf once all learners are done)."""
-    want = None if scenario.until_updates is None else k * scenario.until_updates
-    t_stop = None if scenario.until_time is None else units.of(scenario.until_time)
-    cyc = cycle_means(scenario) * (units.den if units.exact else 1.0)
-    starts = np.array([float(t.start) for t in tls])
-    goal = math.inf if t_stop is None else float(t_stop)
-    if want is not None:
-        goal = min(goal, (want * 1.02 + float(np.sum(starts / cyc))) / float(np.sum(1 / cyc)))
-    while True:
-        for i, t in enumerate(tls):
+#: Gradients per window of the merge (memory of a window: ~100 bytes per gradient).
+WINDOW = 1 << 20
+
+
+class _Merge:
+    """The merge path run window by window: each window makes every learner's gradients up
+    to a common horizon (all arrivals up to it known), merges them into the PS queue and
+    hands the rows of complete updates to ``emit``; memory does not grow with the run."""
+
+    def __init__(self, scenario: Scenario, rngs: list[np.random.Generator]) -> None:
+        self.sc = scenario
+        self.units = units = Units(scenario)
+        n = scenario.n
+        self.k = scenario.protocol.batch_size(n) or 1
+        self.tls = [
+            Timeline(scenario, i, Durations(scenario, i, rngs[i], units), units) for i in range(n)
+        ]
+        self.cyc = cycle_means(scenario) * (units.den if units.exact else 1.0)
+        self.base = 0  # arrivals merged so far (the queue positions handed out)
+        self.start_le = np.zeros(n, dtype=np.int64)  # arrivals so far at or before each start
+        self.carry_le = np.zeros(n, dtype=np.int64)  # ... at or before each last arrival
+        self.held: dict[str, np.ndarray] | None = None  # a batch not complete yet
+        self.updates = 0
+        self.max_arrival: Any = None
+        self.row_bytes = 0
+        self.u_stop = scenario.until_updates
+        self.t_stop = None if scenario.until_time is None else units.of(scenario.until_time)
+
+    def _extend_to(self, goal: float) -> Any:
+        """Make gradients until every active learner's last arrival reaches ``goal``;
+        return the horizon (min last arrival of the active learners; inf if none)."""
+        for i, t in enumerate(self.tls):
             if t.dur.done:
                 continue
             last = float(t.last_arrival)
             if last < goal:
                 if t.count:
-                    cyc[i] = max((last - starts[i]) / t.count, 1e-300)
-                t.extend(int(min((goal - last) / cyc[i] * 1.05, 2**40)) + 16)
-        active = [t.last_arrival for t in tls if not t.dur.done]
-        horizon = min(active) if active else math.inf
-        if not active or (t_stop is not None and horizon >= t_stop):
-            return horizon
-        if want is not None:
-            arr = np.concatenate([t.columns()[3] for t in tls])
-            have = int(np.count_nonzero(arr <= horizon))
-            if have >= want:
-                return horizon
-            goal = max(goal, float(horizon)) * (1.0 + max(0.05, (want - have) / max(have, 1)))
+                    self.cyc[i] = max((last - float(t.start)) / t.count, 1e-300)
+                t.extend(int(min((goal - last) / self.cyc[i] * 1.05, 2**40)) + 16)
+        active = [t.last_arrival for t in self.tls if not t.dur.done]
+        return min(active) if active else math.inf
+
+    def _goal(self, horizon: Any) -> float:
+        rate = float(np.sum(1.0 / self.cyc))
+        left = WINDOW
+        if self.u_stop is not None:
+            left = min(left, self.k * (self.u_stop - self.updates) - (self.base % self.k) + 1)
+        h = 0.0 if horizon is None else float(horizon)
+        goal = h + max(left, 1) * 1.02 / rate
+        return goal if self.t_stop is None else min(goal, float(self.t_stop))
+
+    def run(self, emit: Callable[[dict[str, np.ndarray]], None], reason: str) -> RawRun:
+        horizon = None
+        while True:
+            goal = self._goal(horizon)
+            new = self._extend_to(goal)
+            while new != math.inf and new < goal:  # learners that fell short: again
+                new = self._extend_to(goal)
+            horizon = new
+            done, t_end, stop = self._window(horizon, emit)
+            if done:
+                break
+        inflight = self._inflight(stop, t_end)
+        return RawRun({}, self.updates, self.units.scalar(t_end), stop, inflight, "vector", reason)
+
+    def _window(self, cut: Any, emit: Callable[[dict[str, np.ndarray]], None]) -> tuple:
+        """Merge the arrivals up to ``cut``; emit complete updates. Returns (done, t_end,
+        stop reason)."""
+        units, k, n = self.units, self.k, self.sc.n
+        before = [t.emitted for t in self.tls]
+        first_read = np.array(
+            [t.start if b == 0 else t.last_emitted for t, b in zip(self.tls, before, strict=True)],
+            dtype=units.dtype,
+        )
+        started = np.array(before) > 0
+        parts = [t.take_until(cut) for t in self.tls]
+        counts = np.array([len(p[0]) for p in parts], dtype=np.int64)
+        read, start, done, arrive = (np.concatenate([p[j] for p in parts]) for j in range(4))
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        first_base = np.where(started, self.carry_le, self.start_le)
+        # (a started learner's first read here is an arrival of an earlier window: all of
+        # the window's arrivals come after it, so searchsorted adds 0 to its carry)
+        order, rv, sorted_t, gle = merge_order(
+            arrive, offsets, first_read, first_base, self.base, k
+        )
+        learner = np.repeat(np.arange(n, dtype=np.int32), counts)
+        emitted_before = np.array(before, dtype=np.int64)
+        seq = (
+            np.arange(len(learner))
+            - np.repeat(offsets[:-1], counts)
+            + 1
+            + np.repeat(emitted_before, counts)
+        ).astype(np.int32)
+        for i in np.flatnonzero(~started):
+            self.start_le[i] += int(np.searchsorted(sorted_t, self.tls[i].start, side="right"))
+        ends = offsets[1:][counts > 0] - 1
+        self.carry_le[counts > 0] = gle[ends]
+        if len(arrive):
+            m = np.max(arrive)
+            self.max_arrival = m if self.max_arrival is None else max(self.max_arrival, m)
+        rows = {
+            "learner": learner[order],
+            "seq": seq[order],
+            "read_version": rv[order],
+            "t_read": read[order],
+            "t_start": start[order],
+            "t_done": done[order],
+            "arrive": sorted_t,
+        }
+        if self.held is not None:
+            rows = {c: np.concatenate([self.held[c], rows[c]]) for c in rows}
+        first_pos = self.base - (0 if self.held is None else len(self.held["learner"]))
+        self.base += len(arrive)
+        complete = (self.base // k) * k - first_pos  # rows of this window's complete updates
+        upd = rows["arrive"][k - 1 : complete : k]
+        v0 = first_pos // k
+        take = len(upd)
+        stop, t_end, finished = "", None, False
+        if self.u_stop is not None and v0 + take >= self.u_stop:
+            take = self.u_stop - v0
+            t_end = upd[take - 1]
+            stop = "until_updates"
+        if self.t_stop is not None and (t_end is None or t_end >= self.t_stop):
+            below = int(np.searchsorted(upd[:take], self.t_stop, side="left"))
+            if below < take or cut >= self.t_stop:
+                take, t_end, stop = below, self.t_stop, "until_time"
+        if not stop and cut == math.inf:
+            stop, t_end = "learners finished", self.max_arrival
+            if t_end is None:
+                t_end = max(t.start for t in self.tls)
+        finished = bool(stop)
+        self.updates = v0 + take
+        self._emit(rows, take, v0, upd, emit)
+        rest = slice(take * k if finished else complete, None)
+        self.held = {c: a[rest] for c, a in rows.items()} if not finished else None
+        self.window_rows = (start, done, learner)
+        return finished, t_end, stop
+
+    def _emit(self, rows: dict, take: int, v0: int, upd: np.ndarray, emit: Callable) -> None:
+        units, k = self.units, self.k
+        m = take * k
+        if m == 0:
+            return
+        version = v0 + np.arange(m, dtype=np.int64) // k
+        t_apply = units.seconds(np.repeat(upd[:take], k))
+        out = {
+            "learner": rows["learner"][:m],
+            "seq": rows["seq"][:m],
+            "read_version": rows["read_version"][:m],
+            "version": version,
+            "t_read": units.seconds(rows["t_read"][:m]),
+        }
+        if uses_fast_path(self.sc):  # arrays shared as the SimPy fast path shares them
+            out["t_start"] = out["t_read"]
+            out["t_done"] = t_apply
         else:
-            goal = max(goal, float(horizon)) * 1.5
+            out["t_start"] = units.seconds(rows["t_start"][:m])
+            out["t_done"] = units.seconds(rows["t_done"][:m])
+        out["t_apply"] = t_apply
+        out["status"] = np.zeros(m, dtype=np.int8)
+        self.row_bytes = row_bytes(out)
+        emit(out)
 
-
-def run_merge(scenario: Scenario, rngs: list[np.random.Generator], reason: str) -> RawRun:
-    """Run a merge-path protocol (async, k-batch-async, softsync); see the module docstring."""
-    units = Units(scenario)
-    n = scenario.n
-    k = scenario.protocol.batch_size(n)
-    assert k is not None
-    tls = [Timeline(scenario, i, Durations(scenario, i, rngs[i], units), units) for i in range(n)]
-    horizon = _grow(scenario, tls, units, k)
-    cols = [t.columns() for t in tls]
-    counts = np.array([t.count for t in tls], dtype=np.int64)
-    learner = np.repeat(np.arange(n, dtype=np.int32), counts)
-    seq = (np.arange(len(learner)) - np.repeat(np.cumsum(counts) - counts, counts) + 1).astype(
-        np.int32
-    )
-    read, start, done, arrive = (np.concatenate([c[j] for c in cols]) for j in range(4))
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    first_read = np.array([t.start for t in tls], dtype=units.dtype)
-    order, read_version = merge_order(arrive, offsets, first_read, k)
-    upd = arrive[order[k - 1 :: k]]  # update u comes with arrival k (u + 1)
-    known = int(np.searchsorted(upd, horizon, side="right")) if horizon != math.inf else len(upd)
-    u_stop, t_stop = scenario.until_updates, scenario.until_time
-    ts = None if t_stop is None else units.of(t_stop)
-    if u_stop is not None and u_stop <= known and (ts is None or upd[u_stop - 1] < ts):
-        stop, updates, t_end = "until_updates", u_stop, upd[u_stop - 1]
-    elif ts is not None:
-        stop, updates, t_end = "until_time", int(np.searchsorted(upd, ts, side="left")), ts
-    else:
-        stop, updates = "learners finished", len(upd)
-        t_end = np.max(arrive) if len(arrive) else max(t.start for t in tls)
-    rows = order[: k * updates]
-    version = np.arange(len(rows), dtype=np.int64) // k
-    t_apply = units.seconds(upd[version]) if len(rows) else np.zeros(0)
-    out = {
-        "learner": learner[rows],
-        "seq": seq[rows],
-        "read_version": read_version[rows],
-        "version": version,
-        "t_read": units.seconds(read[rows]),
-    }
-    fast = uses_fast_path(scenario)
-    out["t_start"] = out["t_read"] if fast else units.seconds(start[rows])
-    out["t_done"] = t_apply if fast else units.seconds(done[rows])
-    out["t_apply"] = t_apply
-    out["status"] = np.zeros(len(rows), dtype=np.int8)
-    inflight = np.full(n, np.nan)
-    if stop != "learners finished":
-        pulls = np.repeat([t.pull != 0 for t in tls], counts)
+    def _inflight(self, stop: str, t_end: Any) -> np.ndarray:
+        """Compute start of each learner's computation in flight at the stop (or NaN)."""
+        n = self.sc.n
+        inflight = np.full(n, np.nan)
+        if stop == "learners finished":
+            return inflight
+        start, done, learner = self.window_rows
+        pend = [t.pending() for t in self.tls]
+        pl = np.repeat(np.arange(n, dtype=np.int32), [len(p[0]) for p in pend])
+        start = np.concatenate([start, *[p[1] for p in pend]])
+        done = np.concatenate([done, *[p[2] for p in pend]])
+        learner = np.concatenate([learner, pl])
+        pulls = np.array([t.pull != 0 for t in self.tls])[learner]
         if stop == "until_updates":
             running = ((start < t_end) | ((start == t_end) & pulls)) & (done > t_end)
         else:
             running = (start < t_end) & (done >= t_end)
         idx = np.flatnonzero(running)
-        inflight[learner[idx]] = units.seconds(start[idx])
-    return RawRun(out, updates, units.scalar(t_end), stop, inflight, "vector", reason)
+        inflight[learner[idx]] = self.units.seconds(start[idx])
+        return inflight
+
+
+def run_merge(
+    scenario: Scenario,
+    rngs: list[np.random.Generator],
+    reason: str,
+    sink: Callable[[dict[str, np.ndarray]], None] | None = None,
+) -> RawRun:
+    """Run a merge-path protocol (async, k-batch-async, softsync); see the module docstring.
+    With ``sink``, rows go there window by window; else they are kept in the result."""
+    chunks: list[dict[str, np.ndarray]] = []
+    merge = _Merge(scenario, rngs)
+    raw = merge.run(sink if sink is not None else chunks.append, reason)
+    raw.row_bytes = merge.row_bytes
+    if sink is not None:
+        return raw
+    if len(chunks) == 1:
+        raw.columns = chunks[0]
+    elif chunks:
+        raw.columns = _concat(chunks)
+    else:
+        raw.columns = _concat([])
+    return raw
+
+
+def _concat(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    from dlsys.simulator.core import COLUMNS, NP_TYPES
+
+    if not chunks:
+        return {c: np.zeros(0, dtype=NP_TYPES[code]) for c, code in COLUMNS.items()}
+    out = {c: np.concatenate([ch[c] for ch in chunks]) for c in chunks[0]}
+    if chunks[0]["t_start"] is chunks[0]["t_read"]:
+        out["t_start"] = out["t_read"]
+        out["t_done"] = out["t_apply"]
+    return out
 
 
 def run(
@@ -362,12 +503,7 @@ def run(
     """Run ``scenario`` (which :func:`unsupported` accepts) on its vector path; ``sink`` as
     in :func:`dlsys.simulator.engine.run`."""
     if scenario.protocol.vector_path == "merge":
-        raw = run_merge(scenario, rngs, reason)
-        if sink is not None:
-            raw.row_bytes = row_bytes(raw.columns)
-            sink(raw.columns)
-            raw.columns = {}
-        return raw
+        return run_merge(scenario, rngs, reason, sink)
     from dlsys.simulator import vector_events
 
     raw = vector_events.run(scenario, rngs, reason)

@@ -60,15 +60,22 @@ def sort_by_time(t: np.ndarray) -> np.ndarray:
 
 @numba.njit(cache=True)
 def merge_order(
-    arrive: np.ndarray, offsets: np.ndarray, first_read: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Queue order of all gradients and their read versions.
+    arrive: np.ndarray,
+    offsets: np.ndarray,
+    first_read: np.ndarray,
+    first_base: np.ndarray,
+    base: int,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Queue order of a window of gradients, their read versions, the sorted arrival times
+    and, per gradient, the number of arrivals (all windows) at or before its arrival.
 
     ``arrive``: arrival times, learner by learner (each learner's ascending), learner ``i``
-    in ``arrive[offsets[i]:offsets[i + 1]]``; ``first_read``: each learner's first read
-    time (later reads are at the learner's previous arrival); ``k``: gradients per update.
-    The read version is the number of updates at or before the read: floor(arrivals at or
-    before it / k).
+    in ``arrive[offsets[i]:offsets[i + 1]]``; every earlier window's ``base`` arrivals came
+    before all of these. ``first_read``: each learner's first read time in the window (its
+    later reads are at its previous arrival); ``first_base``: arrivals of earlier windows
+    at or before that read. ``k``: gradients per update. The read version is the number of
+    updates at or before the read: floor(arrivals at or before it / k).
     """
     n = len(offsets) - 1
     total = offsets[n]
@@ -94,9 +101,11 @@ def merge_order(
         a, b = offsets[i], offsets[i + 1]
         if a == b:
             continue
-        read_version[a] = np.searchsorted(sorted_t, first_read[i], side="right") // k
+        read_version[a] = (
+            first_base[i] + np.searchsorted(sorted_t, first_read[i], side="right")
+        ) // k
         for g in range(a + 1, b):
-            read_version[g] = le[pos[g - 1]] // k
+            read_version[g] = (base + le[pos[g - 1]]) // k
     # The tie rule inside runs of equal arrival times: (read version, learner index).
     p = 0
     while p < total:
@@ -115,4 +124,7 @@ def merge_order(
                     s -= 1
                 order[s + 1] = x
         p = q
-    return order, read_version
+    gle = np.empty(total, dtype=np.int64)
+    for g in range(total):
+        gle[g] = base + le[pos[g]]
+    return order, read_version, sorted_t, gle

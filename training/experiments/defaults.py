@@ -115,6 +115,34 @@ DEFAULTS: dict[str, dict[str, Preset]] = {
         "optimizer": _same("sgd"),
         "momenta": _same((0.1, 0.3, 0.5, 0.7, 0.9)),
     },
+    # Replay studies (training/replay/studies.py): batch_size is the per-learner mini-batch
+    # mu, lr the PS's alpha (per update), epochs passes over the training split by all
+    # learners together; learners lambda (staleness-lr) or P (error-runtime).
+    "staleness-lr": {
+        "model": Preset("mlp:128", "mlp:500"),
+        "epochs": Preset(5, 10),
+        "batch_size": _same(4),
+        "lr": _same(0.1),
+        "momentum": _same(0.0),
+        "optimizer": _same("sgd"),
+        "learners": Preset(16, 30),
+        "near_points": _same(5.0),  # test-error points that still count as "near"
+    },
+    "error-runtime": {
+        "model": Preset("mlp:128", "mlp:500"),
+        "batch_size": _same(16),
+        "lr": _same(0.05),
+        "momentum": _same(0.0),
+        "optimizer": _same("sgd"),
+        "learners": Preset(8, 16),
+        "ks": Preset((2, 4), (2, 4, 8)),  # K of the k-sync runs
+        "k_async": Preset(4, 8),  # K of the k-async run
+        "shift": _same(1.0),  # seconds: compute time is shift + Exp(rate)
+        "rate": _same(1.0),  # per second
+        "sim_time": Preset(600.0, 3000.0),  # simulated seconds per protocol
+        "target_error": Preset(10.0, 5.0),  # percent test error
+        "evals": _same(40),  # evaluations per run
+    },
     "ood": {
         "epochs": Preset(5, 10),
         "batch_size": _same(64),

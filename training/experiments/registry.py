@@ -17,10 +17,12 @@ from dlsys.training.experiments.batch_sizes import batch_size_sweep
 from dlsys.training.experiments.context import Common, ExperimentResult
 from dlsys.training.experiments.cyclical_lr import clr
 from dlsys.training.experiments.early_stop import early_stopping
+from dlsys.training.experiments.error_runtime import error_runtime_experiment
 from dlsys.training.experiments.flood_level import flooding
 from dlsys.training.experiments.lr_range_test import lr_range
 from dlsys.training.experiments.momentum import momentum_sweep
 from dlsys.training.experiments.out_of_distribution import ood
+from dlsys.training.experiments.staleness_lr import staleness_lr_experiment
 
 __all__ = ["EXPERIMENTS", "run_experiment", "run_seeds"]
 
@@ -34,6 +36,8 @@ EXPERIMENTS: dict[str, Callable[..., ExperimentResult]] = {
     "early-stopping": early_stopping,
     "momentum": momentum_sweep,
     "ood": ood,
+    "staleness-lr": staleness_lr_experiment,
+    "error-runtime": error_runtime_experiment,
 }
 
 

@@ -36,6 +36,8 @@ _EXTRA: dict[str, dict[str, str]] = {
     "early-stopping": {"patience": "patience"},
     "momentum": {"momenta": "momenta"},
     "ood": {"shift": "shift"},
+    "staleness-lr": {"learners": "learners"},
+    "error-runtime": {"learners": "learners", "target_error": "target_error"},
 }
 
 
@@ -247,4 +249,10 @@ def register(subparsers: Any) -> None:
     e.add_argument("--patience", type=int, help="batch-size, early-stopping: epochs (default 3)")
     e.add_argument("--momenta", type=_floats, help="momentum: e.g. 0.1,0.3,0.5,0.7,0.9")
     e.add_argument("--shift", type=int, help="ood: pixels to shift the test images up (default 4)")
+    e.add_argument(
+        "--learners", type=int, help="staleness-lr, error-runtime: learners (quick 16 / 8)"
+    )
+    e.add_argument(
+        "--target-error", type=float, help="error-runtime: test error in percent (default 10)"
+    )
     p.set_defaults(func=run)

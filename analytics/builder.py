@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dlsys.analytics.formulas import OpCost, Shape, apply, conv_settings, numel
+from dlsys.analytics.formulas import OpCost, Shape, apply, as_shape, conv_settings, numel
 from dlsys.analytics.report import Convention, CostReport, Layer, Step, make_layer
+from dlsys.common.errors import check_int
 
 
 @dataclass
@@ -83,9 +84,7 @@ class Input:
     shape: tuple[int, ...]
 
     def __init__(self, *shape: int) -> None:
-        if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in shape):
-            raise ValueError(f"Input: sizes must be positive ints, got {shape}")
-        self.shape = tuple(shape)
+        self.shape = as_shape("Input", shape)
 
 
 @dataclass
@@ -414,12 +413,7 @@ class Net:
             if self.input is None:
                 raise ValueError(f"{self.name}: input_shape is required (the net has no Input)")
             return self.input.shape
-        shape = tuple(input_shape)
-        if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in shape):
-            raise ValueError(
-                f"input_shape: must be positive ints such as (3, 224, 224), got {input_shape!r}"
-            )
-        return shape
+        return as_shape("input_shape", input_shape)
 
     def cost(
         self,
@@ -429,8 +423,7 @@ class Net:
         convention: Convention | None = None,
     ) -> CostReport:
         """Per-layer costs at ``(batch, *input_shape)`` (default: the net's ``Input``)."""
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
-            raise ValueError(f"batch: must be a positive int, got {batch!r}")
+        check_int("batch", batch, minimum=1)
         shape = self._shape(input_shape)
         ctx = _Ctx(convention or Convention())
         full = (batch, *shape)

@@ -18,26 +18,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from dlsys.common.errors import check_int
+
 IntOrTuple = int | Sequence[int]
-
-
-def _int(field: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{field}: must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{field}: must be >= {minimum}, got {value}")
-    return value
 
 
 def as_tuple(field: str, value: IntOrTuple, n: int, *, minimum: int = 1) -> tuple[int, ...]:
     """``value`` as an ``n``-tuple of ints >= ``minimum`` (an int is repeated ``n`` times)."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return (_int(field, value, minimum=minimum),) * n
+        return (check_int(field, value, minimum=minimum),) * n
     if not isinstance(value, Sequence) or isinstance(value, str):
         raise TypeError(f"{field}: must be an int or a tuple of {n} ints, got {value!r}")
     if len(value) != n:
         raise ValueError(f"{field}: must have {n} entries (one per spatial axis), got {value!r}")
-    return tuple(_int(field, v, minimum=minimum) for v in value)
+    return tuple(check_int(field, v, minimum=minimum) for v in value)
 
 
 def output_size_1d(
@@ -56,14 +50,14 @@ def output_size_1d(
     layer in error messages. Raises ``ValueError`` naming the numbers when the (dilated)
     kernel is larger than the padded input.
     """
-    _int(f"{where}: input size", size, minimum=1)
-    _int(f"{where}: kernel", kernel, minimum=1)
-    _int(f"{where}: stride", stride, minimum=1)
-    _int(f"{where}: dilation", dilation, minimum=1)
+    check_int(f"{where}: input size", size, minimum=1)
+    check_int(f"{where}: kernel", kernel, minimum=1)
+    check_int(f"{where}: stride", stride, minimum=1)
+    check_int(f"{where}: dilation", dilation, minimum=1)
     if isinstance(padding, int):
-        lo = hi = _int(f"{where}: padding", padding, minimum=0)
+        lo = hi = check_int(f"{where}: padding", padding, minimum=0)
     else:
-        lo, hi = (_int(f"{where}: padding", p, minimum=0) for p in padding)
+        lo, hi = (check_int(f"{where}: padding", p, minimum=0) for p in padding)
     k_eff = dilation * (kernel - 1) + 1
     padded = size + lo + hi
     if k_eff > padded:
@@ -117,10 +111,10 @@ def keep_padding_1d(
     extra element of an odd total goes after). With ``symmetric`` the two sides are equal,
     using the slack of the floor when stride > 1; ``ValueError`` if that is impossible.
     """
-    _int("size", size, minimum=1)
-    _int("kernel", kernel, minimum=1)
-    _int("stride", stride, minimum=1)
-    _int("dilation", dilation, minimum=1)
+    check_int("size", size, minimum=1)
+    check_int("kernel", kernel, minimum=1)
+    check_int("stride", stride, minimum=1)
+    check_int("dilation", dilation, minimum=1)
     k_eff = dilation * (kernel - 1) + 1
     total = max(0, (size - 1) * stride + k_eff - size)
     if symmetric and total % 2:
@@ -187,10 +181,10 @@ def receptive_field(layers: Sequence[tuple[int, int, int, int]]) -> ReceptiveFie
                 f"layers[{i}]: expected (kernel, stride, padding, dilation), got {layer!r}"
             )
         k, s, p, d = layer
-        _int(f"layers[{i}].kernel", k, minimum=1)
-        _int(f"layers[{i}].stride", s, minimum=1)
-        _int(f"layers[{i}].padding", p, minimum=0)
-        _int(f"layers[{i}].dilation", d, minimum=1)
+        check_int(f"layers[{i}].kernel", k, minimum=1)
+        check_int(f"layers[{i}].stride", s, minimum=1)
+        check_int(f"layers[{i}].padding", p, minimum=0)
+        check_int(f"layers[{i}].dilation", d, minimum=1)
         k_eff = d * (k - 1) + 1
         r += (k_eff - 1) * j
         start += ((k_eff - 1) / 2 - p) * j

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dlsys.analytics.convarith import as_tuple, output_size_1d
-from dlsys.common.errors import unknown_name
+from dlsys.common.errors import check_int, unknown_name
 
 Shape = tuple[int, ...]
 
@@ -101,6 +101,13 @@ def formula_names() -> list[str]:
 def apply(name: str, inputs: Sequence[Shape], **settings: Any) -> OpCost:
     """Evaluate the formula ``name`` on ``inputs`` (shapes, batch first) with ``settings``."""
     return get_formula(name)(list(inputs), **settings)
+
+
+def as_shape(field: str, value: Any) -> Shape:
+    """``value`` as a shape: a non-empty sequence of ints >= 1 (elements per dimension)."""
+    if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+        raise ValueError(f"{field}: must be positive ints such as (3, 224, 224), got {value!r}")
+    return tuple(check_int(f"{field}[{i}]", s, minimum=1) for i, s in enumerate(value))
 
 
 def numel(shape: Sequence[int]) -> int:
@@ -195,10 +202,8 @@ def conv_cost(
         raise ValueError(f"{where}: expects input (N, C, *spatial), got shape {x}")
     _check_channels(where, x, n)
     c_in = x[1]
-    if isinstance(out_channels, bool) or not isinstance(out_channels, int) or out_channels <= 0:
-        raise ValueError(f"{where}: out_channels must be a positive int, got {out_channels!r}")
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups <= 0:
-        raise ValueError(f"{where}: groups must be a positive int, got {groups!r}")
+    check_int(f"{where}: out_channels", out_channels, minimum=1)
+    check_int(f"{where}: groups", groups, minimum=1)
     if c_in % groups or out_channels % groups:
         raise ValueError(
             f"{where}: in_channels {c_in} and out_channels {out_channels} must both be "
@@ -238,8 +243,7 @@ def linear_cost(
     x = _one(inputs, where)
     if len(x) < 1:
         raise ValueError(f"{where}: expects an input with a feature dimension, got shape {x}")
-    if isinstance(out_features, bool) or not isinstance(out_features, int) or out_features <= 0:
-        raise ValueError(f"{where}: out_features must be a positive int, got {out_features!r}")
+    check_int(f"{where}: out_features", out_features, minimum=1)
     if in_features is not None and x[-1] != in_features:
         raise ValueError(
             f"{where}: expects {in_features} input features, got {x[-1]} (input shape {x}); "
@@ -363,10 +367,8 @@ def adaptive_pool_cost(
     for s, o in zip(x[2:], sizes, strict=True):
         if o is None:
             out_sp.append(s)
-        elif isinstance(o, bool) or not isinstance(o, int) or o <= 0:
-            raise ValueError(f"{where}: output_size entries must be positive ints, got {o!r}")
         else:
-            out_sp.append(o)
+            out_sp.append(check_int(f"{where}: output_size", o, minimum=1))
     out_shape = (x[0], x[1], *out_sp)
     return OpCost(output_shape=out_shape, activations=numel(out_shape), elementwise=numel(x))
 

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from dlsys.analytics.formulas import apply
+from dlsys.analytics.formulas import apply, as_shape
 from dlsys.analytics.ops import (
     ModuleAdapter,
     OpCall,
@@ -294,11 +294,7 @@ def trace(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: must be a torch.nn.Module, got {type(model).__name__}")
     check_int("batch", batch, minimum=1)
-    shape = tuple(input_shape)
-    if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in shape):
-        raise ValueError(
-            f"input_shape: must be positive ints such as (3, 224, 224), got {input_shape!r}"
-        )
+    shape = as_shape("input_shape", input_shape)
     convention = convention or Convention()
 
     named_params = dict(model.named_parameters())

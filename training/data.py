@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlsys.common.errors import unknown_name
+from dlsys.common.errors import check_int, unknown_name
 
 __all__ = [
     "DATASETS",
@@ -464,8 +464,7 @@ def shift_up(x: torch.Tensor, pixels: int) -> torch.Tensor:
     """Move images ``(N, C, H, W)`` up by ``pixels`` rows; the rows freed at the bottom are 0
     (the background). ``pixels`` must be in ``[0, H]``."""
     h = x.shape[-2]
-    if isinstance(pixels, bool) or not isinstance(pixels, int) or not 0 <= pixels <= h:
-        raise ValueError(f"shift: must be an integer pixel count in 0..{h}, got {pixels!r}")
+    check_int("shift", pixels, minimum=0, maximum=h)
     out = torch.zeros_like(x)
     if pixels < h:
         out[..., : h - pixels, :] = x[..., pixels:, :]

@@ -45,7 +45,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from dlsys.common import check_memory, format_bytes, unknown_name
+from dlsys.common import check_int, check_memory, check_positive, format_bytes, unknown_name
 
 __all__ = [
     "SCHEMES",
@@ -86,10 +86,7 @@ class GaussianNoise:
 
     def __post_init__(self) -> None:
         v = self.variance
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise ValueError(f"noise variance: must be a finite number >= 0, got {v!r}")
-        if v < 0:
-            raise ValueError(f"noise variance: must be >= 0, got {v!r}")
+        check_positive("noise variance", v, allow_zero=True)
         if math.isinf(float(v) * float(v)):  # moments() and the standard error square it
             raise ValueError(
                 f"noise variance: must be below 1.3e154 (its square must be a finite float), "
@@ -114,9 +111,7 @@ def _check_noise(noise: Any) -> float:
             f"noise: must be a variance (number >= 0) or an object with .variance and "
             f".sample(rng, size), got {noise!r}"
         )
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
-        raise ValueError(f"noise variance: must be a finite number >= 0, got {v!r}")
-    return float(v)
+    return check_positive("noise variance", v, allow_zero=True)
 
 
 def _as_noise(noise: Any) -> Any:
@@ -135,14 +130,6 @@ def _noise_moments(model: Any, seed: int) -> tuple[float, float]:
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x6D6F6D]))
     eps = np.asarray(model.sample(rng, MOMENT_SAMPLES), dtype=np.float64)
     return float(np.mean(eps**3)), float(np.var(eps**2))
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name}: must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name}: must be >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _eval_f(f: Callable[[FloatArray], ArrayLike], x: FloatArray) -> FloatArray:
@@ -181,7 +168,7 @@ class Datasets:
 
 
 def _split_sizes(n_points: int, test_fraction: float) -> tuple[int, int]:
-    _check_int("n_points", n_points, 2)
+    check_int("n_points", n_points, minimum=2)
     tf = test_fraction
     if isinstance(tf, bool) or not isinstance(tf, int | float) or not 0.0 < tf < 1.0:
         raise ValueError(f"test_fraction: must be strictly between 0 and 1, got {tf!r}")
@@ -241,13 +228,12 @@ def draw_datasets(
     if scheme not in SCHEMES:
         raise unknown_name("scheme", str(scheme), SCHEMES)
     model = _as_noise(noise)
-    n_datasets = _check_int("n_datasets", n_datasets, 2)
+    n_datasets = check_int("n_datasets", n_datasets, minimum=2)
     n_train, n_test = _split_sizes(n_points, test_fraction)
     lo, hi = (float(v) for v in x_range)
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ValueError(f"x_range: must be two finite numbers lo < hi, got {x_range!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed: must be an int >= 0, got {seed!r}")
+    check_int("seed", seed, minimum=0)
     _check_dataset_memory(n_datasets, n_points, n_train, n_test)
     mu3, var_sq = _noise_moments(model, int(seed))
     root, *streams = np.random.SeedSequence(int(seed)).spawn(n_datasets + 1)
@@ -306,10 +292,7 @@ class PolynomialFit:
 
     def __post_init__(self) -> None:
         d = self.degree
-        if isinstance(d, bool) or not isinstance(d, int | np.integer):
-            raise TypeError(f"degree: must be an int >= 1, got {d!r}")
-        if d < 1:
-            raise ValueError(f"degree: must be >= 1, got {d!r}")
+        check_int("degree", d, minimum=1)
 
     def __call__(self, x_train: FloatArray, y_train: FloatArray, x_test: FloatArray) -> FloatArray:
         """Fit on (x_train, y_train) and return the predictions at ``x_test``."""
@@ -339,11 +322,7 @@ class PolynomialRidge:
 
     def __post_init__(self) -> None:
         PolynomialFit(self.degree)  # validates degree
-        a = self.alpha
-        if isinstance(a, bool) or not isinstance(a, int | float) or not math.isfinite(a):
-            raise ValueError(f"ridge alpha: must be a finite number >= 0, got {a!r}")
-        if a < 0:
-            raise ValueError(f"ridge alpha: must be >= 0, got {a!r}")
+        check_positive("ridge alpha", self.alpha, allow_zero=True)
 
     def __call__(self, x_train: FloatArray, y_train: FloatArray, x_test: FloatArray) -> FloatArray:
         """Fit on (x_train, y_train) and return the predictions at ``x_test``."""

@@ -27,7 +27,7 @@ from dlsys.analytics.biasvar.decomposition import (
     draw_datasets,
     predict_datasets,
 )
-from dlsys.common import unknown_name, write_json
+from dlsys.common import check_int, unknown_name, write_json
 from dlsys.common.io import atomic_write_text
 from dlsys.common.progress import progress
 
@@ -85,10 +85,7 @@ def parse_degrees(text: str | int | list[int] | tuple[int, ...] | range) -> list
     if not items:
         raise ValueError("degrees: give at least one degree")
     for d in items:
-        if isinstance(d, bool) or not isinstance(d, int | np.integer):
-            raise TypeError(f"degrees: each degree must be an int, got {d!r}")
-        if d < 1:
-            raise ValueError(f"degree: must be >= 1, got {d}")
+        check_int("degree", d, minimum=1)
     return sorted({int(d) for d in items})
 
 

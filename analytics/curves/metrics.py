@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from dlsys.common import unknown_name
+from dlsys.common import check_int, unknown_name
 
 __all__ = [
     "AllPositivePoints",
@@ -578,10 +578,7 @@ def interpolate_pr(curve: PRCurve, points_per_segment: int = 16) -> tuple[FloatA
     ``TP = TP_A + x``, ``FP = FP_A + skew x``. Meant for drawing: the trapezoid area of the
     samples tends to ``aupr(..., kind="interpolated")`` as ``points_per_segment`` grows.
     """
-    if isinstance(points_per_segment, bool) or not isinstance(points_per_segment, int):
-        raise TypeError(f"points_per_segment: must be an int, got {points_per_segment!r}")
-    if points_per_segment < 1:
-        raise ValueError(f"points_per_segment: must be >= 1, got {points_per_segment}")
+    check_int("points_per_segment", points_per_segment, minimum=1)
     tp0 = np.r_[0.0, curve.tp]
     fp0 = np.r_[0.0, curve.fp]
     first = curve.tp[0] / (curve.tp[0] + curve.fp[0])

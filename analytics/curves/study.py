@@ -35,7 +35,7 @@ from dlsys.analytics.curves.metrics import (
     prg_curve,
     roc_curve,
 )
-from dlsys.common import unknown_name, write_json
+from dlsys.common import check_int, unknown_name, write_json
 from dlsys.common.io import atomic_write_text
 
 __all__ = [
@@ -364,8 +364,7 @@ def run_curves_study(
     """
     from sklearn.model_selection import train_test_split
 
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: must be an int >= 0, got {seed!r}")
+    check_int("seed", seed, minimum=0)
     if (
         isinstance(test_size, bool)
         or not isinstance(test_size, int | float)

@@ -85,7 +85,7 @@ def test_bad_input_is_named() -> None:
         Net(Input(3, 4, 4), Conv(8, 5, name="c1")).cost()
     with pytest.raises(ValueError, match="stride: must be >= 1, got 0"):
         conv_output_size(8, 3, stride=0)
-    with pytest.raises(ValueError, match="out_channels must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="conv: out_channels: must be >= 1, got 0"):
         apply("conv", [(1, 3, 8, 8)], out_channels=0, kernel=3)
     with pytest.raises(
         ValueError, match=r"in_channels 6 and out_channels 8 .* divisible by groups 4"
@@ -95,7 +95,7 @@ def test_bad_input_is_named() -> None:
         Net(
             Input(1, 28, 28), Conv(64, 7), MaxPool(2), Flatten(), Linear(10, in_features=100)
         ).cost()
-    with pytest.raises(ValueError, match="Input: sizes must be positive"):
+    with pytest.raises(ValueError, match=r"Input\[1\]: must be >= 1, got 0"):
         Input(3, 0, 4)
     with pytest.raises(ValueError, match="did you mean 'conv'"):
         apply("cnov", [(1, 3, 4, 4)])

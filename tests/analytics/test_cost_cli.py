@@ -89,7 +89,7 @@ def test_module_factory(capsys: pytest.CaptureFixture[str]) -> None:
         (["cost", "mlp", "--variant", "naive"], "--variant: only for MODEL 'inception'"),
         (["cost", "conv", "--input", "4,4", "--kernel", "5"], "larger than the padded input 4"),
         (["cost", "compare", "vgg19"], "expected two models"),
-        (["cost", "vgg19", "--batch", "0"], "batch: must be a positive int, got 0"),
+        (["cost", "vgg19", "--batch", "0"], "batch: must be >= 1, got 0"),
     ],
 )
 def test_bad_input(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:

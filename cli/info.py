@@ -3,34 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 from typing import Any
 
-from dlsys.cli.common import add_command, add_json_flag, dlsys_version, print_json
-
-
-def collect() -> dict[str, Any]:
-    """Everything ``dlsys info`` reports, as a dict."""
-    import numpy
-    import simpy
-    import torch
-
-    from dlsys.kernels import backends
-
-    b = backends()
-    return {
-        "dlsys": dlsys_version(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "simpy": simpy.__version__,
-        "numpy": numpy.__version__,
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "threads": {"torch": torch.get_num_threads(), "openmp": b["openmp_threads"]},
-        "backends": b,
-        "torch_cuda_available": bool(torch.cuda.is_available()),
-    }
+from dlsys.cli.common import add_command, add_json_flag, print_json
+from dlsys.reproduce.environment import collect
 
 
 def run(args: argparse.Namespace) -> int:

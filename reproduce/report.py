@@ -18,91 +18,34 @@ import platform
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from dlsys.common.errors import unknown_name
+from dlsys.common.errors import check_int, unknown_name
 from dlsys.common.io import atomic_write_text, output_dir, write_json
+from dlsys.reproduce.section import (
+    SIZES,
+    Context,
+    Section,
+    SectionOutcome,
+    SectionResult,
+    markdown_table,
+)
+from dlsys.reproduce.sections import SECTIONS
 
-SIZES = ("tiny", "quick", "full")
-
-
-@dataclass(frozen=True)
-class Context:
-    """What a section needs: its output folder and how big to run.
-
-    ``out`` is the section's own folder inside the staged report (write figures and data
-    there; refer to them in Markdown by ``rel(path)``); ``size`` is one of :data:`SIZES`;
-    ``data_root`` is where MNIST/FashionMNIST live for ``full`` runs (``None``: built-in data);
-    ``seed`` seeds every random choice; ``quiet`` silences progress bars; ``previous`` holds
-    the outcomes of the sections that ran before this one (the environment section reports
-    their durations).
-    """
-
-    out: Path
-    report_root: Path
-    size: str = "quick"
-    data_root: Path | None = None
-    seed: int = 0
-    quiet: bool = True
-    previous: tuple[SectionOutcome, ...] = ()
-
-    def rel(self, path: Path) -> str:
-        """``path`` relative to the report's folder, as a Markdown link target."""
-        return path.relative_to(self.report_root).as_posix()
-
-    def pick(self, tiny: Any, quick: Any, full: Any) -> Any:
-        """The value for this context's size."""
-        return {"tiny": tiny, "quick": quick, "full": full}[self.size]
-
-
-@dataclass
-class SectionResult:
-    """A section's contribution: Markdown (without its heading) and the numbers behind it."""
-
-    markdown: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Section:
-    """One report section: a short name for ``--only``, a title and the function that runs it."""
-
-    name: str
-    title: str
-    run: Callable[[Context], SectionResult]
-
-
-@dataclass
-class SectionOutcome:
-    """How a section went: its result, or the error that stopped it, and its duration (s)."""
-
-    section: Section
-    seconds: float
-    result: SectionResult | None = None
-    error: str | None = None
-    traceback: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready: name, title, ok, seconds, error and the section's data (or None)."""
-        return {
-            "name": self.section.name,
-            "title": self.section.title,
-            "ok": self.ok,
-            "seconds": self.seconds,
-            "error": self.error,
-            "data": self.result.data if self.result else None,
-        }
+__all__ = [
+    "SIZES",
+    "Context",
+    "Section",
+    "SectionOutcome",
+    "SectionResult",
+    "markdown_table",
+    "run_report",
+    "section_names",
+    "select",
+]
 
 
 def _registry() -> list[Section]:
-    from dlsys.reproduce.sections import SECTIONS
-
     return list(SECTIONS)
 
 
@@ -122,17 +65,6 @@ def select(only: Sequence[str] | None) -> list[Section]:
             raise unknown_name("section (--only)", name, names)
     wanted = set(only)
     return [s for s in sections if s.name in wanted]
-
-
-def _markdown_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def markdown_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    """A GitHub-flavoured Markdown table."""
-    return _markdown_table(rows, header)
 
 
 def _render(outcomes: list[SectionOutcome], *, size: str, started: str, total_s: float) -> str:
@@ -191,8 +123,7 @@ def run_report(
     """
     if size not in SIZES:
         raise unknown_name("size", size, SIZES)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"--seed: must be an integer >= 0, got {seed!r}")
+    check_int("--seed", seed, minimum=0)
     root = Path(data_root) if data_root is not None else None
     if root is not None and not root.is_dir():
         raise FileNotFoundError(f"--data: {str(root)!r} is not a directory")

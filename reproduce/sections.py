@@ -12,7 +12,7 @@ import platform
 from collections.abc import Sequence
 from pathlib import Path
 
-from dlsys.reproduce.report import Context, Section, SectionResult, markdown_table
+from dlsys.reproduce.section import Context, Section, SectionResult, markdown_table
 from dlsys.reproduce.training_sections import TRAINING_SECTIONS
 
 
@@ -35,8 +35,8 @@ def _memory_gib() -> float | None:
 
 def environment(ctx: Context) -> SectionResult:
     """Machine, threads, versions, compiled backends, data used and each section's duration."""
-    from dlsys.cli.info import collect
     from dlsys.kernels import describe_backends
+    from dlsys.reproduce.environment import collect
 
     info = collect()
     b = info["backends"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dlsys.reproduce.report import Context, Section, SectionResult, markdown_table
+from dlsys.reproduce.section import Context, Section, SectionResult, markdown_table
 
 #: Data set of the homework experiment (used by ``full`` runs, under ``--data``).
 HOMEWORK_DATA = {

@@ -80,7 +80,7 @@ def test_a_failing_section_is_reported_and_the_others_still_run(
         (["--only", "simulatr"], "unknown section (--only) 'simulatr'; did you mean 'simulator'?"),
         (["--full"], "--full needs --data ROOT"),
         (["--data", "/no/such/dir"], "--data: '/no/such/dir' is not a directory"),
-        (["--seed", "-1"], "--seed: must be an integer >= 0, got -1"),
+        (["--seed", "-1"], "--seed: must be >= 0, got -1"),
         (["--quick", "--full"], "not allowed with argument"),
     ],
 )

@@ -92,3 +92,37 @@ def test_error_runtime_reading():
     assert r["first_to_target"] == "async"
     assert r["lowest_final_error"] == ["sync", "k-sync(k=2)"]
     assert r["lines"][0] == "first to 8 % test error: async at 10 simulated s"
+
+
+def test_experiments_through_the_cli(tmp_path, capsys):
+    import json
+
+    from dlsys.cli.main import main
+
+    quick = ["--dataset", "synthetic", "--model", "mlp:8", "--kernels", "torch", "--quiet"]
+    out = tmp_path / "s"
+    argv = ["train", "staleness-lr", "--learners", "4", "--epochs", "1", *quick]
+    assert main([*argv, "--out", str(out), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    rows = doc["summary"]["rows"]
+    # n = 1, 2, 4 with both rules; 480 / 4 = 120 gradients each.
+    assert [(r["n"], r["rule"]) for r in rows] == [
+        (n, rule) for n in (1, 2, 4) for rule in ("constant", "inverse-staleness")
+    ]
+    assert {"n", "rule", "mean_staleness", "test_accuracy"} <= set(rows[0])
+    assert (out / "staleness_lr.png").is_file() and (out / "staleness_lr.csv").is_file()
+    assert (out / "checkpoints" / "n4-inverse-staleness.pt").is_file()
+    # --resume finds every replay finished and reports the same rows.
+    assert main([*argv, "--out", str(out), "--json", "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["rows"] == rows
+
+    argv = ["train", "error-runtime", "--learners", "4", "--target-error", "100", *quick]
+    assert main([*argv, "--out", str(tmp_path / "e"), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["summary"]["rows"]
+    assert [r["protocol"] for r in rows] == [
+        "sync", "k-sync(k=2)", "k-sync(k=4)", "k-async(k=4)", "async",
+    ]  # fmt: skip
+    assert all(r["time_to_target"] == 0.0 and 0 <= r["test_accuracy"] <= 1 for r in rows)
+    assert (tmp_path / "e" / "k-sync-k-2_evals.csv").is_file()
+    assert main(["train", "error-runtime", "--learners", "0", *quick]) == 2
+    assert "--learners: must be >= 1, got 0" in capsys.readouterr().err

@@ -51,6 +51,16 @@ def _add_rows(
             hist[offsets[i] + stale[r]] += 1
 
 
+@numba.njit(cache=True)
+def _learner_max(learner: np.ndarray, stale: np.ndarray, n: int) -> np.ndarray:
+    """Largest staleness of each learner's rows (0 for none)."""
+    top = np.zeros(n, np.int64)
+    for r in range(len(learner)):
+        if stale[r] > top[learner[r]]:
+            top[learner[r]] = stale[r]
+    return top
+
+
 class BlockSum:
     """A float sum in fixed blocks of :data:`BLOCK` values: each block summed by numpy
     (pairwise), block sums added in order; independent of how values arrive."""
@@ -149,8 +159,7 @@ class SummaryStats:
 
     def _fit(self, learner: np.ndarray, stale: np.ndarray) -> None:
         """Grow the histograms of learners whose staleness in this chunk does not fit."""
-        top = np.zeros(self.n, dtype=np.int64)
-        np.maximum.at(top, learner, stale)
+        top = _learner_max(learner, stale, self.n)
         width = np.diff(self.offsets)
         grow = top >= width
         if not grow.any():
@@ -169,16 +178,40 @@ class SummaryStats:
         return self.hist[self.offsets[i] : self.offsets[i + 1]]
 
 
-def _stats(hist: np.ndarray, m: int, per_learner: bool) -> dict[str, Any]:
-    """Mean and p50/p95/p99/max of staleness from a histogram of ``m`` values."""
+@numba.njit(cache=True)
+def _learner_stats(hist: np.ndarray, offsets: np.ndarray, m: np.ndarray) -> tuple:
+    """Per learner: exact staleness sum, and the values at sorted indices ceil(q m) - 1 for
+    q = 0.50, 0.95, 0.99 and at m - 1 (from the flat histograms)."""
+    n = len(m)
+    sums = np.zeros(n, np.int64)
+    picks = np.zeros((n, 4), np.int64)
+    for i in range(n):
+        if m[i] == 0:
+            continue
+        want = np.empty(4, np.int64)
+        for j, q in enumerate((0.50, 0.95, 0.99)):
+            want[j] = math.ceil(q * m[i]) - 1
+        want[3] = m[i] - 1
+        cum = 0
+        j = 0
+        for v in range(offsets[i + 1] - offsets[i]):
+            c = hist[offsets[i] + v]
+            sums[i] += v * c
+            cum += c
+            while j < 4 and cum >= want[j] + 1:
+                picks[i, j] = v
+                j += 1
+    return sums, picks
+
+
+def _stats(hist: np.ndarray, m: int) -> dict[str, Any]:
+    """Mean and p50/p95/p99/max of staleness from a histogram of ``m`` values, picked as
+    ``numpy.percentile(..., method="inverted_cdf")`` picks them."""
     if m == 0:
         return {"mean": None, "p50": None, "p95": None, "p99": None, "max": None}
     cum = np.cumsum(hist)
     total = int(np.dot(np.arange(len(hist), dtype=np.int64), hist))
-    if per_learner:
-        idx = [math.ceil(q * m) - 1 for q in (0.50, 0.95, 0.99)]
-    else:
-        idx = [quantile_index(m, p) for p in (50, 95, 99)]
+    idx = [quantile_index(m, p) for p in (50, 95, 99)]
     return {
         "mean": total / m,
         "p50": _nth(cum, idx[0]),
@@ -199,10 +232,21 @@ def summary(scenario: Scenario, raw: Any, stats: SummaryStats, trace_bytes: int)
     updates = raw.updates
     busy = stats.busy + np.nan_to_num(t_end - raw.inflight_start, nan=0.0)
     counts = stats.counts
+    sums, picks = _learner_stats(stats.hist, stats.offsets, counts[APPLIED])
     per = []
     for i, spec in enumerate(scenario.learners):
         m = int(counts[APPLIED, i])
         share = float(busy[i] / t_end) if t_end > 0 else 0.0
+        st: dict[str, Any] = {"mean": None, "p50": None, "p95": None, "p99": None, "max": None}
+        if m:
+            p = picks[i]
+            st = {
+                "mean": int(sums[i]) / m,
+                "p50": int(p[0]),
+                "p95": int(p[1]),
+                "p99": int(p[2]),
+                "max": int(p[3]),
+            }
         per.append(
             {
                 "learner": spec.name,
@@ -210,7 +254,7 @@ def summary(scenario: Scenario, raw: Any, stats: SummaryStats, trace_bytes: int)
                 "lost": int(counts[LOST, i]),
                 "cancelled": int(counts[CANCELLED, i]),
                 "dropped": int(counts[DROPPED, i]),
-                "staleness": _stats(stats.learner_hist(i), m, True),
+                "staleness": st,
                 "busy_share": share,
                 "idle_share": 1.0 - share,
             }
@@ -233,7 +277,7 @@ def summary(scenario: Scenario, raw: Any, stats: SummaryStats, trace_bytes: int)
         "time_per_update": (last_apply / updates) if updates and last_apply else None,
         "updates_per_second": updates / t_end if t_end > 0 else None,
         "gradients_per_second": applied / t_end if t_end > 0 else None,
-        "staleness": _stats(stats.total_hist, applied, False),
+        "staleness": _stats(stats.total_hist, applied),
         "per_learner": per,
         "ps": {
             "service_time": service,

@@ -273,8 +273,11 @@ def cycle_means(scenario: Scenario) -> np.ndarray:
     return np.array(out)
 
 
-#: Gradients per window of the merge (memory of a window: ~100 bytes per gradient).
-WINDOW = 1 << 20
+#: Gradients per window of the merge when rows stream into a summary (a window holds a few
+#: hundred bytes per gradient); a run that keeps its trace uses windows TRACE_WINDOW times
+#: larger (the trace itself is the bigger store there, and fewer windows cost less).
+WINDOW = 1 << 19
+TRACE_WINDOW = 8
 
 
 class _Merge:
@@ -282,8 +285,9 @@ class _Merge:
     to a common horizon (all arrivals up to it known), merges them into the PS queue and
     hands the rows of complete updates to ``emit``; memory does not grow with the run."""
 
-    def __init__(self, scenario: Scenario, rngs: list[np.random.Generator]) -> None:
+    def __init__(self, scenario: Scenario, rngs: list[np.random.Generator], window: int) -> None:
         self.sc = scenario
+        self.window = window
         self.units = units = Units(scenario)
         n = scenario.n
         self.k = scenario.protocol.batch_size(n) or 1
@@ -317,7 +321,7 @@ class _Merge:
 
     def _goal(self, horizon: Any) -> float:
         rate = float(np.sum(1.0 / self.cyc))
-        left = WINDOW
+        left = self.window
         if self.u_stop is not None:
             left = min(left, self.k * (self.u_stop - self.updates) - (self.base % self.k) + 1)
         h = 0.0 if horizon is None else float(horizon)
@@ -468,7 +472,7 @@ def run_merge(
     """Run a merge-path protocol (async, k-batch-async, softsync); see the module docstring.
     With ``sink``, rows go there window by window; else they are kept in the result."""
     chunks: list[dict[str, np.ndarray]] = []
-    merge = _Merge(scenario, rngs)
+    merge = _Merge(scenario, rngs, WINDOW if sink is not None else WINDOW * TRACE_WINDOW)
     raw = merge.run(sink if sink is not None else chunks.append, reason)
     raw.row_bytes = merge.row_bytes
     if sink is not None:

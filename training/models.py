@@ -24,6 +24,7 @@ Model names (:func:`build_model`):
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlsys.common.errors import unknown_name
+from dlsys.common.memory import check_memory
 
 __all__ = [
     "CNN7",
@@ -315,7 +317,16 @@ def build_model(
         raise ValueError(f"--model {name!r}: only 'mlp' takes ':W1,W2,...' widths")
     c, h, w = input_shape
     if base == "mlp":
-        return MLP(c * h * w, _parse_widths(name), num_classes)
+        widths = _parse_widths(name)
+        sizes = [c * h * w, *widths, num_classes]
+        params = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+        check_memory(  # 16 bytes a parameter: float32 weight, gradient, two Adam moments
+            "--model",
+            16 * params,
+            "use narrower MLP widths",
+            what=f"{name!r} with {params} parameters at 16 bytes each",
+        )
+        return MLP(c * h * w, widths, num_classes)
     if base == "cnn":
         return FloodingCNN(input_shape, num_classes, kernels)
     if base == "cnn7":

@@ -131,13 +131,7 @@ def event_loop(
     stop = -1
     while True:
         # The next instant: an arrival or a learner's start.
-        has_next = False
-        if hsize > 0:
-            t = ht[0]
-            has_next = True
-        if nstart < n and (not has_next or start[order[nstart]] <= t):
-            t = start[order[nstart]]
-            has_next = True
+        has_next, t = _next_instant(ht, hsize, start, order, nstart, t)
         if not has_next:  # (an until_time run ends at until_time all the same)
             stop = _BY_TIME if has_time else (_FINISHED if live == 0 else _STALLED)
             break
@@ -158,44 +152,22 @@ def event_loop(
             arr[na] = i
             na += 1
         # 2. they join the queue by (read version, learner), and updates are taken
-        for a in range(1, na):
-            x = arr[a]
-            b = a - 1
-            while b >= 0 and (g_rv[arr[b]] > g_rv[x] or (g_rv[arr[b]] == g_rv[x] and arr[b] > x)):
-                arr[b + 1] = arr[b]
-                b -= 1
-            arr[b + 1] = x
-        for a in range(na):
-            queue[qlen] = arr[a]
-            in_queue[arr[a]] = True
-            qlen += 1
+        qlen = _join_queue(arr, na, g_rv, queue, qlen, in_queue)
         while qlen > 0:
-            if sync:
-                take = qlen
-                for i in range(n):
-                    if not finished[i] and not in_queue[i]:
-                        take = 0
-                        break
-            else:
-                take = k if qlen >= k else 0
+            take = _take_size(sync, k, qlen, finished, in_queue)
             if take == 0:
                 break
             if nrows + take > len(rows):
                 return _MORE_ROWS, nrows, version, -1, t, g_start, in_queue, -1, dptr
             for a in range(take):
                 i = queue[a]
-                rows[nrows, 0] = i
-                rows[nrows, 1] = seq[i]
-                rows[nrows, 2] = g_rv[i]
+                rows[nrows, 0], rows[nrows, 1], rows[nrows, 2] = i, seq[i], g_rv[i]
                 rows[nrows, 3] = version
-                rows_t[nrows, 0] = g_read[i]
-                rows_t[nrows, 1] = g_start[i]
-                rows_t[nrows, 2] = g_done[i]
-                rows_t[nrows, 3] = t
+                rows_t[nrows, 0], rows_t[nrows, 1] = g_read[i], g_start[i]
+                rows_t[nrows, 2], rows_t[nrows, 3] = g_done[i], t
                 nrows += 1
                 in_queue[i] = False
-                if not finished[i]:
-                    ready[i] = True
+                ready[i] = not finished[i]
             queue[: qlen - take] = queue[take:qlen].copy()
             qlen -= take
             version += 1
@@ -208,51 +180,139 @@ def event_loop(
             ready[order[nstart]] = True
             nstart += 1
         # 3. reads at t, through the gate
-        slowest = -1
-        if s >= 0:
-            for i in range(n):
-                if not finished[i] and (slowest < 0 or clock[i] < slowest):
-                    slowest = clock[i]
-        for i in range(n):
-            if not ready[i] or finished[i]:
-                continue
-            if s >= 0 and clock[i] - slowest > s:
-                continue
-            if dptr[i] == doff[i + 1]:
-                return _MORE_DRAWS, nrows, version, -1, t, g_start, in_queue, i, dptr
-            ready[i] = False
-            d = dur[dptr[i]]
-            dptr[i] += 1
-            seq[i] += 1
-            g_rv[i] = version
-            g_read[i] = t
-            g_start[i] = first_start[i] if not started[i] else t + pull[i]
-            started[i] = True
-            g_done[i] = g_start[i] + d
-            in_flight[i] = True
-            hsize = _heap_push(ht, hl, hsize, g_done[i] + push[i], i)
+        slowest = _slowest(clock, finished) if s >= 0 else -1
+        st = (seq, g_rv, g_read, g_start, g_done, in_flight, started, ready, dptr)
+        hsize, need = _reads(t, version, slowest, s, finished, clock, dur, doff, first_start,
+                             pull, push, st, ht, hl, hsize)  # fmt: skip
+        if need >= 0:
+            return _MORE_DRAWS, nrows, version, -1, t, g_start, in_queue, need, dptr
     if stop == _BY_TIME:
         t_end = until_time
     elif stop == _BY_UPDATES:
         t_end = t
     else:
         t_end = t_last
-    # In-flight computations at the stop (a read at the stop instant has not happened).
-    running = np.zeros(n, dt)
-    mask = np.zeros(n, np.bool_)
-    if stop == _BY_UPDATES or stop == _BY_TIME:
-        for i in range(n):
-            if not in_flight[i]:
-                continue
-            if stop == _BY_UPDATES:
-                began = g_start[i] < t_end or (g_start[i] == t_end and pull[i] != 0)
-                on = began and g_done[i] > t_end
-            else:
-                on = g_start[i] < t_end and g_done[i] >= t_end
-            if on:
-                mask[i] = True
-                running[i] = g_start[i]
+    running, mask = _running_at_stop(stop, t_end, in_flight, g_start, g_done, pull)
     return _OK, nrows, version, stop, t_end, running, mask, -1, dptr
+
+
+@numba.njit(cache=True)
+def _next_instant(ht: Any, hsize: int, start: Any, order: Any, nstart: int, t: Any) -> tuple:
+    """(whether there is one, the time of) the next arrival or learner start."""
+    if hsize > 0:
+        t = ht[0]
+        if nstart < len(start) and start[order[nstart]] <= t:
+            t = start[order[nstart]]
+        return True, t
+    if nstart < len(start):
+        return True, start[order[nstart]]
+    return False, t
+
+
+@numba.njit(cache=True)
+def _reads(
+    t: Any,
+    version: int,
+    slowest: int,
+    s: int,
+    finished: Any,
+    clock: Any,
+    dur: Any,
+    doff: Any,
+    first_start: Any,
+    pull: Any,
+    push: Any,
+    st: Any,
+    ht: Any,
+    hl: Any,
+    hsize: int,
+) -> tuple[int, int]:
+    """Step 3 of an instant: every ready learner the gate lets through reads at ``t`` and
+    starts its next gradient. Returns (heap size, a learner that ran out of draws or -1)."""
+    seq, g_rv, g_read, g_start, g_done, in_flight, started, ready, dptr = st
+    for i in range(len(finished)):
+        if not ready[i] or finished[i]:
+            continue
+        if s >= 0 and clock[i] - slowest > s:
+            continue
+        if dptr[i] == doff[i + 1]:
+            return hsize, i
+        ready[i] = False
+        d = dur[dptr[i]]
+        dptr[i] += 1
+        seq[i] += 1
+        g_rv[i] = version
+        g_read[i] = t
+        g_start[i] = first_start[i] if not started[i] else t + pull[i]
+        started[i] = True
+        g_done[i] = g_start[i] + d
+        in_flight[i] = True
+        hsize = _heap_push(ht, hl, hsize, g_done[i] + push[i], i)
+    return hsize, -1
+
+
+@numba.njit(cache=True)
+def _join_queue(arr: Any, na: int, g_rv: Any, queue: Any, qlen: int, in_queue: Any) -> int:
+    """Append the ``na`` arrivals of one instant to the queue in order of (read version,
+    learner); return the new queue length."""
+    for a in range(1, na):
+        x = arr[a]
+        b = a - 1
+        while b >= 0 and (g_rv[arr[b]] > g_rv[x] or (g_rv[arr[b]] == g_rv[x] and arr[b] > x)):
+            arr[b + 1] = arr[b]
+            b -= 1
+        arr[b + 1] = x
+    for a in range(na):
+        queue[qlen] = arr[a]
+        in_queue[arr[a]] = True
+        qlen += 1
+    return qlen
+
+
+@numba.njit(cache=True)
+def _take_size(sync: bool, k: int, qlen: int, finished: Any, in_queue: Any) -> int:
+    """Gradients the next update takes from the front of the queue (0: none yet)."""
+    if not sync:
+        return k if qlen >= k else 0
+    for i in range(len(finished)):
+        if not finished[i] and not in_queue[i]:
+            return 0
+    return qlen
+
+
+@numba.njit(cache=True)
+def _slowest(clock: Any, finished: Any) -> int:
+    """The smallest clock among live learners (-1 if none)."""
+    slowest = -1
+    for i in range(len(clock)):
+        if not finished[i] and (slowest < 0 or clock[i] < slowest):
+            slowest = clock[i]
+    return slowest
+
+
+@numba.njit(cache=True)
+def _running_at_stop(
+    stop: int, t_end: Any, in_flight: Any, g_start: Any, g_done: Any, pull: Any
+) -> tuple[Any, Any]:
+    """Compute start of each learner's computation in flight at the stop, and which have
+    one (a read at the stop instant has not happened; see the SimPy engine's tie rule)."""
+    n = len(in_flight)
+    running = np.zeros(n, g_start.dtype)
+    mask = np.zeros(n, np.bool_)
+    if stop != _BY_UPDATES and stop != _BY_TIME:
+        return running, mask
+    for i in range(n):
+        if not in_flight[i]:
+            continue
+        if stop == _BY_UPDATES:
+            began = g_start[i] < t_end or (g_start[i] == t_end and pull[i] != 0)
+            on = began and g_done[i] > t_end
+        else:
+            on = g_start[i] < t_end and g_done[i] >= t_end
+        if on:
+            mask[i] = True
+            running[i] = g_start[i]
+    return running, mask
 
 
 def _first_draws(scenario: Scenario, units: Any) -> list[int]:

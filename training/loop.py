@@ -37,7 +37,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlsys.common.errors import check_choice, check_finite, check_int, check_positive
 from dlsys.common.io import to_jsonable
 from dlsys.common.progress import progress
 from dlsys.training.checkpoint import (
@@ -47,6 +46,7 @@ from dlsys.training.checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
+from dlsys.training.config import OPTIMIZERS, SCHEDULERS, TrainConfig, TrainResult
 from dlsys.training.data import Batches, Splits
 from dlsys.training.models import build_model, flooding_loss, parameter_count
 
@@ -66,121 +66,6 @@ __all__ = [
     "save_checkpoint",
     "train",
 ]
-
-#: Optimizers accepted by :class:`TrainConfig`.
-OPTIMIZERS = ("sgd", "adam")
-#: Per-step LR schedulers (all torch's own) accepted in ``TrainConfig.scheduler["name"]``.
-SCHEDULERS = ("cyclic", "multistep", "exponential")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a training run (and is compared on ``--resume``).
-
-    Units: ``lr`` per update; ``epochs`` full passes over the training split; ``batch_size``
-    samples per update; ``flood`` the flood level b in nats (0 = no flooding);
-    ``memory_budget_mb`` MiB of activations per forward/backward before a batch is split into
-    micro-batches; ``patience`` epochs without a validation-accuracy improvement before
-    stopping (``None``: never stop early).
-
-    ``scheduler`` is ``None`` or a dict naming one of torch's schedulers, stepped after every
-    update: ``{"name": "cyclic", "mode": "triangular"|"triangular2"|"exp_range",
-    "base_lr": float, "max_lr": float, "step_size_up": updates, "gamma": float}``,
-    ``{"name": "multistep", "milestones": [updates, ...], "gamma": float}`` or
-    ``{"name": "exponential", "gamma": float}``.
-    ``batch_schedule`` is ``None`` or ``{"start": samples, "factor": int, "every": updates,
-    "max": samples}``: batch size ``min(max, start * factor ** (updates // every))``.
-    ``max_updates`` stops a run after that many updates (used by the LR sweep).
-    """
-
-    model: str = "mlp:500"
-    epochs: int = 5
-    batch_size: int = 64
-    lr: float = 0.01
-    optimizer: str = "sgd"
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    flood: float = 0.0
-    scheduler: dict[str, Any] | None = None
-    batch_schedule: dict[str, Any] | None = None
-    patience: int | None = None
-    restore_best: bool = False
-    seed: int = 0
-    kernels: str = "dlsys"
-    memory_budget_mb: float = 512.0
-    eval_train: bool = False
-    track_test: bool = True
-    stop_on_divergence: bool = True
-    max_updates: int | None = None
-
-    def __post_init__(self) -> None:
-        check_int("epochs", self.epochs, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_positive("lr", self.lr)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        m = check_finite("momentum", self.momentum)
-        if not 0.0 <= m < 1.0:
-            raise ValueError(f"momentum: must be in [0, 1), got {self.momentum!r}")
-        check_positive("weight_decay", self.weight_decay, allow_zero=True)
-        check_positive("flood", self.flood, allow_zero=True)
-        if self.patience is not None:
-            check_int("patience", self.patience, minimum=1)
-        check_int("seed", self.seed, minimum=0)
-        check_positive("memory_budget_mb", self.memory_budget_mb)
-        if self.max_updates is not None:
-            check_int("max_updates", self.max_updates, minimum=1)
-        if self.scheduler is not None:
-            check_choice("scheduler.name", self.scheduler.get("name"), SCHEDULERS)
-        if self.batch_schedule is not None:
-            bs = self.batch_schedule
-            for key in ("start", "factor", "every", "max"):
-                if key not in bs:
-                    raise ValueError(f"batch_schedule: missing key {key!r}")
-                check_int(f"batch_schedule.{key}", bs[key], minimum=1)
-            if bs["max"] < bs["start"]:
-                raise ValueError(
-                    f"batch_schedule: max ({bs['max']}) must be >= start ({bs['start']})"
-                )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as JSON-ready values."""
-        return to_jsonable(dataclasses.asdict(self))  # type: ignore[no-any-return]
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` returns.
-
-    ``history`` has one dict per epoch: ``epoch``, ``updates`` (total so far), ``lr`` and
-    ``batch_size`` (of the last update), ``train_loss`` (nats) / ``train_acc`` (fraction) /
-    ``train_error`` (%), the same for ``val_`` and ``test_``, and ``time`` (wall seconds since
-    the start, excluding evaluation of the checkpoint write). ``steps`` has one dict per
-    update: ``update``, ``epoch``, ``batch_size``, ``lr``, ``loss``, ``acc``, ``time``.
-    ``final`` holds validation/test metrics of the returned model (the best one when
-    ``restore_best``).
-    """
-
-    config: dict[str, Any]
-    history: list[dict[str, Any]]
-    steps: list[dict[str, Any]]
-    best_epoch: int
-    best_val_acc: float
-    epochs_run: int
-    updates: int
-    updates_to_best: int
-    time_to_best: float
-    total_time: float
-    diverged: bool
-    final: dict[str, float]
-    params: dict[str, Any]
-    micro_batch: int
-    model: nn.Module | None = field(default=None, repr=False)
-
-    def summary(self) -> dict[str, Any]:
-        """The result without the model, as JSON-ready values."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
-        return to_jsonable(d)  # type: ignore[no-any-return]
-
 
 # ----------------------------------------------------------------------------- pieces
 
@@ -357,7 +242,7 @@ class EarlyStopping:
 class _Progress:
     """Everything a checkpoint restores besides the model, optimizer, scheduler and RNGs."""
 
-    es: EarlyStopping
+    early_stopping: EarlyStopping
     history: list[dict[str, Any]] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     updates: int = 0
@@ -371,7 +256,7 @@ class _Progress:
         return {
             "epoch": self.epoch,
             "done": self.done,
-            "es": self.es.state_dict(),
+            "es": self.early_stopping.state_dict(),
             "history": self.history,
             "steps": self.steps,
             "updates": self.updates,
@@ -383,7 +268,7 @@ class _Progress:
     def from_state(cls, patience: int | None, ckpt: dict[str, Any]) -> _Progress:
         """The inverse of :meth:`state` (``ckpt``: a loaded checkpoint)."""
         return cls(
-            es=EarlyStopping.from_state(patience, dict(ckpt["es"])),
+            early_stopping=EarlyStopping.from_state(patience, dict(ckpt["es"])),
             history=list(ckpt["history"]),
             steps=list(ckpt["steps"]),
             updates=int(ckpt["updates"]),
@@ -511,7 +396,7 @@ def train(
     micro, _ = micro_batch_size(model, data.train_x[:1], config.memory_budget_mb)
 
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
-    run = _Progress(es=EarlyStopping(config.patience))
+    run = _Progress(early_stopping=EarlyStopping(config.patience))
     if resume and ckpt_path is not None and ckpt_path.exists():
         run = _Progress.from_state(
             config.patience, restore_checkpoint(ckpt_path, full_config, model, opt, sched, gen)
@@ -563,30 +448,42 @@ def train(
         rec = _epoch_record(config, model, data, micro, head, (loss_sum, correct_sum, seen))
         rec["time"] = run.elapsed
         run.history.append(rec)
-        if run.es.update(epoch + 1, rec["val_acc"], run.updates, run.elapsed):
-            run.es.best_state = _state_copy(model) if config.restore_best else None
-        stop = stop or run.es.should_stop
+        if run.early_stopping.update(epoch + 1, rec["val_acc"], run.updates, run.elapsed):
+            run.early_stopping.best_state = _state_copy(model) if config.restore_best else None
+        stop = stop or run.early_stopping.should_stop
         run.epoch, run.done = epoch + 1, stop or epoch + 1 == config.epochs
-        if run.done and config.restore_best and run.es.best_state is not None:
-            model.load_state_dict(run.es.best_state)
+        if run.done and config.restore_best and run.early_stopping.best_state is not None:
+            model.load_state_dict(run.early_stopping.best_state)
         if ckpt_path is not None:
             save_checkpoint(ckpt_path, full_config, run.state(), model, opt, sched, gen)
         if on_epoch_end is not None:
             on_epoch_end(rec)
-    if was_done and config.restore_best and run.es.best_state is not None:
-        model.load_state_dict(run.es.best_state)
+    if was_done and config.restore_best and run.early_stopping.best_state is not None:
+        model.load_state_dict(run.early_stopping.best_state)
+    return _result(full_config, data, run, model, micro, params)
+
+
+def _result(
+    config: dict[str, Any],
+    data: Splits,
+    run: _Progress,
+    model: nn.Module,
+    micro: int,
+    params: dict[str, Any],
+) -> TrainResult:
+    """The :class:`TrainResult` of a finished run; ``final`` evaluates ``model`` as it is."""
     vl, va = evaluate(model, data.val_x, data.val_y, micro)
     sl, sa = evaluate(model, data.test_x, data.test_y, micro)
     return TrainResult(
-        config=full_config,
+        config=config,
         history=run.history,
         steps=run.steps,
-        best_epoch=int(run.es.best_epoch),
-        best_val_acc=float(run.es.best_val_acc),
+        best_epoch=int(run.early_stopping.best_epoch),
+        best_val_acc=float(run.early_stopping.best_val_acc),
         epochs_run=len(run.history),
         updates=run.updates,
-        updates_to_best=int(run.es.updates_to_best),
-        time_to_best=float(run.es.time_to_best),
+        updates_to_best=int(run.early_stopping.updates_to_best),
+        time_to_best=float(run.early_stopping.time_to_best),
         total_time=run.elapsed,
         diverged=run.diverged,
         final={"val_loss": vl, "val_acc": va, "test_loss": sl, "test_acc": sa},

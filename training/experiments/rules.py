@@ -124,12 +124,12 @@ def early_stop_epoch(val_accs: Sequence[float], patience: int) -> tuple[int | No
     best_epoch)``: the epoch at which it stops (None if it never does) and the epoch whose
     model it restores (0 if no epoch had a finite accuracy).
     """
-    es = EarlyStopping(patience=check_int("patience", patience, minimum=1))
+    stopping = EarlyStopping(patience=check_int("patience", patience, minimum=1))
     for epoch, acc in enumerate(val_accs, 1):
-        es.update(epoch, acc)
-        if es.should_stop:
-            return epoch, es.best_epoch
-    return None, es.best_epoch
+        stopping.update(epoch, acc)
+        if stopping.should_stop:
+            return epoch, stopping.best_epoch
+    return None, stopping.best_epoch
 
 
 def ramp_milestones(start: int, max_batch: int, every: int, factor: int = 2) -> list[int]:

@@ -28,6 +28,21 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
     )
 
 
+def _expected_cuda_architectures() -> str:
+    """What the build was asked for: -DCMAKE_CUDA_ARCHITECTURES in CMAKE_ARGS, else the
+    default that CMakeLists.txt sets, as the module reports it (comma-separated)."""
+    import re
+    import shlex
+
+    for arg in shlex.split(os.environ.get("CMAKE_ARGS", "")):
+        if arg.startswith("-DCMAKE_CUDA_ARCHITECTURES="):
+            return arg.split("=", 1)[1].replace(";", ",")
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    m = re.search(r"set\(CMAKE_CUDA_ARCHITECTURES ([^)]*)\)", cmake)
+    assert m, "CMakeLists.txt no longer sets a default CMAKE_CUDA_ARCHITECTURES"
+    return ",".join(m.group(1).replace(";", " ").split())
+
+
 def test_backends_reports_the_build() -> None:
     b = dlsys.kernels.backends()
     assert b["cpu"] is True
@@ -38,7 +53,7 @@ def test_backends_reports_the_build() -> None:
     if not b["cuda_devices"]:
         assert b["cuda_error"]
     if b["cuda_compiled"]:
-        assert b["cuda_architectures"] == "80,90"
+        assert b["cuda_architectures"] == _expected_cuda_architectures()
         assert b["cuda_runtime_version"] >= 11000
     else:
         assert b["cuda_runtime_version"] == 0
@@ -153,3 +168,143 @@ def test_console_script_is_installed() -> None:
     proc = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0
     assert proc.stdout.strip() == dlsys.cli.common.dlsys_version()  # type: ignore[attr-defined]
+
+
+# ----------------------------------------------------------------------------- architecture
+
+AREAS = ("common", "simulator", "analytics", "kernels", "training", "distributed", "reproduce")
+#: Areas another issue is restructuring (simulator: issue 12, kernels: issue 15); a cycle
+#: inside one of them is theirs to remove. Any other cycle fails the test.
+RESTRUCTURING = ("dlsys.simulator", "dlsys.kernels")
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for area in (*AREAS, "cli"):
+        for f in (REPO / area).rglob("*.py"):
+            parts = list(f.relative_to(REPO).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            mods["dlsys." + ".".join(parts)] = f
+    return mods
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """dlsys module -> the dlsys modules it imports anywhere (deferred imports included)."""
+    import ast
+
+    mods = _modules()
+
+    def owner(name: str) -> str | None:
+        while name and name not in mods:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for m, f in mods.items():
+        for node in ast.walk(ast.parse(f.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [f"{node.module}.{a.name}" for a in node.names]
+            for n in names:
+                target = owner(n)
+                if target is not None and target != m:
+                    graph[m].add(target)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_library_area_imports_the_cli_and_no_import_cycles() -> None:
+    graph = _import_graph()
+    assert "dlsys.training.loop" in graph["dlsys.training.experiments.context"]  # sanity
+    cli_users = {
+        m: sorted(d for d in deps if d.startswith("dlsys.cli"))
+        for m, deps in graph.items()
+        if not m.startswith("dlsys.cli") and any(d.startswith("dlsys.cli") for d in deps)
+    }
+    assert cli_users == {}
+    cycles = [c for c in _cycles(graph) if not all(m.startswith(RESTRUCTURING) for m in c)]
+    assert cycles == []
+
+
+def test_cycle_finder_by_hand() -> None:
+    # a -> b -> c -> a is one cycle; d -> a is not part of it; e alone is none
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert _cycles(graph) == [["a", "b", "c"]]
+
+
+#: Files other issues are restructuring while this test landed (simulator: issue 12; the
+#: Ray parameter server: its own issue). Remove an entry when its file is back in bounds.
+BEING_RESTRUCTURED = {
+    "simulator/engine.py",
+    "simulator/scenario.py",
+    "simulator/vector_events.py",
+    "distributed/server.py",
+}
+
+
+def test_no_python_file_over_600_lines_and_no_function_over_120() -> None:
+    import ast
+
+    too_long = []
+    for area in (*AREAS, "cli", "benchmarks"):
+        for f in sorted((REPO / area).rglob("*.py")):
+            rel = f.relative_to(REPO).as_posix()
+            if rel in BEING_RESTRUCTURED:
+                continue
+            text = f.read_text()
+            if len(text.splitlines()) > 600:
+                too_long.append(f"{rel}: {len(text.splitlines())} lines")
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    n = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if n > 120:
+                        too_long.append(f"{rel}: {node.name}() {n} lines")
+    assert too_long == []
+
+
+def test_importing_dlsys_keeps_the_matplotlib_backend() -> None:
+    code = (
+        "import matplotlib; matplotlib.use('svg'); "
+        "import dlsys.training, dlsys.training.experiments, dlsys.reproduce.report, "
+        "dlsys.simulator.report, dlsys.analytics, dlsys.cli.main; "
+        "dlsys.cli.main.build_parser(); print(matplotlib.get_backend())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg"

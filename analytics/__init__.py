@@ -86,12 +86,15 @@ def conv_answers() -> dict[str, Any]:
     ``output_6x4``: a 6x4 input with a 2x2 kernel, stride 2, no padding -> (3, 2);
     ``keep_6x4``: per-axis (before, after) padding that keeps 6x4 at that kernel and stride
     (symmetric: (3, 3), (2, 2)); ``params_4x4_on_22x22``: one 4x4 filter on a 22x22
-    single-channel image, 16 weights + 1 bias = 17.
+    single-channel image, 16 weights + 1 bias = 17; ``one_4x4_filter``: that layer's whole
+    :class:`CostReport` (weights, biases, output shape (1, 1, 10, 10) at stride 2).
     """
+    one = Net(Input(1, 22, 22), Conv(1, 4, stride=2), name="one_4x4_filter").cost()
     return {
         "output_6x4": conv_output_size((6, 4), 2, stride=2),
         "keep_6x4": keep_padding((6, 4), 2, stride=2, symmetric=True),
-        "params_4x4_on_22x22": Net(Input(1, 22, 22), Conv(1, 4, stride=2)).cost().totals["params"],
+        "params_4x4_on_22x22": one.totals["params"],
+        "one_4x4_filter": one,
     }
 
 

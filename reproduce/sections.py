@@ -173,26 +173,23 @@ def costs(ctx: Context) -> SectionResult:
     and the convolution-arithmetic answers (one of them computed by dlsys's conv kernel)."""
     import torch
 
-    from dlsys.analytics import conv_output_size, cost, keep_padding
-    from dlsys.analytics.api import compare
-    from dlsys.analytics.builder import Conv, Input, Net
+    from dlsys.analytics import conv_answers, cost, inception_comparison, vgg19_table
     from dlsys.common.io import atomic_write_text, write_json
     from dlsys.kernels import conv2d
 
-    vgg = cost("vgg19")
+    vgg = vgg19_table()
     atomic_write_text(ctx.out / "vgg19.csv", vgg.to_csv())
     write_json(ctx.out / "vgg19.json", vgg.as_dict())
     t = vgg.totals
-    inc = compare("inception_naive", "inception_reduced")
+    inc = inception_comparison()
     write_json(ctx.out / "inception.json", inc.as_dict())
     goog = cost("googlenet")
     small = cost("small_inception")
     write_json(ctx.out / "googlenet.json", goog.as_dict())
     write_json(ctx.out / "small_inception.json", small.as_dict())
 
-    out_hw = conv_output_size((6, 4), 2, stride=2)
-    pad = keep_padding((6, 4), 2, stride=2, symmetric=True)
-    one_filter = cost(Net(Input(1, 22, 22), Conv(1, 4, stride=2), name="one_4x4_filter"))
+    answers = conv_answers()
+    out_hw, pad, one_filter = answers["output_6x4"], answers["keep_6x4"], answers["one_4x4_filter"]
     x = torch.tensor(GAUSSIAN_EXAMPLE_X, dtype=torch.float64).reshape(1, 1, 6, 6)
     w = torch.tensor(GAUSSIAN_FILTER_16, dtype=torch.float64).reshape(1, 1, 3, 3) / 16
     y = conv2d(x, w)  # dlsys's own kernel: no padding, stride 1 -> 4x4

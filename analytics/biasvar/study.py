@@ -206,14 +206,13 @@ def _fits(seed: int, degrees: tuple[int, ...]) -> dict[str, Any]:
 
 
 def _plot_tradeoff(study: BiasVarianceStudy, path: Path) -> None:
-    from dlsys.common.plotting import pyplot as plt
-    from dlsys.common.plotting import save_figure
+    from dlsys.common.plotting import save_figure, subplots
 
     d = study.degrees
     bias2 = [r.bias2 for r in study.rows]
     var = [r.variance for r in study.rows]
     mse = [r.mse for r in study.rows]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = subplots(figsize=(7, 4.5))
     ax.plot(d, bias2, "o-", label="squared bias")
     ax.plot(d, var, "s-", label="variance")
     ax.plot(d, mse, "^-", label="test MSE")
@@ -224,12 +223,10 @@ def _plot_tradeoff(study: BiasVarianceStudy, path: Path) -> None:
         color="black",
         label="bias² + variance + noise",
     )
-    ax.axhline(
-        study.noise_variance, ls="--", color="grey", label=f"noise σ² = {study.noise_variance:g}"
-    )
-    ax.axvline(
-        study.best_degree, ls="--", color="red", lw=1, label=f"best degree {study.best_degree}"
-    )
+    noise = f"noise σ² = {study.noise_variance:g}"
+    ax.axhline(study.noise_variance, linestyle="--", color="grey", label=noise)
+    best = f"best degree {study.best_degree}"
+    ax.axvline(study.best_degree, linestyle="--", color="red", lw=1, label=best)
     ax.set_yscale("log")
     ax.set_xlabel("polynomial degree")
     ax.set_ylabel("error (y units squared, log scale)")
@@ -244,10 +241,9 @@ def _plot_tradeoff(study: BiasVarianceStudy, path: Path) -> None:
 
 
 def _plot_fits(fits: dict[str, Any], path: Path) -> None:
-    from dlsys.common.plotting import pyplot as plt
-    from dlsys.common.plotting import save_figure
+    from dlsys.common.plotting import save_figure, subplots
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = subplots(figsize=(7, 4.5))
     ax.scatter(fits["x"], fits["y"], s=18, color="black", zorder=3, label="data y")
     ax.plot(fits["grid"], fits["f"], lw=2.5, color="grey", label="f(x) = x + sin(1.5x)")
     for deg, curve in fits["fits"].items():

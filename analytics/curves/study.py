@@ -291,11 +291,10 @@ def _parse_models(models: str | list[str] | tuple[str, ...]) -> list[str]:
 
 
 def _plot(study: CurvesStudy, path: Path) -> None:
-    from dlsys.common.plotting import pyplot as plt
-    from dlsys.common.plotting import save_figure
+    from dlsys.common.plotting import save_figure, subplots
 
     pi = study.pos_fraction
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5))
+    fig, axes = subplots(1, 3, figsize=(15, 5))
     ax_roc, ax_pr, ax_prg = axes
     data: dict[str, Any] = {"pos_fraction": pi, "all_positive": study.all_positive, "models": {}}
     for m in study.models:
@@ -317,11 +316,12 @@ def _plot(study: CurvesStudy, path: Path) -> None:
     ax_roc.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="random ranking")
     ax_roc.scatter(*ap["roc"], label="all-positive classifier", **marker)
     ax_roc.set(xlabel="false-positive rate", ylabel="true-positive rate", title="ROC")
-    ax_pr.axhline(pi, ls="--", color="grey", lw=1, label=f"random ranking (precision {pi:.3f})")
+    random_pr = f"random ranking (precision {pi:.3f})"
+    ax_pr.axhline(pi, linestyle="--", color="grey", lw=1, label=random_pr)
     ax_pr.scatter(*ap["pr"], label="all-positive classifier", **marker)
     ax_pr.set(xlabel="recall", ylabel="precision", title="precision-recall (D&G interpolation)")
     ax_prg.plot([0, 1], [1, 0], ":", color="grey", lw=1, label="F1-gain = 0.5 isometric")
-    ax_prg.axhline(0, color="grey", lw=1, ls="--", label="random ranking (precision gain 0)")
+    ax_prg.axhline(0, color="grey", lw=1, linestyle="--", label="random ranking (precision gain 0)")
     ax_prg.scatter(*ap["prg"], label="all-positive classifier", **marker)
     ax_prg.set(xlabel="recall gain", ylabel="precision gain", title="precision-recall-gain")
     for ax in axes:

@@ -367,6 +367,80 @@ def _protocol(value: Any) -> Protocol:
         raise type(exc)(f"simulation.{exc}") from None
 
 
+def _learners(
+    entries: Any, net: dict[str, Any], base_dir: Any, model: ModelSpec | None
+) -> tuple[list[Learner], dict[str, list[str]]]:
+    """The ``[[learner]]`` tables as learners (a ``count`` of c makes c of them), and the
+    names each table's learners got."""
+    if not isinstance(entries, list):
+        raise TypeError("learner: must be an array of tables ([[learner]]), got a single value")
+    if not entries:
+        raise ValueError("learner: no learners; add at least one [[learner]] table")
+    learners: list[Learner] = []
+    groups: dict[str, list[str]] = {}
+    for i, raw in enumerate(entries):
+        where = f"learner[{i}]"
+        t = _table(raw, where)
+        _keys(t, _LEARNER_KEYS, where)
+        lname = t.get("name", f"L{i + 1}")
+        if not isinstance(lname, str) or not lname:
+            raise ValueError(f"{where}.name: must be a non-empty string, got {lname!r}")
+        count = check_int(f"{where}.count", t.get("count", 1), minimum=1)
+        check_learner_count(f"{where}.count", count, len(learners) + count)
+        if "compute" not in t:
+            raise ValueError(
+                f'{where}.compute: missing (e.g. {{ dist = "exponential", rate = 1.0 }})'
+            )
+        dist = parse_compute(t["compute"], f"{where}.compute", base_dir, model)
+        kw: dict[str, Any] = {k: net[k] for k in _NET_KEYS if k in net}
+        kw.update(
+            {k: t[k] for k in (*_NET_KEYS, "max_gradients", "start_delay", "speed") if k in t}
+        )
+        names = [lname] if count == 1 else [f"{lname}-{j}" for j in range(count)]
+        groups[lname] = names
+        for nm in names:
+            learners.append(_wrap(where, Learner, name=nm, compute=dist, **kw))
+    return learners, groups
+
+
+def _faults(raw_faults: Any, all_names: list[str], groups: dict[str, list[str]]) -> list[Fault]:
+    """The ``[[fault]]`` tables as faults (a fault naming a learner group hits each one)."""
+    faults: list[Fault] = []
+    if not isinstance(raw_faults, list):
+        raise TypeError("fault: must be an array of tables ([[fault]])")
+    for i, raw in enumerate(raw_faults):
+        where = f"fault[{i}]"
+        t = _table(raw, where)
+        kind = t.get("kind")
+        if not isinstance(kind, str) or kind not in _FAULT_KEYS:
+            raise ValueError(f"{where}.kind: {unknown_name('fault kind', str(kind), _FAULT_KEYS)}")
+        _keys(t, ("kind", *_FAULT_KEYS[kind]), f"{where} ({kind})")
+        args = {k: v for k, v in t.items() if k != "kind"}
+        who = args.pop("learner", None)
+        targets: list[str | None]
+        if who is None:
+            if kind == "crash":
+                raise ValueError(f"{where}.learner: missing (which learner crashes)")
+            targets = [None]
+        elif who in all_names:
+            targets = [who]
+        elif who in groups:
+            targets = list(groups[who])
+        else:
+            raise ValueError(f"{where}.learner: {unknown_name('learner', str(who), all_names)}")
+        for k in ("at", "start", "end", "factor") if kind != "ps-pause" else ("start", "end"):
+            if k in _FAULT_KEYS[kind] and k not in args:
+                raise ValueError(f"{where}.{k}: missing")
+        for tgt in targets:
+            if kind == "crash":
+                faults.append(_wrap(where, Crash, learner=tgt, **args))
+            elif kind == "slowdown":
+                faults.append(_wrap(where, Slowdown, learner=tgt, **args))
+            else:
+                faults.append(_wrap(where, PSPause, **args))
+    return faults
+
+
 def scenario_from_dict(
     data: Mapping[str, Any],
     *,
@@ -407,71 +481,8 @@ def scenario_from_dict(
         _keys(lt, ("rule", *LR_RULES[rule]), f"simulation.lr ({rule})")
         lr = _wrap("simulation", LRRule, **lt)
 
-    entries = data.get("learner", [])
-    if not isinstance(entries, list):
-        raise TypeError("learner: must be an array of tables ([[learner]]), got a single value")
-    if not entries:
-        raise ValueError("learner: no learners; add at least one [[learner]] table")
-    learners: list[Learner] = []
-    groups: dict[str, list[str]] = {}
-    for i, raw in enumerate(entries):
-        where = f"learner[{i}]"
-        t = _table(raw, where)
-        _keys(t, _LEARNER_KEYS, where)
-        lname = t.get("name", f"L{i + 1}")
-        if not isinstance(lname, str) or not lname:
-            raise ValueError(f"{where}.name: must be a non-empty string, got {lname!r}")
-        count = check_int(f"{where}.count", t.get("count", 1), minimum=1)
-        check_learner_count(f"{where}.count", count, len(learners) + count)
-        if "compute" not in t:
-            raise ValueError(
-                f'{where}.compute: missing (e.g. {{ dist = "exponential", rate = 1.0 }})'
-            )
-        dist = parse_compute(t["compute"], f"{where}.compute", base_dir, model)
-        kw: dict[str, Any] = {k: net[k] for k in _NET_KEYS if k in net}
-        kw.update(
-            {k: t[k] for k in (*_NET_KEYS, "max_gradients", "start_delay", "speed") if k in t}
-        )
-        names = [lname] if count == 1 else [f"{lname}-{j}" for j in range(count)]
-        groups[lname] = names
-        for nm in names:
-            learners.append(_wrap(where, Learner, name=nm, compute=dist, **kw))
-
-    faults: list[Fault] = []
-    all_names = [lrn.name for lrn in learners]
-    raw_faults = data.get("fault", [])
-    if not isinstance(raw_faults, list):
-        raise TypeError("fault: must be an array of tables ([[fault]])")
-    for i, raw in enumerate(raw_faults):
-        where = f"fault[{i}]"
-        t = _table(raw, where)
-        kind = t.get("kind")
-        if not isinstance(kind, str) or kind not in _FAULT_KEYS:
-            raise ValueError(f"{where}.kind: {unknown_name('fault kind', str(kind), _FAULT_KEYS)}")
-        _keys(t, ("kind", *_FAULT_KEYS[kind]), f"{where} ({kind})")
-        args = {k: v for k, v in t.items() if k != "kind"}
-        who = args.pop("learner", None)
-        targets: list[str | None]
-        if who is None:
-            if kind == "crash":
-                raise ValueError(f"{where}.learner: missing (which learner crashes)")
-            targets = [None]
-        elif who in all_names:
-            targets = [who]
-        elif who in groups:
-            targets = list(groups[who])
-        else:
-            raise ValueError(f"{where}.learner: {unknown_name('learner', str(who), all_names)}")
-        for k in ("at", "start", "end", "factor") if kind != "ps-pause" else ("start", "end"):
-            if k in _FAULT_KEYS[kind] and k not in args:
-                raise ValueError(f"{where}.{k}: missing")
-        for tgt in targets:
-            if kind == "crash":
-                faults.append(_wrap(where, Crash, learner=tgt, **args))
-            elif kind == "slowdown":
-                faults.append(_wrap(where, Slowdown, learner=tgt, **args))
-            else:
-                faults.append(_wrap(where, PSPause, **args))
+    learners, groups = _learners(data.get("learner", []), net, base_dir, model)
+    faults = _faults(data.get("fault", []), [lrn.name for lrn in learners], groups)
 
     seed = sim.get("seed", 0)
     _wrap("simulation", _check_seed, seed)

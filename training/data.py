@@ -139,7 +139,7 @@ def _open_idx(path: Path) -> tuple[object, int | None]:
         try:
             stream = gzip.open(path, "rb")
             stream.peek(1)  # type: ignore[attr-defined]
-        except OSError as exc:
+        except (OSError, EOFError) as exc:  # EOFError: the gzip stream is cut short
             raise ValueError(f"{path}: not a valid gzip file ({exc})") from None
         return stream, isize
     return open(path, "rb"), path.stat().st_size
@@ -168,7 +168,10 @@ def read_idx(
                 f"{p}: bad IDX magic 0x{magic.hex()}; expected 0x0000{_IDX_UBYTE:02x}{ndim:02x} "
                 f"(unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''})"
             )
-        raw_dims = stream.read(4 * ndim)  # type: ignore[attr-defined]
+        try:
+            raw_dims = stream.read(4 * ndim)  # type: ignore[attr-defined]
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"{p}: cannot read IDX header ({exc})") from None
         if len(raw_dims) < 4 * ndim:
             raise ValueError(f"{p}: truncated IDX header (dimension sizes missing)")
         dims = struct.unpack(f">{ndim}I", raw_dims)
@@ -272,7 +275,10 @@ def _idx_count(path: Path, ndim: int) -> int:
     """The first dimension (number of items) from an IDX header, after checking the magic."""
     stream, _ = _open_idx(path)
     with stream:  # type: ignore[attr-defined]
-        head = stream.read(8)  # type: ignore[attr-defined]
+        try:
+            head = stream.read(8)  # type: ignore[attr-defined]
+        except (OSError, EOFError) as exc:  # a gzip stream cut short
+            raise ValueError(f"{path}: cannot read IDX header ({exc})") from None
     if len(head) < 8:
         raise ValueError(f"{path}: truncated IDX header ({len(head)} of 8 bytes)")
     if head[0] != 0 or head[1] != 0 or head[2] != _IDX_UBYTE or head[3] != ndim:

@@ -5,10 +5,11 @@
 // in L2), and the ReLU and the pool run on it there; only the pooled output and a one-byte
 // argmax per pooled output reach memory (the unfused ops write the conv output, read it for
 // the ReLU, write and read the ReLU output, and write int64 pool indices).
-// Backward: the conv output gradient gz is rebuilt plane by plane (zero, scatter the pooled
-// gradient where the argmax and the ReLU say), then conv2d_backward_cpu runs on it. gz lives
-// in a workspace of the calling thread that is kept between calls, so its pages are mapped
-// once (a fresh 6.4 MB buffer costs more in page faults than the scatter itself).
+// Backward, block by block of images: the block's conv output gradient gz is rebuilt plane
+// by plane (zero, scatter the pooled gradient where the argmax and the ReLU say) into a
+// workspace small enough to stay in L2, conv2d_backward_cpu runs on the block, and the
+// blocks' weight and bias gradients are added in order. The workspace belongs to the
+// calling thread and is kept between calls, so its pages are mapped once.
 #include <omp.h>
 
 #include <algorithm>
@@ -83,19 +84,43 @@ void conv_relu_pool_forward_cpu(const ConvDims &d, const PoolDims &p, const T *x
   });
 }
 
+// Images per backward block: the block's conv output gradient should stay in L2
+// (kBlockBytes) while the conv backward reads it; at least kMinBlockImages so that the conv
+// backward's per-call work (weight packing, per-chunk partial sums) stays small beside it.
+constexpr int64_t kBlockBytes = int64_t{1} << 20;
+constexpr int64_t kMinBlockImages = 16;
+
 template <typename T>
 void conv_relu_pool_backward_cpu(const ConvDims &d, const PoolDims &p, const T *x, const T *w,
                                  const T *gout, const T *out, const uint8_t *arg, T *gx, T *gw,
                                  T *gb, int threads) {
-  const int64_t P = d.P(), Q = p.QH * p.QW, planes = d.N * d.K;
-  T *gz = workspace<T>(d.y_numel());
+  const int64_t P = d.P(), Q = p.QH * p.QW, img = d.K * P;
+  if (gw) std::fill(gw, gw + d.w_numel(), T(0));
+  if (gb) std::fill(gb, gb + d.K, T(0));
+  const int64_t per = std::max<int64_t>(
+      kMinBlockImages, kBlockBytes / std::max<int64_t>(1, img * static_cast<int64_t>(sizeof(T))));
+  const int64_t B = std::max<int64_t>(1, std::min(d.N, per));
+  T *gz = workspace<T>(B * img + (gw ? d.w_numel() : 0) + (gb ? d.K : 0));
+  T *gwb = gz + B * img, *gbb = gwb + (gw ? d.w_numel() : 0);  // one block's sums
+  for (int64_t n0 = 0; n0 < d.N; n0 += B) {
+    ConvDims db = d;
+    db.N = std::min(B, d.N - n0);
+    const int64_t planes = db.N * d.K, e0 = n0 * d.K;
 #pragma omp parallel for num_threads(threads) schedule(static) if (planes > 1)
-  for (int64_t nk = 0; nk < planes; ++nk) {
-    T *g = gz + nk * P;
-    std::fill(g, g + P, T(0));
-    unpool_plane(p, d.OW, gout + nk * Q, out + nk * Q, arg + nk * Q, g);
+    for (int64_t nk = 0; nk < planes; ++nk) {
+      T *g = gz + nk * P;
+      std::fill(g, g + P, T(0));
+      unpool_plane(p, d.OW, gout + (e0 + nk) * Q, out + (e0 + nk) * Q, arg + (e0 + nk) * Q, g);
+    }
+    const int64_t xo = n0 * d.C * d.H * d.W;
+    conv2d_backward_cpu<T>(db, x ? x + xo : nullptr, w, gz, gx ? gx + xo : nullptr,
+                           gw ? gwb : nullptr, gb ? gbb : nullptr, threads);
+    // blocks added in order: the result does not depend on the thread count
+    if (gw)
+      for (int64_t i = 0; i < d.w_numel(); ++i) gw[i] += gwb[i];
+    if (gb)
+      for (int64_t k = 0; k < d.K; ++k) gb[k] += gbb[k];
   }
-  conv2d_backward_cpu<T>(d, x, w, gz, gx, gw, gb, threads);
 }
 
 template void conv_relu_pool_forward_cpu<float>(const ConvDims &, const PoolDims &,

@@ -307,3 +307,23 @@ def test_training_models_use_the_fused_block_and_match_the_unfused_model(name: s
         a = cost(fused, input_shape=(1, 28, 28), convention=convention)
         b = cost(plain, input_shape=(1, 28, 28), convention=convention)
         assert a.totals == b.totals
+
+
+def test_backward_in_blocks_of_images_matches_torch_and_any_thread_count() -> None:
+    # The CPU backward runs blocks of max(16, 1 MB / image gradient) images: for 16 x 28 x 28
+    # float32 (50,176 B per image) blocks of 20, so 45 images are blocks 20 + 20 + 5.
+    case = (45, 1, 28, 28, 16, (5, 5), 1, 2, 1, 1)
+    x, w, b = _make(case, torch.float32)
+    ours = [w.clone().requires_grad_(), b.clone().requires_grad_()]
+    ref = [w.clone().requires_grad_(), b.clone().requires_grad_()]
+    y = conv2d_relu_pool(x, *ours, padding=2)
+    y_ref = F.max_pool2d(F.relu(F.conv2d(x, *ref, padding=2)), 2)
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(9))
+    for a, e in zip(
+        torch.autograd.grad(y, ours, gy), torch.autograd.grad(y_ref, ref, gy), strict=True
+    ):
+        assert_close(a, e, rtol=2e-4, atol=2e-3)
+    one = _raw("cpu", x, w, b, case[6:], POOLS[0], threads=1)
+    two = _raw("cpu", x, w, b, case[6:], POOLS[0], threads=2)
+    for a, e in zip(one, two, strict=True):
+        assert torch.equal(a, e)

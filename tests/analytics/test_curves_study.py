@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from dlsys.analytics.curves.metrics import aupr, auprg
 from dlsys.analytics.curves.study import (
     _binarize,
     load_binary_dataset,
@@ -34,10 +35,11 @@ def test_breast_cancer_study_table_and_files(study_dir):
     assert study.all_positive == {"roc": [1.0, 1.0], "pr": [1.0, 64 / 171], "prg": [1.0, 0.0]}
     assert [m.model for m in study.models] == ["adaboost", "logreg"]
     for m in study.models:
-        # both models separate this set well; AP is a step under the interpolated curve here
+        # both models separate this set well; the exact values are checked against
+        # scikit-learn and the metrics module on the same split below
         assert 0.9 < m.auroc <= 1.0
-        assert 0.8 < m.aupr_ap <= 1.0
-        assert m.auprg <= 1.0
+        assert 0.8 < m.aupr_ap <= 1.0 and 0.8 < m.aupr_interpolated <= 1.0
+        assert 0.0 < m.auprg <= 1.0
     for name in ("curves.png", "curves.json", "summary.json", "summary.md"):
         assert (out / name).stat().st_size > 0
     summary = json.loads((out / "summary.json").read_text())
@@ -59,6 +61,10 @@ def test_study_areas_match_sklearn_on_the_same_split(study_dir):
         s = model.predict_proba(X_te)[:, 1]
         assert m.auroc == pytest.approx(roc_auc_score(y_te, s), abs=1e-12)
         assert m.aupr_ap == pytest.approx(average_precision_score(y_te, s), abs=1e-12)
+        # the areas scikit-learn lacks, from the metrics module (tested against the prg
+        # package's examples and by hand in test_curves.py) on the same scores
+        assert m.auprg == pytest.approx(auprg(y_te, s), abs=1e-12)
+        assert m.aupr_interpolated == pytest.approx(aupr(y_te, s, kind="interpolated"), abs=1e-12)
 
 
 def test_same_seed_same_bytes(tmp_path, study_dir):

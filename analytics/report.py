@@ -28,7 +28,7 @@ DTYPE_BYTES: dict[str, int] = {
 
 #: Keys of a row and of the totals in the JSON output (the `dlsys cost --json` shape).
 ROW_KEYS = ("name", "type", "output_shape", "params", "weights", "biases", "activations", "macs")
-TOTAL_KEYS = ("params", "weights", "biases", "activations", "macs", "flops")
+TOTAL_KEYS = ("params", "weights", "biases", "activations", "macs", "flops", "backward_macs")
 
 
 def dtype_bytes(dtype: str) -> int:
@@ -161,7 +161,8 @@ class CostReport:
 
     @property
     def totals(self) -> dict[str, int]:
-        """Sums over the rows: params, weights, biases, activations, macs, flops (ints)."""
+        """Sums over the rows: params, weights, biases, activations, macs, flops, and the
+        backward pass's multiply-accumulates (:meth:`backward_macs`) (ints)."""
         t = dict.fromkeys(TOTAL_KEYS, 0)
         for row in self.layers:
             t["params"] += row.params
@@ -170,7 +171,44 @@ class CostReport:
             t["activations"] += row.activations
             t["macs"] += row.macs
             t["flops"] += row.flops
+        t["backward_macs"] = sum(self.backward_macs())
         return t
+
+    def grad_inputs(self) -> list[int]:
+        """Per row, how many of its operands receive a gradient in the backward pass.
+
+        Walks the rows' data flow (``steps``) from the input, which needs no gradient: a
+        row's parameters count as one operand (``weights > 0``), each activation it reads
+        that depends on some parameter as one more; its output needs a gradient when any
+        operand does. 0 marks a row no gradient flows through (the input, or anything
+        computed from the input alone). NB: a weight shared by several rows is counted at
+        its first row only, as in ``weights``.
+        """
+        needs: set[int] = set()
+        out = []
+        for i, row in enumerate(self.layers):
+            step = self.steps[i] if i < len(self.steps) else None
+            reads = step.reads if step is not None else ()
+            parts = (1 if row.weights > 0 else 0) + sum(1 for k in reads if k in needs)
+            if parts and step is not None:
+                needs.add(step.writes)
+            out.append(parts)
+        return out
+
+    def backward_macs(self) -> list[int]:
+        """Per row, the multiply-accumulates of its backward pass: ``macs`` once per operand
+        that receives a gradient (:meth:`grad_inputs`), at most two (the weight and the input
+        of a convolution or linear layer, the two factors of a matmul).
+
+        For convolutions, linear layers and matmuls each gradient costs exactly the forward's
+        MACs (grad input: the transposed operation; grad weight: a correlation of input and
+        output gradient over the batch), and the first layer, whose input needs no gradient,
+        computes only its weight gradient. NB: attention's backward is taken as two of its
+        forward passes.
+        """
+        return [
+            row.macs * min(k, 2) for row, k in zip(self.layers, self.grad_inputs(), strict=True)
+        ]
 
     @property
     def bias_adds(self) -> int:

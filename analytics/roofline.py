@@ -4,9 +4,12 @@ Each row of a cost report takes max(work / peak FLOP/s, bytes / bandwidth) secon
 (Williams, Waterman & Patterson 2009), where work = 2 x MACs + bias adds + elementwise
 operations (the hardware does all of it, whatever the report's convention) and bytes =
 (activations read + activations written + parameters read) x bytes per element. The model's
-time is the sum over rows. NB: the backward pass is taken as twice the forward (gradients
-with respect to the input and to the weights each cost about one forward), a standard
-approximation; real kernels reach a fraction of peak, so these are lower bounds.
+time is the sum over rows. The backward pass prices each row's exact backward
+multiply-accumulates (:meth:`CostReport.backward_macs`: one forward's worth per operand that
+gets a gradient, so none for the input gradient of the first layer): work = 2 x backward
+MACs + bias and elementwise work, bytes = the forward's bytes once per operand that gets a
+gradient (NB: an approximation of the traffic); rows no gradient flows through cost
+nothing. Real kernels reach a fraction of peak, so these are lower bounds.
 
 Presets (dense peak, from the vendors' data sheets) are in :data:`DEVICES`; ``"cpu"``
 measures this machine once (a float32 matmul for FLOP/s, a large copy for bandwidth).
@@ -128,9 +131,11 @@ def roofline(
         check_positive("peak_flops", peak_flops) if peak_flops is not None else dev.flops_for(dtype)
     )
     bw = check_positive("bandwidth", bandwidth) if bandwidth is not None else dev.bandwidth
-    fwd = 0.0
+    fwd = bwd = 0.0
     compute = memory = 0
-    for row in report.layers:
+    for row, parts, bmacs in zip(
+        report.layers, report.grad_inputs(), report.backward_macs(), strict=True
+    ):
         if row.type == "input":
             continue
         work = 2 * row.macs + row.bias_adds + row.elementwise
@@ -143,12 +148,15 @@ def roofline(
         else:
             memory += 1
         fwd += max(tc, tm)
+        if parts:
+            bwork = 2 * bmacs + row.bias_adds + row.elementwise
+            bwd += max(bwork / peak, parts * moved / bw)
     return RooflineEstimate(
         device=dev.name,
         dtype=dtype,
         batch=report.batch,
         forward_s=fwd,
-        backward_s=2 * fwd,
+        backward_s=bwd,
         compute_bound_rows=compute,
         memory_bound_rows=memory,
     )

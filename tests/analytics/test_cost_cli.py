@@ -28,6 +28,9 @@ def test_vgg19_json(capsys: pytest.CaptureFixture[str]) -> None:
         "activations": 16_542_184,
         "macs": 19_632_062_464,
         "flops": 2 * 19_632_062_464,
+        # every layer's weight and input gradient, except conv1_1's input gradient (the image
+        # needs none): 2 * 19,632,062,464 - 64 * 224 * 224 * 27 (86,704,128)
+        "backward_macs": 2 * 19_632_062_464 - 86_704_128,
     }
     assert list(doc["layers"][1]) == [
         "name", "type", "output_shape", "params", "weights", "biases", "activations", "macs"

@@ -12,6 +12,7 @@ import platform
 from collections.abc import Sequence
 from pathlib import Path
 
+from dlsys.reproduce.replay_sections import REPLAY_SECTIONS
 from dlsys.reproduce.section import Context, Section, SectionResult, markdown_table
 from dlsys.reproduce.training_sections import TRAINING_SECTIONS
 
@@ -418,6 +419,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("costs", "Architecture costs", costs),
     Section("evaluation", "Bias-variance and classifier curves", evaluation),
     *TRAINING_SECTIONS,
+    *REPLAY_SECTIONS,
     Section("kernels", "Kernels: dlsys vs PyTorch", kernels),
     Section("environment", "Environment", environment),
 )

@@ -338,7 +338,7 @@ def trace(
         if adapter is not None:
             tracer.leaf_params[id(mod)] = [n for n, _ in mod.named_parameters()]
             patched.append(mod)
-            mod.forward = _leaf_forward(tracer, mod, adapter)  # type: ignore[method-assign]
+            mod.forward = _leaf_forward(tracer, mod, adapter)
     handles.append(nn.modules.module.register_module_forward_pre_hook(pre))
     handles.append(nn.modules.module.register_module_forward_hook(post, always_call=True))
     try:

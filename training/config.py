@@ -91,7 +91,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The config as JSON-ready values."""
-        return to_jsonable(dataclasses.asdict(self))  # type: ignore[no-any-return]
+        return to_jsonable(dataclasses.asdict(self))
 
 
 @dataclass
@@ -126,4 +126,4 @@ class TrainResult:
     def summary(self) -> dict[str, Any]:
         """The result without the model, as JSON-ready values."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
-        return to_jsonable(d)  # type: ignore[no-any-return]
+        return to_jsonable(d)

@@ -138,7 +138,7 @@ def _open_idx(path: Path) -> tuple[object, int | None]:
             isize = struct.unpack("<I", fh.read(4))[0]
         try:
             stream = gzip.open(path, "rb")
-            stream.peek(1)  # type: ignore[attr-defined]
+            stream.peek(1)
         except (OSError, EOFError) as exc:  # EOFError: the gzip stream is cut short
             raise ValueError(f"{path}: not a valid gzip file ({exc})") from None
         return stream, isize

@@ -85,7 +85,7 @@ class Common:
         d = dataclasses.asdict(self)
         for k in ("checkpoint_dir", "resume", "quiet", "threads", "device"):
             d.pop(k)
-        return to_jsonable(d)  # type: ignore[no-any-return]
+        return to_jsonable(d)
 
 
 @dataclass
@@ -104,7 +104,7 @@ class ExperimentResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (what ``metrics.json`` holds)."""
-        return to_jsonable(dataclasses.asdict(self))  # type: ignore[no-any-return]
+        return to_jsonable(dataclasses.asdict(self))
 
 
 class Context:

@@ -102,4 +102,4 @@ def run_seeds(
     agg["per_seed"] = [r.to_dict() for r in per_seed]
     if out is not None:
         write_json(Path(out) / "metrics.json", agg)
-    return to_jsonable(agg)  # type: ignore[no-any-return]
+    return to_jsonable(agg)

@@ -1,9 +1,9 @@
 """Small pieces every dlsys area shares: error messages, atomic output, JSON, plots, progress.
 
 Nothing here knows about simulators, costs, kernels or training; each area imports from
-``dlsys.common`` so that the conventions of DESIGN.md (errors that name the field, outputs
-written atomically, Agg plots with their data beside them, quiet progress bars) are
-implemented once.
+``dlsys.common`` so that the project's conventions (errors that name the field, the value
+and what is allowed; outputs written atomically; plots on plain matplotlib Figures with their
+data beside them; quiet progress bars) are implemented once.
 """
 
 from dlsys.common.errors import (

@@ -118,7 +118,13 @@ def model_spec(table: Mapping[str, Any], where: str = "model") -> ModelSpec:
     except (ValueError, TypeError) as exc:
         field = "name" if "unknown model" in str(exc) else "input"
         raise type(exc)(f"{where}.{field}: {exc}") from None
-    est = roofline(report, device, **over)
+    try:
+        est = roofline(report, device, **over)
+    except OverflowError:
+        raise ValueError(
+            f"{where}.input: {list(dims)} at batch {batch} is too large to price "
+            f"({report.totals['macs']:,} MACs)"
+        ) from None
     params = int(report.totals["params"])
     return ModelSpec(
         name=name,

@@ -6,11 +6,11 @@ import argparse
 from typing import Any
 
 from dlsys.cli.common import add_command, add_json_flag, add_out_flag, add_quiet_flag, print_json
+from dlsys.common import output_dir
 
 
 def run(args: argparse.Namespace) -> int:
     from dlsys.analytics.biasvar.study import run_biasvar_study, summary_dict
-    from dlsys.common import output_dir
 
     with output_dir(args.out) as stage:
         study = run_biasvar_study(

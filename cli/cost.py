@@ -12,9 +12,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 from typing import Any
 
+from dlsys.analytics import cost, zoo
+from dlsys.analytics.api import Comparison
+from dlsys.analytics.builder import Net
+from dlsys.analytics.convarith import conv_output_size, keep_padding, receptive_field
+from dlsys.analytics.memory import inference_memory, training_memory
+from dlsys.analytics.roofline import roofline
 from dlsys.cli.common import add_command, add_json_flag, add_out_flag, print_json
+from dlsys.common.io import atomic_write_text, dumps, output_dir
 
 
 def _ints(field: str, text: str | None) -> tuple[int, ...] | None:
@@ -44,7 +52,6 @@ def _nonneg_ints(field: str, text: str) -> tuple[int, ...]:
 
 def load_model(spec: str, variant: str | None = None) -> Any:
     """A zoo net for a name, or the nn.Module (or Net) a ``module:pkg.mod.factory`` returns."""
-    from dlsys.analytics import zoo
 
     if spec.startswith("module:"):
         path = spec[len("module:") :]
@@ -62,7 +69,6 @@ def load_model(spec: str, variant: str | None = None) -> Any:
             model = factory()
         except Exception as exc:
             raise ValueError(f"MODEL {spec!r}: calling {attr}() failed: {exc}") from None
-        from dlsys.analytics.builder import Net
 
         if isinstance(model, Net):
             return model
@@ -83,7 +89,6 @@ def load_model(spec: str, variant: str | None = None) -> Any:
 
 
 def _report(args: argparse.Namespace, spec: str) -> Any:
-    from dlsys.analytics import cost
 
     model = load_model(spec, args.variant)
     shape = _ints("--input", args.input)
@@ -101,8 +106,6 @@ def _report(args: argparse.Namespace, spec: str) -> Any:
 
 
 def _extras(args: argparse.Namespace, report: Any) -> dict[str, Any]:
-    from dlsys.analytics.memory import inference_memory, training_memory
-    from dlsys.analytics.roofline import roofline
 
     out: dict[str, Any] = {}
     if args.memory:
@@ -129,8 +132,6 @@ def _run_model(args: argparse.Namespace) -> int:
     extras = _extras(args, report)
     fmt = "json" if args.json else args.format
     if args.out:
-        from dlsys.common.io import atomic_write_text, output_dir
-
         with output_dir(args.out) as stage:
             assert stage is not None
             atomic_write_text(stage / "cost.json", report.to_json() + "\n")
@@ -142,14 +143,11 @@ def _run_model(args: argparse.Namespace) -> int:
         return 0
     print(report.format(fmt, args.dtype), end="")
     if extras:
-        from dlsys.common.io import dumps
-
         print(dumps(extras))
     return 0
 
 
 def _run_conv(args: argparse.Namespace) -> int:
-    from dlsys.analytics.convarith import conv_output_size, keep_padding, receptive_field
 
     size = _ints("--input", args.input)
     if size is None:
@@ -179,7 +177,7 @@ def _run_conv(args: argparse.Namespace) -> int:
     except ValueError:
         keep_sym = None
     rf = receptive_field([(k[0], s[0], p[0], d[0])])
-    per_filter = args.channels * int(__import__("math").prod(k)) + 1
+    per_filter = args.channels * int(math.prod(k)) + 1
     result = {
         "input": list(size),
         "kernel": list(k),
@@ -218,7 +216,6 @@ def _run_conv(args: argparse.Namespace) -> int:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from dlsys.analytics.api import Comparison
 
     if len(args.rest) != 2:
         raise ValueError(

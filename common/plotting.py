@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,6 @@ def save_figure(
         atomic_write_bytes(png.with_suffix(".svg"), buf.getvalue())
     if data is not None:
         write_json(png.with_suffix(".json"), data)
-    import sys
-
     pyplot_module = sys.modules.get("matplotlib.pyplot")
     if pyplot_module is not None and pyplot_module.fignum_exists(getattr(fig, "number", -1)):
         pyplot_module.close(fig)

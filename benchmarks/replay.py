@@ -14,6 +14,10 @@ learners with exponential compute times (rates 0.5 .. 1.44 per second) and evalu
 validation and test once before and once after. The two run interleaved in one process
 (train, replay, train, replay, ...) after one warm-up each; the table shows medians.
 
+Second claim: the ``staleness-lr`` quick run (``dlsys train staleness-lr`` with its quick
+defaults: 16 learners, n = 1 .. 16, two rates, one single-learner run) takes under 3
+minutes on 2 cores; it is timed once, end to end, at the end (``--no-study`` skips it).
+
     .venv/bin/python benchmarks/replay.py [--updates 2000] [--repeats 5] [--threads 1]
 """
 
@@ -43,6 +47,23 @@ def interleaved(cases: dict[str, Callable[[], float]], repeats: int) -> dict[str
     return times
 
 
+def study_time(threads: int) -> None:
+    """Time the staleness-lr quick run once and print it against the 3-minute target."""
+    import tempfile
+
+    from dlsys.training.experiments import Common, run_experiment
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        res = run_experiment("staleness-lr", Common(threads=threads), tmp)
+        dt = time.perf_counter() - t0
+    runs = len(res.summary["rows"]) + 1
+    print(
+        f"staleness-lr quick ({runs} replays, {res.summary['learners']} learners): {dt:.1f} s "
+        f"(target < 180 s: {'met' if dt < 180 else 'MISSED'})"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--updates", type=int, default=2000, help="PS updates (default 2000)")
@@ -51,6 +72,7 @@ def main() -> None:
     ap.add_argument("--model", default="mlp:128", help="model (default mlp:128)")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs of each (default 5)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--no-study", action="store_true", help="skip timing staleness-lr quick")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     data = load_dataset("digits", seed=0)
@@ -109,9 +131,9 @@ def main() -> None:
         f"ratio replay / train throughput: {ratio:.3f}  "
         f"(target >= 0.8: {'met' if ratio >= 0.8 else 'MISSED'})"
     )
-    print(
-        "all runs (s): " + ", ".join(f"{k} {[round(x, 3) for x in v]}" for k, v in times.items())
-    )
+    print("all runs (s): " + ", ".join(f"{k} {[round(x, 3) for x in v]}" for k, v in times.items()))
+    if not a.no_study:
+        study_time(a.threads)
     print(
         f"torch threads: {torch.get_num_threads()}, cpus {os.cpu_count()}; "
         f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"

@@ -108,18 +108,18 @@ def model_spec(table: Mapping[str, Any], where: str = "model") -> ModelSpec:
         raise ValueError(
             f"{where}.device: {unknown_name('device', str(device), [*DEVICES, 'cpu'])}"
         )
-    over: dict[str, float] = {}
+    peak = bandwidth = None
     if "peak_flops" in table:
-        over["peak_flops"] = check_positive(f"{where}.peak_flops", table["peak_flops"])
+        peak = check_positive(f"{where}.peak_flops", table["peak_flops"])
     if "memory_bandwidth" in table:
-        over["bandwidth"] = check_positive(f"{where}.memory_bandwidth", table["memory_bandwidth"])
+        bandwidth = check_positive(f"{where}.memory_bandwidth", table["memory_bandwidth"])
     try:
         report = cost(name, input_shape=dims, batch=batch)
     except (ValueError, TypeError) as exc:
         field = "name" if "unknown model" in str(exc) else "input"
         raise type(exc)(f"{where}.{field}: {exc}") from None
     try:
-        est = roofline(report, device, **over)
+        est = roofline(report, device, peak_flops=peak, bandwidth=bandwidth)
     except OverflowError:
         raise ValueError(
             f"{where}.input: {list(dims)} at batch {batch} is too large to price "

@@ -103,3 +103,14 @@ def test_cli(tmp_path, capsys):
     assert main(["simulate", str(f)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("dlsys: error: model.device: unknown device 'tpu'")
+
+
+def test_device_overrides_make_the_step_reproducible():
+    # peak_flops and memory_bandwidth replace the preset's numbers, as roofline()'s overrides.
+    s = sc({**MODEL, "device": "cpu", "peak_flops": 1e12, "memory_bandwidth": 1e11})
+    est = roofline(
+        cost("cnn", input_shape=(1, 28, 28), batch=16), "a100", peak_flops=1e12, bandwidth=1e11
+    )
+    assert s.model is not None and s.model.step_seconds == est.forward_s + est.backward_s
+    with pytest.raises(ValueError, match=r"model\.peak_flops: must be > 0"):
+        sc({**MODEL, "peak_flops": 0})

@@ -83,7 +83,8 @@ class ReplayConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The config as JSON-ready values."""
-        return to_jsonable(dataclasses.asdict(self))  # type: ignore[no-any-return]
+        out: dict[str, Any] = to_jsonable(dataclasses.asdict(self))
+        return out
 
     def replace(self, **changes: Any) -> ReplayConfig:
         """A copy with fields changed (validated again)."""
@@ -134,7 +135,8 @@ class ReplayResult:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
         if not wall_clock:
             del d["seconds"]
-        return to_jsonable(d)  # type: ignore[no-any-return]
+        out: dict[str, Any] = to_jsonable(d)
+        return out
 
 
 def initial_model(config: ReplayConfig, data: Splits) -> nn.Module:

@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.file == "sweep":
         return run_sweep(args)
-    for flag in ("grid", "replications", "processes", "file2"):
+    for flag in ("grid", "replications", "processes", "ray", "file2"):
         if getattr(args, flag) not in (None, []):
             name = "FILE" if flag == "file2" else f"--{flag}"
             raise ValueError(f"{name}: only for 'dlsys simulate sweep FILE ...'")
@@ -85,8 +85,15 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
 
 def sweep_executor(args: argparse.Namespace) -> Any:
     """The executor the sweep runs on: None means the default local process pool
-    (``--processes``)."""
-    return None
+    (``--processes``); ``--ray [ADDRESS]`` runs the replications as Ray tasks on a local
+    instance (127.0.0.1) or the cluster at ADDRESS."""
+    if args.ray is None:
+        return None
+    if args.processes is not None:
+        raise ValueError("--processes: not with --ray (Ray places the tasks on its CPUs)")
+    from dlsys.distributed.executor import RayExecutor
+
+    return RayExecutor(None if args.ray == "local" else args.ray)
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -104,15 +111,20 @@ def run_sweep(args: argparse.Namespace) -> int:
     reps = check_int("--replications", args.replications or 10, minimum=1)
     procs = None if args.processes is None else check_int("--processes", args.processes, minimum=1)
     grid = parse_grid(args.grid or [])
-    result = sweep(
-        args.file2,
-        grid,
-        replications=reps,
-        processes=procs,
-        quiet=args.json,
-        executor=sweep_executor(args),
-        engine=args.engine,
-    )
+    executor = sweep_executor(args)
+    try:
+        result = sweep(
+            args.file2,
+            grid,
+            replications=reps,
+            processes=procs,
+            quiet=args.json,
+            executor=executor,
+            engine=args.engine,
+        )
+    finally:
+        if executor is not None:
+            executor.shutdown()
     doc = {
         "params": result.params,
         "metrics": result.metrics,
@@ -182,6 +194,13 @@ def register(subparsers: Any) -> None:
     )
     sw.add_argument("--replications", type=int, metavar="R", help="runs per grid point (10)")
     sw.add_argument("--processes", type=int, metavar="P", help="local worker processes")
+    sw.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run the replications as Ray tasks: a local instance, or the cluster at ADDRESS",
+    )
     add_json_flag(parser)
     add_out_flag(parser)
     parser.set_defaults(func=run)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from dlsys.common.memory import check_memory, format_bytes
 from dlsys.training.replay.optimizer import PSOptimizer
 from dlsys.training.replay.schedule import Schedule
 
@@ -125,6 +126,17 @@ class Replayer:
         self.batch = batch
         self.optimizer = optimizer
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
+        per_version = sum(
+            p.numel() * p.element_size() for p in model.parameters() if p.requires_grad
+        )
+        held = schedule.versions_held()
+        check_memory(
+            "source",
+            held * per_version,
+            "replay fewer updates (--until-updates) or a smaller model",
+            what=f"{held} weight versions held at once ({format_bytes(per_version)} each: "
+            "the trace's most gradients in flight, plus the current weights)",
+        )
         self.versions: dict[int, list[torch.Tensor]] = {
             0: [p.detach().clone() for n, p in model.named_parameters() if p.requires_grad]
         }

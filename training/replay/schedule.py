@@ -91,6 +91,17 @@ class Schedule:
         np.maximum.at(out, self.read_version, self.version)
         return out
 
+    def versions_held(self) -> int:
+        """The most weight versions a replay holds at once: the current one, plus every
+        earlier version that a gradient of this or a later update still reads."""
+        last = self.last_read()
+        r = np.arange(len(last))
+        live = last > r  # version r is read after it is replaced: held over [r + 1, last]
+        diff = np.zeros(len(last) + 1, dtype=np.int64)
+        np.add.at(diff, r[live] + 1, 1)
+        np.add.at(diff, last[live] + 1, -1)
+        return 1 + int(np.cumsum(diff).max(initial=0))
+
     def head(self, updates: int) -> Schedule:
         """The first ``updates`` updates (all of them if there are fewer)."""
         check_int("until_updates", updates, minimum=1)
@@ -197,9 +208,12 @@ def _from_columns(
 
 def _int_cell(text: str, col: str, where: str) -> int:
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise ValueError(f"{where}: {col} must be an integer, got {text!r}") from None
+    if not -(2**63) <= value < 2**63:  # the schedule's columns are int64
+        raise ValueError(f"{where}: {col} must fit in 64 bits (|{col}| < 2**63), got {text!r}")
+    return value
 
 
 def read_trace_csv(path: str | os.PathLike[str]) -> Schedule:

@@ -3,14 +3,18 @@
 A :class:`Learner` is the body of the ``Learner`` Ray actor (so a process list shows
 ``ray::Learner``). :meth:`Learner.compute` is one gradient, timed as the scenario says:
 
-1. wait ``pull`` seconds (the scenario's pull time, already scaled to wall seconds), then
-   note ``t_start``;
+1. wait until ``t_read + pull`` (when the PS handed out the weights, plus the scenario's
+   pull time, scaled to wall seconds): the compute start the scenario says; note the actual
+   start ``t_start`` (later when the weights' transfer and Ray's scheduling took longer);
 2. compute the gradient of the mean loss on learner ``i``'s ``seq``-th mini-batch at the
    weights it was handed, exactly as :class:`dlsys.training.replay.Replayer` does (same
    model, loss, sample stream and arithmetic, so replaying the real run's trace reproduces
    its weights bit for bit);
-3. wait until ``t_start`` plus the drawn duration times ``time_scale`` (stretched by the
-   scenario's slow-down windows), but never less than the real compute took; note ``t_done``;
+3. wait until that scenario start plus the drawn duration times ``time_scale`` (stretched by
+   the scenario's slow-down windows), but never less than the real compute took; note
+   ``t_done``. The transfer of the weights thus counts inside the drawn compute time, as the
+   simulator's zero-pull-time learners read and start at once; it shows in the trace as
+   ``t_start - t_read``;
 4. wait ``push`` seconds and return the flat float32 gradient with its times.
 
 Times are wall-clock seconds since the run's start ``t0`` (``time.time()`` of the PS), so
@@ -127,6 +131,7 @@ class Learner:
         stream: int,
         seq: int,
         duration: float,
+        t_read: float,
         pull: float = 0.0,
         push: float = 0.0,
         windows: Sequence[tuple[float, float, float]] = (),
@@ -134,21 +139,23 @@ class Learner:
         scale: float = 1.0,
     ) -> Pushed:
         """Gradient ``seq`` of learner ``learner`` (sample stream ``stream``), see the module
-        docstring; ``duration``: the drawn compute time in scenario seconds; ``pull`` /
-        ``push``: wall seconds; ``windows``: slow-down windows ``(begin, end, factor)`` in
-        scenario seconds; ``t0``: the run's start (``time.time()``), the returned times are
-        seconds since then; ``scale``: wall seconds per scenario second."""
-        if pull > 0:
-            await asyncio.sleep(pull)
+        docstring; ``duration``: the drawn compute time in scenario seconds; ``t_read``: when
+        the PS handed out ``weights``; ``pull`` / ``push``: wall seconds; ``windows``:
+        slow-down windows ``(begin, end, factor)`` in scenario seconds; ``t0``: the run's
+        start (``time.time()``), all times are seconds since then; ``scale``: wall seconds per
+        scenario second."""
+        begin = t_read + pull  # the compute start the scenario says
+        wait = begin - (time.time() - t0)
+        if wait > 0:
+            await asyncio.sleep(wait)
         t_start = time.time() - t0
         grad, loss = self.gradient(weights, stream, seq)
         if windows:
             from dlsys.simulator.engine import finish_time
 
-            s0 = t_start / scale
-            end = float(finish_time(s0, duration, list(windows))) * scale
+            end = float(finish_time(begin / scale, duration, list(windows))) * scale
         else:
-            end = t_start + duration * scale
+            end = begin + duration * scale
         rest = end - (time.time() - t0)
         if rest > 0:
             await asyncio.sleep(rest)

@@ -108,6 +108,7 @@ def run_ps(
     replace_killed: float | None = None,
     monitor: Callable[[Any, int], None] | None = None,
     pool: ActorPool | None = None,
+    cpus: float | None = None,
 ) -> PSResult:
     """Run ``scenario`` on a real parameter server on Ray; return a :class:`PSResult`.
 
@@ -120,7 +121,8 @@ def run_ps(
     ``resume``; ``replace_killed``: seconds after which a learner killed from outside is
     replaced (None: the run goes on without it); ``monitor(ps, updates)``: called about
     twice a second while the run goes on; ``pool``: keep the actors for later runs
-    (:class:`~dlsys.distributed.pool.ActorPool`; default: kill them at the end).
+    (:class:`~dlsys.distributed.pool.ActorPool`; default: kill them at the end); ``cpus``:
+    the Ray CPUs the run's actors share (default: all of the cluster's).
     """
     import torch
 
@@ -139,6 +141,8 @@ def run_ps(
     every = check_int("--checkpoint-every", checkpoint_every, minimum=0)
     if replace_killed is not None:
         check_positive("replace_killed", replace_killed, allow_zero=True)
+    if cpus is not None:
+        check_positive("cpus", cpus)
     data = load_dataset(dataset, seed=cfg.seed, limit=limit)
     n_train = int(data.train_x.shape[0])
     if cfg.per_learner_batch > n_train:
@@ -169,6 +173,7 @@ def run_ps(
     out = _drive(
         sc, cfg, data, scale, initial, [tuple(p.shape) for p in params],
         address, num_cpus, checkpoint, every, state, replace_killed, fingerprint, monitor, pool,
+        cpus,
     )  # fmt: skip
     with torch.no_grad():
         torch.nn.utils.vector_to_parameters(torch.from_numpy(np.array(out["weights"])), params)
@@ -197,6 +202,7 @@ def _drive(
     fingerprint: dict[str, Any],
     monitor: Callable[[Any, int], None] | None,
     pool: ActorPool | None,
+    cpus: float | None,
 ) -> dict[str, Any]:
     from dlsys.distributed import learner, server
     from dlsys.distributed.cluster import import_ray, ray_session
@@ -207,8 +213,9 @@ def _drive(
 
         # Learners and the standbys for the scenario's restarts share the CPUs the PS leaves.
         restarts = sum(isinstance(f, Crash) and f.restart_after is not None for f in sc.faults)
-        ps_cpus = min(PS_CPUS, session.cpus / 4)
-        learner_cpus = min(1.0, max(session.cpus - ps_cpus, 0.01) / (sc.n + restarts))
+        total = session.cpus if cpus is None else cpus
+        ps_cpus = min(PS_CPUS, total / 4)
+        learner_cpus = min(1.0, max(total - ps_cpus, 0.01) / (sc.n + restarts))
         setup = learner.LearnerSetup(
             cfg.model,
             data.input_shape,

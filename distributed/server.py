@@ -294,7 +294,8 @@ class ParameterServer:
             s.stream,
             s.seq,
             d,
-            float(lrn.pull_time) * self.scale,
+            now if s.reuse else s.t_read,
+            0.0 if s.reuse else float(lrn.pull_time) * self.scale,
             float(lrn.push_time) * self.scale,
             s.windows,
             self.t0,
@@ -389,8 +390,13 @@ class ParameterServer:
                     self._timer(self.now() + self.spec.replace_killed, "restart", idx)
                 continue
             got.append((s, p))
+        # One arrival at a time, in order of compute end: each may form an update, and the
+        # learners it wakes read before the next arrival is applied, as in the simulator
+        # (arrivals found together by one ray.wait did not arrive at the same instant).
         got.sort(key=lambda sp: (sp[1].t_done, sp[0].read_version, sp[0].idx))
         for s, p in got:
+            if self.stop_reason is not None:
+                return
             g = Gradient(s.idx, p.seq, s.read_version, s.t_read, p.t_start, p.t_done)
             self.grads[(s.idx, p.seq)] = (p.grad, p.loss)
             self.queue.append(g)
@@ -403,7 +409,9 @@ class ParameterServer:
             elif self.proto.after_push == REUSE:
                 s.reuse = True
                 self._start(s)
-        self._regate()
+            self._regate()
+            self._flush()
+            self._start_pending()
 
     def _flush(self) -> None:
         while not (self.paused or self.busy or self.stop_reason):
@@ -562,8 +570,6 @@ class ParameterServer:
                 more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
                 ready += more
             self._arrivals(ready)
-            self._flush()
-            self._start_pending()
         return self._result()
 
     def _result(self) -> dict[str, Any]:

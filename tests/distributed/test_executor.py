@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+from pathlib import Path
 
 import pytest
 
 from dlsys.distributed.cluster import RaySession
 from dlsys.distributed.executor import RayExecutor
+
+K_SYNC = str(Path(__file__).resolve().parents[2] / "examples" / "scenarios" / "k_sync.toml")
 
 
 def _square(x: int) -> int:
@@ -52,3 +55,30 @@ def test_no_work_after_shutdown(ray_local: RaySession) -> None:
 def test_cpus_per_task_must_be_positive(ray_local: RaySession) -> None:
     with pytest.raises(ValueError, match="cpus_per_task: must be > 0"):
         RayExecutor(cpus_per_task=0)
+
+
+def test_sweep_on_ray_equals_the_local_sweep(ray_local: RaySession) -> None:
+    # Replication r uses the r-th child seed at every grid point whatever runs it, so the
+    # Ray executor gives the very rows of the in-process sweep.
+    from dlsys.simulator import sweep
+
+    grid = {"simulation.protocol.k": [1, 2]}
+    path = K_SYNC
+    local = sweep(path, grid, replications=3, processes=1)
+    with RayExecutor(cpus_per_task=0.5) as ex:
+        remote = sweep(path, grid, replications=3, executor=ex)
+    assert remote.rows == local.rows
+
+
+def test_simulate_sweep_ray_flag(ray_local: RaySession, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from dlsys.cli.main import main
+
+    args = ["simulate", "sweep", K_SYNC, "--grid"]
+    assert main([*args, "simulation.protocol.k=1,2", "--replications", "2", "--ray", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["simulation.protocol.k"] for r in doc["rows"]] == [1, 2]
+    bad = [*args, "simulation.protocol.k=1", "--ray", "--processes", "2"]
+    assert main(bad) == 2
+    assert "--processes: not with --ray" in capsys.readouterr().err

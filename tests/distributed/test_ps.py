@@ -53,20 +53,31 @@ def _check_trace(res: PSResult, updates: int) -> dict[str, np.ndarray]:
     return r
 
 
-def test_async_run_replays_to_the_same_weights(ray_local: RaySession) -> None:
+@pytest.fixture(scope="module")
+def pool(ray_local: RaySession) -> Any:
+    """Actors kept between this module's runs (each learner starts once, not once per run)."""
+    from dlsys.distributed.pool import ActorPool
+
+    p = ActorPool()
+    yield p
+    p.close()
+
+
+def test_async_run_replays_to_the_same_weights(pool: Any) -> None:
     sc = _scenario(3, Protocol("async"), until_updates=24)
-    res = run_ps(sc, CFG)
+    res = run_ps(sc, CFG, pool=pool)
     r = _check_trace(res, 24)
     assert res.summary["stop_reason"] == "until_updates"
     assert res.summary["time_scale"] == 1.0
-    # Each learner waits out its drawn compute time: the simulator's own stream for learner i
-    # (SeedSequence(5).spawn(3)[i]), in order, so gradient j took at least the j-th draw.
+    # Each learner waits out its drawn compute time, counted from the read (no pull time): the
+    # simulator's own stream for learner i (SeedSequence(5).spawn(3)[i]), in order, so
+    # gradient j ended at least the j-th draw after its read.
     for i, rng in enumerate(learner_streams(5, 3)):
         draws = Exponential(rate=40.0).sampler(rng)()
         mine = np.flatnonzero(r["learner"] == i)
         for k in mine:
             seq = int(r["seq"][k])
-            assert r["t_done"][k] - r["t_start"][k] >= draws[seq - 1] - 1e-6
+            assert r["t_done"][k] - r["t_read"][k] >= draws[seq - 1] - 1e-6
     # Async: one gradient per update, and the learner reads the version its update made.
     assert np.array_equal(np.sort(r["version"]), np.arange(24))
     # Replaying the real trace (dlsys.training.replay: same model init, sample streams and
@@ -87,16 +98,6 @@ def test_async_run_replays_to_the_same_weights(ray_local: RaySession) -> None:
     assert not torch.equal(got, start)  # training moved the weights
     assert torch.equal(got, want), f"max difference {float((got - want).abs().max())}"
     assert res.test_accuracy == pytest.approx(rep.test_accuracy)
-
-
-@pytest.fixture(scope="module")
-def pool(ray_local: RaySession) -> Any:
-    """Actors kept between this module's runs (each learner starts once, not once per run)."""
-    from dlsys.distributed.pool import ActorPool
-
-    p = ActorPool()
-    yield p
-    p.close()
 
 
 # (protocol, gradients per update with 3 learners, staleness always 0)

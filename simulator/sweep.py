@@ -24,6 +24,7 @@ import numpy as np
 from dlsys.common import check_choice, check_int, unknown_name
 from dlsys.common.progress import progress
 from dlsys.simulator.engine import ENGINES
+from dlsys.simulator.limits import check_sweep
 from dlsys.simulator.scenario import Scenario, scenario_from_dict
 
 #: Metrics reported by default (dotted paths into ``Result.summary``).
@@ -159,6 +160,7 @@ def sweep(
         base = tomllib.loads(p.read_text(encoding="utf-8"))
         base_dir = p.parent
     keys = list(grid)
+    check_sweep(math.prod(len(v) for v in grid.values()), replications)
     points = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
     scenarios: list[Scenario] = []
     for pt in points:

@@ -320,3 +320,18 @@ def test_exact_times_survive_as_floats():
     sched = load_schedule(simulate(sc))
     assert sched.t_apply.tolist() == [1 / 3, 2 / 3, 1.0]
     assert np.all(np.diff(sched.t_apply) > 0)
+
+
+def test_history_every_and_divergence(data):
+    sched = load_schedule(simulate(scenario(2, Protocol("async"), 23, [1, 2])))
+    cfg = ReplayConfig(model="mlp:8", per_learner_batch=4, kernels="torch", history_every=5)
+    got = replay(sched, cfg, data)
+    # Records of updates 5, 10, 15, 20 (version 4, 9, 14, 19) and the last one (version 22).
+    assert [h["version"] for h in got.history] == [4, 9, 14, 19, 22]
+    assert [e["update"] for e in got.evals] == [0, 23] and not got.diverged
+    # An absurd rate blows the loss up to inf or NaN: the replay stops there and says so.
+    bad = replay(sched, cfg.replace(lr=1e30, history_every=1), data)
+    assert bad.diverged and bad.updates < 23
+    assert bad.history[-1]["version"] == bad.updates - 1
+    assert not np.isfinite(bad.history[-1]["train_loss"])
+    assert bad.evals[-1]["update"] == bad.updates

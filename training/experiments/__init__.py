@@ -23,7 +23,8 @@ Layout:
 - one module per experiment: ``lr_range_test`` (lr-range), ``cyclical_lr`` (clr),
   ``batch_size_ramp`` (batch-ramp), ``flood_level`` (flooding), ``batch_sizes``
   (batch-size), ``early_stop`` (early-stopping), ``momentum`` (momentum),
-  ``out_of_distribution`` (ood).
+  ``out_of_distribution`` (ood), ``staleness_lr`` (staleness-lr) and ``error_runtime``
+  (error-runtime), the two replay studies (``replay_runs``: what they share).
 - ``registry``: :data:`EXPERIMENTS` (name -> function), :func:`run_experiment`,
   :func:`run_seeds`.
 

@@ -21,11 +21,11 @@ import contextlib
 import io
 import os
 import re
+import shutil
 import signal
-import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -79,17 +79,23 @@ class Outcome:
 
 def run_dlsys(argv: Sequence[str], seconds: int = CASE_SECONDS) -> Outcome:
     """Run ``dlsys ARGV`` in this process (``main(argv)``) under the time limit, with
-    ``DLSYS_MEMORY_LIMIT`` at :data:`FUZZ_MEMORY_LIMIT`."""
+    ``DLSYS_MEMORY_LIMIT`` at :data:`FUZZ_MEMORY_LIMIT`, in a scratch working folder
+    (relative paths in ``argv`` would not resolve: pass absolute ones)."""
     from dlsys.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     args = [str(a) for a in argv]
     saved = os.environ.get("DLSYS_MEMORY_LIMIT")
     os.environ["DLSYS_MEMORY_LIMIT"] = FUZZ_MEMORY_LIMIT
+    cwd = os.getcwd()
+    scratch = tempfile.mkdtemp(prefix="dlsys-fuzz-")
+    os.chdir(scratch)  # commands that write results/ by default write them here
     try:
         with time_limit(seconds), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(args)
     finally:
+        os.chdir(cwd)
+        shutil.rmtree(scratch, ignore_errors=True)
         if saved is None:
             del os.environ["DLSYS_MEMORY_LIMIT"]
         else:
@@ -132,14 +138,3 @@ class Fuzz:
 def fuzz() -> Fuzz:
     """:func:`run_dlsys` and :func:`assert_clean` for the fuzz tests."""
     return Fuzz()
-
-
-@pytest.fixture(scope="session")
-def examples_dir() -> Path:
-    """The repository's examples/ folder."""
-    return Path(__file__).resolve().parents[2] / "examples"
-
-
-def python_cmd() -> list[str]:
-    """``python -m dlsys.cli``: the dlsys command as a separate process."""
-    return [sys.executable, "-m", "dlsys.cli"]

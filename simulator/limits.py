@@ -104,18 +104,23 @@ def expected_rows(scenario: Any) -> tuple[float, str]:
     return min(bounds, key=lambda b: b[0])
 
 
-def check_run(scenario: Any, *, trace: bool = True, prefix: str = "simulation.") -> None:
+def check_run(
+    scenario: Any, *, trace: bool = True, prefix: str = "simulation.", streams: bool = False
+) -> None:
     """Refuse a run whose learners and rows cannot fit in memory.
 
     Without ``trace`` (``--summary-only``) the rows are charged all the same: the SimPy
-    engines keep every row until the run ends, and the vector engine's merge path builds
-    its per-gradient arrays in full (146 to 172 bytes a row measured on the SimPy engine
+    engines keep every row until the run ends, and the vector engine's event loop builds
+    its rows in full (146 to 172 bytes a row measured on the SimPy engine
     with ``trace=False``); only the advice changes. ``prefix`` is put before
     ``until_updates`` / ``until_time`` in the message (``"simulation."``: the scenario's
-    table).
+    table). ``streams``: the run hands its rows to a summary window by window and keeps
+    none (the vector engine's merge path without a trace): only its learners are charged.
     """
     n = int(scenario.n)
     rows, bound = expected_rows(scenario)
+    if streams:
+        rows = 0.0
     field = bound if bound.startswith("learner") else prefix + bound
     nbytes = n * LEARNER_BYTES + rows * ROW_BYTES
     kind = "a trace" if trace else "a run (its rows, even without a trace)"

@@ -88,7 +88,7 @@ class Distribution:
         distribution is exhausted.
         """
         blocks = self.block_sampler(rng, speed)
-        return lambda: blocks().tolist()  # type: ignore[no-any-return]
+        return lambda: blocks().tolist()
 
     def block_sampler(
         self, rng: np.random.Generator, speed: Fraction | int = 1

@@ -87,15 +87,15 @@ def finish_time(start: Time, work: Time, windows: Sequence[tuple[Time, Time, Tim
             continue
         if a > t:
             if t + left <= a:
-                return t + left  # type: ignore[no-any-return]
+                return t + left
             left -= a - t
             t = a
         cap = (b - t) / f
         if left <= cap:
-            return t + left * f  # type: ignore[no-any-return]
+            return t + left * f
         left -= cap
         t = b
-    return t + left  # type: ignore[no-any-return]
+    return t + left
 
 
 ENGINES = ("auto", "simpy", "vector")
@@ -248,7 +248,7 @@ class Engine:
         self.pauses = [f for f in scenario.faults if isinstance(f, PSPause)]
         self.by_name = by_name
         self.stop = simpy.Event(self.env)
-        self.stop.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
+        self.stop.callbacks.append(StopSimulation.callback)
         self.post_push = self.protocol.after_push
 
     # -- recording
@@ -445,7 +445,7 @@ class Engine:
         if not self.flush_scheduled:
             self.flush_scheduled = True
             ev = new_event(self.env, FLUSH)
-            ev.callbacks.append(self._flush)  # type: ignore[union-attr]
+            ev.callbacks.append(self._flush)
 
     def _flush(self, _ev: simpy.Event) -> None:
         self.flush_scheduled = False
@@ -527,7 +527,7 @@ class Engine:
             env.process(self._pauser(p))
         if self.scenario.until_time is not None:
             tev = new_event(env, URGENT, self.scenario.until_time)
-            tev.callbacks.append(lambda _e: self._time_up())  # type: ignore[union-attr]
+            tev.callbacks.append(lambda _e: self._time_up())
         watch = None
         if self.scenario.until_time is not None:
             watch = partial(check_trace_growth, self.scenario, self.cols["learner"].__len__, env)

@@ -154,7 +154,7 @@ class Protocol:
     @property
     def param(self) -> int | None:
         """The protocol's one parameter (k, s, c or b), or None."""
-        return None if self.PARAM is None else getattr(self, self.PARAM)  # type: ignore[no-any-return]
+        return None if self.PARAM is None else getattr(self, self.PARAM)
 
     def check_n(self, n: int) -> None:
         """Raise if the parameter does not fit ``n`` learners."""

@@ -317,8 +317,8 @@ def write_outputs(result: Result, out: str | os.PathLike[str]) -> list[Path]:
     d.mkdir(parents=True, exist_ok=True)
     paths = [atomic_write_text(d / "trace.csv", result.trace.csv_text())]
     try:
-        import pyarrow as pa  # type: ignore[import-not-found]
-        import pyarrow.parquet as pq  # type: ignore[import-not-found]
+        import pyarrow as pa
+        import pyarrow.parquet as pq
     except ImportError:
         pass
     else:  # pragma: no cover - pyarrow is not a dependency

@@ -42,7 +42,7 @@ def new_event(env: Any, priority: int, delay: Time = 0) -> simpy.Event:
     ev = simpy.Event(env)
     ev._ok = True
     ev._value = None
-    env.schedule(ev, priority, delay)  # type: ignore[arg-type]
+    env.schedule(ev, priority, delay)
     return ev
 
 
@@ -104,7 +104,7 @@ def _fast_learner(
         yield timeout(buf[k])
         k += 1
         app_learner(i)
-        app_time(env._now)  # type: ignore[attr-defined]
+        app_time(env._now)
         v = box[0] + 1
         box[0] = v
         if v == until:
@@ -116,7 +116,7 @@ def run_fast(scenario: Scenario, rngs: list[np.random.Generator]) -> RawRun:
     env: Any = simpy.Environment()
     n = scenario.n
     stop = simpy.Event(env)
-    stop.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
+    stop.callbacks.append(StopSimulation.callback)
     until = scenario.until_updates if scenario.until_updates is not None else -1
     box: list[Any] = [0, until, stop]
     first_read = np.full(n, -1, dtype=np.int64)
@@ -139,7 +139,7 @@ def run_fast(scenario: Scenario, rngs: list[np.random.Generator]) -> RawRun:
         )
     if scenario.until_time is not None:
         tev = new_event(env, URGENT, float(scenario.until_time))
-        tev.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
+        tev.callbacks.append(StopSimulation.callback)
     watch = None
     if scenario.until_time is not None:
         watch = partial(check_trace_growth, scenario, lrn_col.__len__, env)

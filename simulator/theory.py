@@ -48,7 +48,7 @@ def geometric_pmf(p: float, k: np.ndarray | int) -> np.ndarray:
     if not 0 < p <= 1:
         raise ValueError(f"p: must be in (0, 1], got {p}")
     k = np.asarray(k)
-    return p * (1.0 - p) ** k  # type: ignore[no-any-return]
+    return p * (1.0 - p) ** k
 
 
 def async_staleness_pmf(rates: list[float] | np.ndarray, k: np.ndarray | int) -> np.ndarray:
@@ -67,7 +67,7 @@ def async_staleness_pmf(rates: list[float] | np.ndarray, k: np.ndarray | int) ->
 def async_learner_mean_staleness(rates: list[float] | np.ndarray) -> np.ndarray:
     """Mean staleness of each async exponential learner: (1 - p_i) / p_i = (L - l_i) / l_i."""
     r = np.asarray(rates, dtype=np.float64)
-    return (r.sum() - r) / r  # type: ignore[no-any-return]
+    return (r.sum() - r) / r
 
 
 def async_mean_staleness(n: int) -> float:

@@ -33,10 +33,11 @@ from typing import Any
 import numpy as np
 
 from dlsys.simulator.core import APPLIED, STATUS_NAMES, RawRun
-from dlsys.simulator.engine import run
+from dlsys.simulator.engine import choose_engine, run
 from dlsys.simulator.limits import check_run
 from dlsys.simulator.scenario import LRRule, Scenario, load_scenario
 from dlsys.simulator.summary import SummaryStats, summary
+from dlsys.simulator.vector import streams as vector_streams
 
 #: Column order of the CSV trace and of ``--json`` update records.
 CSV_COLUMNS = (
@@ -89,7 +90,7 @@ class Trace:
         if name == "t_arrive":
             return c["t_done"] + self._push[c["learner"]]
         if name == "lr":
-            return self._lr.rates(self["staleness"])  # type: ignore[no-any-return]
+            return self._lr.rates(self["staleness"])
         if name == "learner_name":
             return np.asarray(self.learner_names, dtype=object)[c["learner"]]
         if name == "status_name":
@@ -255,7 +256,9 @@ def simulate(
     use_seed: int | np.random.SeedSequence = (
         seed if isinstance(seed, np.random.SeedSequence) else sc.seed
     )
-    check_run(sc, trace=trace)
+    # The vector merge path without a trace keeps no rows: it is charged for its learners.
+    streams = not trace and choose_engine(sc, engine)[0] == "vector" and vector_streams(sc)
+    check_run(sc, trace=trace, streams=streams)
     if not trace:
         stats = SummaryStats(sc)
         raw = run(sc, use_seed, engine, sink=stats.add)

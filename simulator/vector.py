@@ -144,7 +144,7 @@ class Durations:
     def _block(self) -> np.ndarray:
         raw = self.draw()
         if not self.units.exact:
-            return raw  # type: ignore[no-any-return]
+            return raw
         # Deterministic samplers hand out the same list object again (fixed, repeat):
         # convert each distinct block once.
         key = id(raw)
@@ -496,6 +496,12 @@ def _concat(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         out["t_start"] = out["t_read"]
         out["t_done"] = out["t_apply"]
     return out
+
+
+def streams(scenario: Scenario) -> bool:
+    """True if, with a ``sink``, :func:`run` keeps no rows (the merge path: window by
+    window); the event loop hands its rows over at the end."""
+    return scenario.protocol.vector_path == "merge"
 
 
 def run(

@@ -108,7 +108,8 @@ def event_loop(
     clock = np.zeros(n, np.int64)
     finished = np.zeros(n, np.bool_)
     started = np.zeros(n, np.bool_)
-    ready = np.zeros(n, np.bool_)  # waiting to read (gate permitting)
+    ready = np.zeros(n, np.int64)  # learners waiting to read (gate permitting): ready[:nready]
+    nready = 0
     g_rv = np.zeros(n, np.int64)
     g_read = np.zeros(n, dt)
     g_start = np.zeros(n, dt)
@@ -123,6 +124,8 @@ def event_loop(
     order = np.argsort(start, kind="mergesort")
     nstart = 0
     live = n
+    present = 0  # live learners with a gradient in the queue (the sync rule)
+    slowest = 0  # smallest clock of the live learners (the ssp gate)
     version = 0
     nrows = 0
     arr = np.empty(n, np.int64)
@@ -145,16 +148,22 @@ def event_loop(
             i = hl[0]
             hsize = _heap_pop(ht, hl, hsize)
             in_flight[i] = False
+            moved = clock[i] == slowest
             clock[i] += 1
             if budget[i] >= 0 and clock[i] >= budget[i]:
                 finished[i] = True
                 live -= 1
+                moved = True
+            else:
+                present += 1
+            if moved and s >= 0:
+                slowest = _slowest(clock, finished)
             arr[na] = i
             na += 1
         # 2. they join the queue by (read version, learner), and updates are taken
         qlen = _join_queue(arr, na, g_rv, queue, qlen, in_queue)
         while qlen > 0:
-            take = _take_size(sync, k, qlen, finished, in_queue)
+            take = (qlen if present == live else 0) if sync else (k if qlen >= k else 0)
             if take == 0:
                 break
             if nrows + take > len(rows):
@@ -167,9 +176,12 @@ def event_loop(
                 rows_t[nrows, 2], rows_t[nrows, 3] = g_done[i], t
                 nrows += 1
                 in_queue[i] = False
-                ready[i] = not finished[i]
+                if not finished[i]:
+                    ready[nready] = i
+                    nready += 1
             queue[: qlen - take] = queue[take:qlen].copy()
             qlen -= take
+            present = 0 if sync else present
             version += 1
             if version == until_updates:
                 stop = _BY_UPDATES
@@ -177,13 +189,13 @@ def event_loop(
         if stop >= 0:
             break
         while nstart < n and start[order[nstart]] == t:
-            ready[order[nstart]] = True
+            ready[nready] = order[nstart]
+            nready += 1
             nstart += 1
         # 3. reads at t, through the gate
-        slowest = _slowest(clock, finished) if s >= 0 else -1
         st = (seq, g_rv, g_read, g_start, g_done, in_flight, started, ready, dptr)
-        hsize, need = _reads(t, version, slowest, s, finished, clock, dur, doff, first_start,
-                             pull, push, st, ht, hl, hsize)  # fmt: skip
+        hsize, nready, need = _reads(t, version, slowest, s, nready, clock, dur, doff,
+                                     first_start, pull, push, st, ht, hl, hsize)  # fmt: skip
         if need >= 0:
             return _MORE_DRAWS, nrows, version, -1, t, g_start, in_queue, need, dptr
     if stop == _BY_TIME:
@@ -215,7 +227,7 @@ def _reads(
     version: int,
     slowest: int,
     s: int,
-    finished: Any,
+    nready: int,
     clock: Any,
     dur: Any,
     doff: Any,
@@ -226,18 +238,20 @@ def _reads(
     ht: Any,
     hl: Any,
     hsize: int,
-) -> tuple[int, int]:
-    """Step 3 of an instant: every ready learner the gate lets through reads at ``t`` and
-    starts its next gradient. Returns (heap size, a learner that ran out of draws or -1)."""
+) -> tuple[int, int, int]:
+    """Step 3 of an instant: every ready learner (``ready[:nready]``) the gate lets through
+    reads at ``t`` and starts its next gradient; the gated ones stay ready. Returns (heap
+    size, learners still ready, a learner that ran out of draws or -1)."""
     seq, g_rv, g_read, g_start, g_done, in_flight, started, ready, dptr = st
-    for i in range(len(finished)):
-        if not ready[i] or finished[i]:
-            continue
+    kept = 0
+    for r in range(nready):
+        i = ready[r]
         if s >= 0 and clock[i] - slowest > s:
+            ready[kept] = i
+            kept += 1
             continue
         if dptr[i] == doff[i + 1]:
-            return hsize, i
-        ready[i] = False
+            return hsize, nready, i  # (the loop is then run again from the start)
         d = dur[dptr[i]]
         dptr[i] += 1
         seq[i] += 1
@@ -248,7 +262,7 @@ def _reads(
         g_done[i] = g_start[i] + d
         in_flight[i] = True
         hsize = _heap_push(ht, hl, hsize, g_done[i] + push[i], i)
-    return hsize, -1
+    return hsize, kept, -1
 
 
 @numba.njit(cache=True)
@@ -266,17 +280,6 @@ def _join_queue(arr: Any, na: int, g_rv: Any, queue: Any, qlen: int, in_queue: A
         queue[qlen] = arr[a]
         in_queue[arr[a]] = True
         qlen += 1
-    return qlen
-
-
-@numba.njit(cache=True)
-def _take_size(sync: bool, k: int, qlen: int, finished: Any, in_queue: Any) -> int:
-    """Gradients the next update takes from the front of the queue (0: none yet)."""
-    if not sync:
-        return k if qlen >= k else 0
-    for i in range(len(finished)):
-        if not finished[i] and not in_queue[i]:
-            return 0
     return qlen
 
 
@@ -377,7 +380,7 @@ def run(scenario: Scenario, rngs: list[np.random.Generator], reason: str) -> Raw
             push,
             isinstance(proto, Sync),
             proto.batch_size(n) or 1,
-            proto.param if proto.gated else -1,
+            (proto.param or 0) if proto.gated else -1,
             -1 if u is None else u,
             tt is not None,
             units.of(tt) if tt is not None else units.dtype(0),
@@ -397,7 +400,7 @@ def run(scenario: Scenario, rngs: list[np.random.Generator], reason: str) -> Raw
         else:
             break
     r, rt = rows[:nrows], rows_t[:nrows]
-    cols = {
+    cols: dict[str, np.ndarray] = {
         "learner": r[:, 0].astype(np.int32),
         "seq": r[:, 1].astype(np.int32),
         "read_version": r[:, 2].copy(),

@@ -214,7 +214,7 @@ def _drive(
         # Learners and the standbys for the scenario's restarts share the CPUs the PS leaves.
         restarts = sum(isinstance(f, Crash) and f.restart_after is not None for f in sc.faults)
         total = session.cpus if cpus is None else cpus
-        ps_cpus = min(PS_CPUS, total / 4)
+        ps_cpus = PS_CPUS if total >= 1.0 else total / 4
         learner_cpus = min(1.0, max(total - ps_cpus, 0.01) / (sc.n + restarts))
         setup = learner.LearnerSetup(
             cfg.model,

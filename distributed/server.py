@@ -41,12 +41,22 @@ import itertools
 import math
 import threading
 import time
+import warnings
 from array import array
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from dlsys.distributed.state import (
+    COMPUTING,
+    DONE,
+    DOWN,
+    GATED,
+    IDLE,
+    WAITING,
+    RunSpec,
+    Slot,
+)
 from dlsys.simulator.engine import APPLIED, CANCELLED, COLUMNS, DROPPED, LOST, learner_streams
 from dlsys.simulator.protocols import (
     CANCEL_ALL,
@@ -57,85 +67,12 @@ from dlsys.simulator.protocols import (
     WAKE_BATCH,
     Gradient,
 )
-from dlsys.simulator.scenario import Crash, PSPause, Scenario, Slowdown
+from dlsys.simulator.scenario import Crash, PSPause, Slowdown
 
 #: Seconds between checks of the stop flag while nothing happens.
 POLL_S = 0.05
 #: Seconds the learner actors may take to start (a process importing torch, each).
 START_TIMEOUT_S = 300.0
-
-# Learner slot states.
-_IDLE, _GATED, _WAITING, _COMPUTING, _DOWN, _DONE = range(6)
-
-
-@dataclass
-class RunSpec:
-    """Everything the PS needs besides the Ray handles (all picklable).
-
-    ``setup``: the learners' :class:`~dlsys.distributed.learner.LearnerSetup`; ``optimizer``
-    keyword arguments of :class:`dlsys.training.replay.PSOptimizer`; ``updates``: stop after
-    this many (None: the scenario's rule); ``streams``: each learner's sample-stream index;
-    ``learners``: one ``Learner`` actor handle per learner; ``standby``: actors started
-    ahead for the scenario's restarts; ``learner_cpus``: CPUs of any further actors the PS
-    starts (restarts beyond the standbys, ``replace_killed``); ``train``: the object-store
-    reference of the training set ``(images, labels)``; ``checkpoint``: file or None.
-    """
-
-    scenario: Scenario
-    setup: Any
-    optimizer: dict[str, Any]
-    initial: np.ndarray
-    shapes: list[tuple[int, ...]]
-    streams: list[int]
-    updates: int | None
-    time_scale: float
-    learner_cpus: float
-    learners: list[Any] = field(default_factory=list)
-    standby: list[Any] = field(default_factory=list)
-    train: Any = None
-    checkpoint: str | None = None
-    checkpoint_every: int = 0
-    resume: dict[str, Any] | None = None
-    replace_killed: float | None = None
-    fingerprint: dict[str, Any] = field(default_factory=dict)
-
-
-class _Slot:
-    """Run-time state of one learner."""
-
-    def __init__(self, idx: int, stream: int, draw: Any, budget: int | None) -> None:
-        self.idx = idx
-        self.stream = stream
-        self.draw = draw
-        self.buf: list[float] = []
-        self.k = 0
-        self.consumed = 0
-        self.budget = budget
-        self.handle: Any = None
-        self.spare: Any = None
-        self.alive = True
-        self.finished = False
-        self.state = _IDLE
-        self.seq = 0
-        self.pushed = 0
-        self.reuse = False
-        self.read_version = -1
-        self.t_read = 0.0
-        self.t_issue = 0.0
-        self.weights: Any = None
-        self.ref: Any = None
-        self.windows: list[tuple[float, float, float]] = []
-
-    def next_duration(self) -> float | None:
-        if self.k == len(self.buf):
-            self.buf = [float(d) for d in self.draw()]
-            self.k = 0
-            if not self.buf:
-                return None
-        d = self.buf[self.k]
-        self.k += 1
-        self.consumed += 1
-        return d
 
 
 class ParameterServer:
@@ -146,9 +83,12 @@ class ParameterServer:
         import torch
 
         torch.set_num_threads(1)
+        # Gradients are read in place from Ray's object store (read-only arrays) and never
+        # written: torch's warning about non-writable arrays does not apply.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         self.ray = ray
         self._stop = threading.Event()
-        self.slots: list[_Slot] = []
+        self.slots: list[Slot] = []
         self.updates = 0
 
     def _setup(self, spec: RunSpec) -> None:
@@ -175,7 +115,7 @@ class ParameterServer:
         self.losses: list[float] = []
         self.owner: dict[Any, int] = {}
         self.timers: list[tuple[float, int, str, Any]] = []
-        self.to_read: list[_Slot] = []
+        self.to_read: list[Slot] = []
         self.paused = False
         self.busy = False
         self.stop_reason: str | None = None
@@ -186,7 +126,7 @@ class ParameterServer:
         self.offset = 0.0
         rngs = learner_streams(sc.seed, sc.n)
         self.slots = [
-            _Slot(i, spec.streams[i], lrn.compute.sampler(rngs[i], lrn.speed), lrn.budget)  # type: ignore[arg-type]
+            Slot(i, spec.streams[i], lrn.compute.sampler(rngs[i], lrn.speed), lrn.budget)  # type: ignore[arg-type]
             for i, lrn in enumerate(sc.learners)
         ]
         for s, h in zip(self.slots, spec.learners, strict=True):
@@ -222,7 +162,7 @@ class ParameterServer:
 
     def _weights_ref(self) -> Any:
         if self._wref[0] != self.version:
-            self._wref = (self.version, self.ray.put(self.flat.numpy().copy()))
+            self._wref = (self.version, self.ray.put(self.flat.numpy()))  # put copies
         return self._wref[1]
 
     def _live(self) -> list[int]:
@@ -242,7 +182,7 @@ class ParameterServer:
         c["t_apply"].append(t_apply)
         c["status"].append(status)
 
-    def _inflight_row(self, s: _Slot, status: int, t: float) -> None:
+    def _inflight_row(self, s: Slot, status: int, t: float) -> None:
         lrn = self.sc.learners[s.idx]
         start = s.t_issue + float(lrn.pull_time) * self.scale
         self._row(Gradient(s.idx, s.seq, s.read_version, s.t_read, start, t), status, -1, math.nan)
@@ -256,26 +196,26 @@ class ParameterServer:
             return self.standby.pop()
         return self.actor.remote(self.spec.setup, self.spec.train)
 
-    def _may_start(self, s: _Slot) -> bool:
+    def _may_start(self, s: Slot) -> bool:
         if not self.proto.gated:
             return True
         clocks = [x.pushed for x in self.slots if x.alive and not x.finished]
         return self.proto.may_start(s.pushed, min(clocks) if clocks else None)
 
-    def _finish(self, s: _Slot) -> None:
+    def _finish(self, s: Slot) -> None:
         s.finished = True
-        s.state = _DONE
+        s.state = DONE
         self._membership_changed()
 
-    def _start(self, s: _Slot) -> None:
+    def _start(self, s: Slot) -> None:
         """Start ``s``'s next gradient: read the weights (unless reusing) and compute."""
-        if not s.alive or s.finished or s.state == _COMPUTING or self.stop_reason:
+        if not s.alive or s.finished or s.state == COMPUTING or self.stop_reason:
             return
         if s.budget is not None and s.pushed >= s.budget:
             self._finish(s)
             return
         if not self._may_start(s):
-            s.state = _GATED
+            s.state = GATED
             return
         d = s.next_duration()
         if d is None:
@@ -303,17 +243,17 @@ class ParameterServer:
         )
         s.ref = ref
         s.t_issue = now
-        s.state = _COMPUTING
+        s.state = COMPUTING
         self.owner[ref] = s.idx
 
-    def _wake(self, s: _Slot) -> None:
-        if s.alive and s.state in (_WAITING, _GATED, _IDLE):
+    def _wake(self, s: Slot) -> None:
+        if s.alive and s.state in (WAITING, GATED, IDLE):
             self.to_read.append(s)
 
     def _regate(self) -> None:
         if self.proto.gated:
             for s in self.slots:
-                if s.state == _GATED:
+                if s.state == GATED:
                     self.to_read.append(s)
 
     def _membership_changed(self) -> None:
@@ -323,10 +263,10 @@ class ParameterServer:
         while self.to_read and self.stop_reason is None:
             pending, self.to_read = self.to_read, []
             for s in pending:
-                if s.state != _COMPUTING:
+                if s.state != COMPUTING:
                     self._start(s)
 
-    def _abandon(self, s: _Slot) -> None:
+    def _abandon(self, s: Slot) -> None:
         """Forget ``s``'s in-flight call (cancelled, or its actor is being killed)."""
         if s.ref is not None:
             self.owner.pop(s.ref, None)
@@ -334,14 +274,14 @@ class ParameterServer:
             if s.alive:
                 self.ray.cancel(ref)
 
-    def _died(self, s: _Slot, why: str) -> None:
+    def _died(self, s: Slot, why: str) -> None:
         """``s`` is down (crash fault or killed from outside): its in-flight gradient is lost."""
         now = self.now()
-        if s.state == _COMPUTING:
+        if s.state == COMPUTING:
             self._inflight_row(s, LOST, now)
         s.alive = False
         self._abandon(s)
-        s.state = _DOWN
+        s.state = DOWN
         s.reuse = False
         self.dead.add(id(s.handle))
         self._membership_changed()
@@ -361,10 +301,10 @@ class ParameterServer:
         s.handle, s.spare = s.spare, None
         s.alive = True
         s.reuse = False
-        s.state = _IDLE
+        s.state = IDLE
         self._membership_changed()
         if self.proto.after_push == WAIT and any(g.learner == idx for g in self.queue):
-            s.state = _WAITING  # its gradient pushed before the crash is still queued
+            s.state = WAITING  # its gradient pushed before the crash is still queued
         else:
             self.to_read.append(s)
 
@@ -401,7 +341,7 @@ class ParameterServer:
             self.grads[(s.idx, p.seq)] = (p.grad, p.loss)
             self.queue.append(g)
             s.pushed += 1
-            s.state = _WAITING
+            s.state = WAITING
             if s.budget is not None and s.pushed >= s.budget:
                 self._finish(s)
             elif self.proto.after_push == CONTINUE:
@@ -438,7 +378,8 @@ class ParameterServer:
         grads, losses = [], []
         for g in batch:
             arr, loss = self.grads.pop((g.learner, g.seq))
-            grads.append(self._views(torch.from_numpy(np.array(arr, dtype=np.float32))))
+            # In place from the object store: the optimizer only reads a gradient.
+            grads.append(self._views(torch.from_numpy(arr)))
             losses.append(loss)
         stale = [v - g.read_version for g in batch]
         combined = self.opt.combine(grads, stale)
@@ -467,10 +408,10 @@ class ParameterServer:
                 s.reuse = False
                 if not s.alive or s.finished:
                     continue
-                if s.state == _COMPUTING:
+                if s.state == COMPUTING:
                     self._inflight_row(s, CANCELLED, now)
                     self._abandon(s)
-                    s.state = _IDLE
+                    s.state = IDLE
                     self.to_read.append(s)
                 else:
                     self._wake(s)
@@ -576,7 +517,7 @@ class ParameterServer:
         t_end = self.now()
         inflight = np.full(self.sc.n, np.nan)
         for s in self.slots:
-            if s.alive and s.state == _COMPUTING:
+            if s.alive and s.state == COMPUTING:
                 inflight[s.idx] = s.t_issue + float(self.sc.learners[s.idx].pull_time) * self.scale
         cols = {k: np.asarray(a, dtype=np.dtype(a.typecode)) for k, a in self.cols.items()}
         return {

@@ -26,6 +26,12 @@ from dlsys.training.replay import ReplayConfig, initial_model, load_schedule, re
 CFG = ReplayConfig(model="mlp:32", per_learner_batch=8, lr=0.05, seed=3)
 
 
+def _cpus(actors: int) -> float:
+    """Ray CPUs for a run of ``actors`` learner actors: 0.5 for the PS and 0.375 per learner,
+    the same share in every run, so the module's pool can hand the same actors to all."""
+    return 0.5 + 0.375 * actors
+
+
 def _scenario(n: int, protocol: Protocol, rate: float = 40.0, **kw: Any) -> Scenario:
     learners = tuple(Learner(f"w-{i}", Exponential(rate=rate)) for i in range(n))
     return Scenario(learners=learners, protocol=protocol, seed=5, **{"until_updates": 10, **kw})
@@ -64,15 +70,16 @@ def pool(ray_local: RaySession) -> Any:
 
 
 def test_async_run_replays_to_the_same_weights(pool: Any) -> None:
-    sc = _scenario(3, Protocol("async"), until_updates=24)
-    res = run_ps(sc, CFG, pool=pool)
+    # 4 learners: the pool then holds the standby the crash test needs.
+    sc = _scenario(4, Protocol("async"), until_updates=24)
+    res = run_ps(sc, CFG, pool=pool, cpus=_cpus(4))
     r = _check_trace(res, 24)
     assert res.summary["stop_reason"] == "until_updates"
     assert res.summary["time_scale"] == 1.0
     # Each learner waits out its drawn compute time, counted from the read (no pull time): the
-    # simulator's own stream for learner i (SeedSequence(5).spawn(3)[i]), in order, so
+    # simulator's own stream for learner i (SeedSequence(5).spawn(4)[i]), in order, so
     # gradient j ended at least the j-th draw after its read.
-    for i, rng in enumerate(learner_streams(5, 3)):
+    for i, rng in enumerate(learner_streams(5, 4)):
         draws = Exponential(rate=40.0).sampler(rng)()
         mine = np.flatnonzero(r["learner"] == i)
         for k in mine:
@@ -118,7 +125,7 @@ PROTOCOL_CASES = [
 def test_every_protocol_forms_its_updates(
     pool: Any, proto: Protocol, per_update: int, fresh: bool
 ) -> None:
-    res = run_ps(_scenario(3, proto, until_updates=8), CFG, pool=pool)
+    res = run_ps(_scenario(3, proto, until_updates=8), CFG, pool=pool, cpus=_cpus(3))
     r = _check_trace(res, 8)
     ok = r["status"] == 0
     counts = np.bincount(r["version"][ok], minlength=8)
@@ -136,7 +143,7 @@ def test_crash_restart_then_resume_from_the_checkpoint(pool: Any, tmp_path: Path
     crash = Crash("w-0", at=0.15, restart_after=0.1)
     sc = _scenario(3, Protocol("async"), rate=20.0, until_updates=30, faults=(crash,))
     ck = tmp_path / "ps.ckpt"
-    res = run_ps(sc, CFG, checkpoint=ck, checkpoint_every=10, pool=pool)
+    res = run_ps(sc, CFG, checkpoint=ck, checkpoint_every=10, pool=pool, cpus=_cpus(4))
     r = _check_trace(res, 30)
     lost = np.flatnonzero(r["status"] == 1)
     assert r["learner"][lost].tolist() == [0]
@@ -146,7 +153,10 @@ def test_crash_restart_then_resume_from_the_checkpoint(pool: Any, tmp_path: Path
     assert ck.is_file()
     # Resume from the checkpoint of update 20 and run to 40: every version once, every
     # gradient number once; the gradients in flight at the checkpoint are recorded as lost.
-    res2 = run_ps(sc, CFG, updates=40, checkpoint=ck, checkpoint_every=10, resume=True, pool=pool)
+    res2 = run_ps(
+        sc, CFG, updates=40, checkpoint=ck, checkpoint_every=10, resume=True, pool=pool,
+        cpus=_cpus(4),
+    )  # fmt: skip
     r2 = _check_trace(res2, 40)
     assert r2["t_apply"][r2["version"] == 20].min() > r["t_apply"][r["version"] == 19].max()
     assert res2.summary["gradients_lost"] >= 1
@@ -166,7 +176,7 @@ def test_killed_learner_is_lost_and_ctrl_c_returns_the_run_so_far(pool: Any) -> 
         elif "killed" in seen and updates >= seen["killed"] + 5:
             raise KeyboardInterrupt
 
-    res = run_ps(sc, CFG, monitor=monitor, pool=pool)
+    res = run_ps(sc, CFG, monitor=monitor, pool=pool, cpus=_cpus(3))
     assert res.summary["stop_reason"] == "interrupted"
     r = _rows(res)
     ok = r["status"] == 0

@@ -52,6 +52,32 @@ COMMANDS: dict[str, Command] = {
         25,
         {"--until-updates": ["until_updates"], "--until-time": ["until_time"]},
     ),
+    "simulate-sweep": Command(
+        [
+            *("simulate", "sweep", HOMEWORK, "--grid", "simulation.seed=1,2"),
+            *("--replications", "2", "--processes", "1"),
+        ],
+        {
+            "--grid": [
+                "simulation.seed=1,2",
+                "simulation.seed=",
+                "simulation.seed=-1",
+                "simulation.nope=1",
+                "learner.*.compute.rate=1,2",
+                "simulation.seed=" + ",".join(map(str, range(100))),
+                "=1",
+                "simulation.protocol=sync,async",
+                *BAD,
+            ],
+            "--replications": INT_HUGE,
+            "--processes": ["1", "0", "-1", "1000000", *BAD],
+        },
+        15,
+        {
+            "--grid": ["grid", "simulation", "learner"],
+            "--replications": ["replications", "grid"],
+        },
+    ),
     "biasvar": Command(
         ["biasvar", "--degrees", "1-3", "--datasets", "5", "--points", "20", "--quiet"],
         {

@@ -132,3 +132,15 @@ def test_replay_versions_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         Replayer(
             sched, model, torch.nn.functional.cross_entropy, lambda i, s: (x, y), PSOptimizer(0.1)
         )
+
+
+def test_sweep_grid_x_replications(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlsys.simulator.limits import SWEEP_POINT_BYTES, SWEEP_RUN_BYTES, check_sweep
+
+    # 3 points x 1000 replications: 3 x 8192 + 3000 x 1024 = 24576 + 3072000 = 3096576 bytes.
+    assert 3 * SWEEP_POINT_BYTES + 3000 * SWEEP_RUN_BYTES == 3_096_576
+    _limit(monkeypatch, 3_096_576)
+    check_sweep(3, 1000)
+    _limit(monkeypatch, 3_096_575)
+    with pytest.raises(ValueError, match=r"^grid x replications: 3 grid points x 1000 "):
+        check_sweep(3, 1000)

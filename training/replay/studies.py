@@ -34,11 +34,14 @@ from dlsys.training.replay.schedule import Schedule, load_schedule
 
 __all__ = [
     "STALENESS_RULES",
+    "StudyRun",
     "error_runtime",
     "error_runtime_figure",
+    "error_runtime_reading",
     "softsync_grid",
     "staleness_lr",
     "staleness_lr_figure",
+    "staleness_reading",
 ]
 
 #: The two rates the staleness study compares.

@@ -82,6 +82,16 @@ def test_error_runtime_rows(data):
     assert all(r["time_to_target"] is None for r in rows)
 
 
+def test_error_runtime_with_model_derived_times(data):
+    # Fixed 0.5 s steps from the cost model (cv = 0): sync rounds take exactly 0.5 s, so the
+    # run over [0, 10) s applies updates at 0.5, 1.0, ..., 9.5 s: 19 of them (t = 10 is out).
+    from dlsys.simulator.model_compute import ModelTime
+
+    rows, _ = error_runtime(data, BASE, learners=4, ks=(2,), k_async=2, sim_time=10.0,
+                            dist=ModelTime(0.5), evals=2)  # fmt: skip
+    assert rows[0]["protocol"] == "sync" and rows[0]["updates"] == 19
+
+
 def test_error_runtime_reading():
     rows = [
         {"protocol": "sync", "time_to_target": 30.0, "test_error": 3.0},

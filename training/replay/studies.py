@@ -215,12 +215,15 @@ def error_runtime(
     target_error: float = 10.0,
     evals: int = 40,
     seed: int = 0,
+    dist: Distribution | None = None,
     run: ReplayFn | None = None,
     quiet: bool = True,
 ) -> tuple[list[dict[str, Any]], list[StudyRun]]:
     """The error-runtime study (see the module docstring).
 
-    ``learners`` P with ``shift + Exp(rate)`` seconds per gradient; protocols sync, k-sync
+    ``learners`` P with ``shift + Exp(rate)`` seconds per gradient (or ``dist``, e.g. times
+    from the cost model: ``ModelTime(model_spec(table).step_seconds, cv=0.2)`` of
+    :mod:`dlsys.simulator.model_compute`); protocols sync, k-sync
     for each K in ``ks``, k-async with ``k_async`` and async, each simulated for
     ``sim_time`` seconds (scenario seed ``seed``) and replayed with ``base``, evaluated
     about ``evals`` times. Returns one row per protocol (``protocol``, ``time_to_target``:
@@ -236,7 +239,7 @@ def error_runtime(
     replay_fn = run or _plain(data, quiet)
     protocols = [Protocol("sync")] + [Protocol("k-sync", k=k) for k in ks]
     protocols += [Protocol("k-async", k=k_async), Protocol("async")]
-    dist = ShiftedExponential(shift, rate)
+    dist = dist if dist is not None else ShiftedExponential(shift, rate)
     rows: list[dict[str, Any]] = []
     runs: list[StudyRun] = []
     for proto in protocols:

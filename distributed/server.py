@@ -313,14 +313,17 @@ class ParameterServer:
     def _arrivals(self, refs: list[Any]) -> None:
         ray = self.ray
         got = []
-        for ref in refs:
-            idx = self.owner.pop(ref, None)
-            if idx is None:
-                continue
+        mine = [r for r in refs if r in self.owner]
+        try:
+            values = ray.get(mine)  # one call for all; a failed one is fetched alone below
+        except ray.exceptions.RayError:
+            values = [None] * len(mine)
+        for ref, value in zip(mine, values, strict=True):
+            idx = self.owner.pop(ref)
             s = self.slots[idx]
             s.ref = None
             try:
-                p = ray.get(ref)
+                p = value if value is not None else ray.get(ref)
             except ray.exceptions.TaskCancelledError:
                 continue
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
@@ -506,10 +509,10 @@ class ParameterServer:
             if not refs:
                 time.sleep(wait)
                 continue
-            ready, rest = ray.wait(refs, num_returns=1, timeout=wait)
-            if ready and rest:
-                more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
-                ready += more
+            # Everything ready now (one call when the PS is busy), else block for the next.
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            if not ready:
+                ready, _ = ray.wait(refs, num_returns=1, timeout=wait)
             self._arrivals(ready)
         return self._result()
 

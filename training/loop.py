@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlsys.common.io import to_jsonable
+from dlsys.common.memory import check_memory, format_bytes
 from dlsys.common.progress import progress
 from dlsys.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -109,6 +110,22 @@ def micro_batch_size(
     per_sample = 3 * 4 * total[0]
     budget = int(memory_budget_mb * 2**20)
     return max(1, budget // per_sample), per_sample
+
+
+def _check_batch_memory(config: TrainConfig, n_train: int, micro: int, per_sample: int) -> None:
+    """Refuse a forward/backward whose activations cannot fit: the largest batch (capped by
+    the training set) or, when the batch is split, the micro-batch the budget allows."""
+    bs = config.batch_schedule
+    largest = min(int(bs["max"]) if bs is not None else config.batch_size, n_train)
+    field = "batch_size" if largest <= micro else "memory_budget_mb"
+    samples = min(largest, micro)
+    check_memory(
+        field,
+        samples * per_sample,
+        "use a smaller --batch-size or --memory-budget-mb (batches are split into micro-batches "
+        "that fit the budget)",
+        what=f"a forward/backward of {samples} samples at {format_bytes(per_sample)} each",
+    )
 
 
 def evaluate(
@@ -393,7 +410,8 @@ def train(
     sched = _build_scheduler(config, opt)
     gen = torch.Generator().manual_seed(batch_seed)
     batches = Batches(data.train_x, data.train_y, gen)
-    micro, _ = micro_batch_size(model, data.train_x[:1], config.memory_budget_mb)
+    micro, per_sample = micro_batch_size(model, data.train_x[:1], config.memory_budget_mb)
+    _check_batch_memory(config, int(data.train_x.shape[0]), micro, per_sample)
 
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     run = _Progress(early_stopping=EarlyStopping(config.patience))

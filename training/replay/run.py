@@ -25,9 +25,10 @@ from torch import nn
 
 from dlsys.common.errors import check_choice, check_finite, check_int, check_positive
 from dlsys.common.io import atomic_write_bytes, to_jsonable
+from dlsys.common.memory import check_memory, format_bytes
 from dlsys.common.progress import progress
 from dlsys.training.data import Splits
-from dlsys.training.loop import _seeds, config_differences, evaluate
+from dlsys.training.loop import _seeds, config_differences, evaluate, micro_batch_size
 from dlsys.training.models import KERNELS, build_model, flooding_loss
 from dlsys.training.replay.engine import Replayer, UpdateRecord
 from dlsys.training.replay.optimizer import LR_RULES, PSOptimizer
@@ -243,6 +244,14 @@ def replay(
     t0 = time.perf_counter()
     device = data.train_x.device
     model = initial_model(config, data)
+    # Each gradient is one forward/backward of the whole per-learner batch (no micro-batches).
+    _, per_sample = micro_batch_size(model, data.train_x[:1], 1.0)
+    check_memory(
+        "per_learner_batch",
+        config.per_learner_batch * per_sample,
+        "use a smaller --per-learner-batch",
+        what=f"a gradient of {config.per_learner_batch} samples at {format_bytes(per_sample)} each",
+    )
     streams = SampleStreams(n_train, config.per_learner_batch, config.seed, device)
 
     def batch(learner: int, seq: int) -> tuple[torch.Tensor, torch.Tensor]:

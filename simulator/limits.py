@@ -154,6 +154,28 @@ def check_trace_growth(
     )
 
 
+#: Bytes per gradient a vector-engine window holds while it is made: the durations and the
+#: read, start, done and arrival times (five 8-byte columns), plus up to three same-size
+#: temporaries (concatenation and running sums).
+WINDOW_BYTES = 64
+
+
+def check_window(scenario: Any, gradients: int, goal: float, prefix: str = "simulation.") -> None:
+    """Refuse a vector-engine window of ``gradients`` gradients (all learners, to simulated
+    time ``goal``) that cannot fit: the durations seen so far are far shorter than the
+    mean promised (a heavy tail with a tiny minimum), so the window would never end."""
+    bound = "until_time" if scenario.until_time is not None else "until_updates"
+    check_memory(
+        prefix + bound,
+        gradients * WINDOW_BYTES,
+        ADVICE,
+        what=(
+            f"the next {_count(gradients)} gradients (to {goal:.6g} s at the rate seen so far) "
+            f"at {WINDOW_BYTES} bytes each"
+        ),
+    )
+
+
 #: Bytes a sweep holds per run (replication at a grid point) and per grid point until it
 #: ends: 669 and 6692 measured with tracemalloc (a 400-point x 10-replication sweep in one
 #: process, 4 learners), rounded up with room for a process pool's futures.

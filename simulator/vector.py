@@ -33,6 +33,7 @@ import numpy as np
 
 from dlsys.simulator.core import RawRun, row_bytes
 from dlsys.simulator.distributions import Time
+from dlsys.simulator.limits import check_window
 from dlsys.simulator.scenario import Crash, PSPause, Scenario, Slowdown
 from dlsys.simulator.simpy_fast import uses_fast_path
 from dlsys.simulator.vector_loops import merge_order
@@ -308,6 +309,7 @@ class _Merge:
     def _extend_to(self, goal: float) -> Any:
         """Make gradients until every active learner's last arrival reaches ``goal``;
         return the horizon (min last arrival of the active learners; inf if none)."""
+        wants: dict[int, int] = {}
         for i, t in enumerate(self.tls):
             if t.dur.done:
                 continue
@@ -315,7 +317,10 @@ class _Merge:
             if last < goal:
                 if t.count:
                     self.cyc[i] = max((last - float(t.start)) / t.count, 1e-300)
-                t.extend(int(min((goal - last) / self.cyc[i] * 1.05, 2**40)) + 16)
+                wants[i] = int(min((goal - last) / self.cyc[i] * 1.05, 2**40)) + 16
+        check_window(self.sc, sum(wants.values()), float(goal))
+        for i, m in wants.items():
+            self.tls[i].extend(m)
         active = [t.last_arrival for t in self.tls if not t.dur.done]
         return min(active) if active else math.inf
 

@@ -56,8 +56,10 @@ def test_found_options(argv: list[str], starts: str, fuzz: Any) -> None:
         (LOGNORMAL, "auto", "learner[0].compute.sigma: mu + sigma^2 / 2 must be <= 709.78"),
         # was a hang: millions of events in the first 1e-290 s
         (PARETO, "simpy", "simulation.until_time: a trace of about"),
+        # was a hang: a window of 2**40 durations drawn 4096 at a time
+        (PARETO, "auto", "simulation.until_time: the next 1099511627792 gradients"),
     ],
-    ids=["lognormal-sigma", "pareto-tiny-minimum"],
+    ids=["lognormal-sigma", "pareto-tiny-minimum-simpy", "pareto-tiny-minimum-vector"],
 )
 def test_found_scenarios(text: str, engine: str, starts: str, fuzz: Any, tmp_path: Path) -> None:
     path = tmp_path / "found.toml"

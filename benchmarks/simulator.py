@@ -223,7 +223,7 @@ def main() -> None:
         r = pair(lambda: script_async(n, u, a.seed), lambda: simulate(sc), a.repeat)
         res = r["dlsys_out"]
         bpu = res.trace.nbytes / res.summary["updates"]  # type: ignore[attr-defined]
-        rows.append(("async 1000 x %s, full trace" % f"{u:,}", r, 20.0))
+        rows.append((f"async 1000 x {u:,}, full trace", r, 20.0))
         rs = pair(
             lambda: script_async(n, u, a.seed),
             lambda: simulate(sc, engine="simpy"),

@@ -1,4 +1,8 @@
-"""Parameter-server SGD on SimPy: heterogeneous learners, protocols, faults, exact staleness.
+"""Parameter-server SGD: heterogeneous learners, protocols, faults, exact staleness.
+
+Two engines give byte-identical runs: the SimPy engine (the readable reference) and the
+vector engine (running sums and compiled loops), chosen by ``simulate(..., engine=...)``;
+each protocol is one object of :mod:`dlsys.simulator.protocols`.
 
 Build a :class:`Scenario` in Python or load one from TOML with :func:`load_scenario`, then
 :func:`simulate` it::

@@ -318,7 +318,11 @@ class _Merge:
                 if t.count:
                     self.cyc[i] = max((last - float(t.start)) / t.count, 1e-300)
                 wants[i] = int(min((goal - last) / self.cyc[i] * 1.05, 2**40)) + 16
-        check_window(self.sc, sum(wants.values()), float(goal))
+        drawn = 0  # what the learners will draw: a learner's budget caps it
+        for i, m in wants.items():
+            dur = self.tls[i].dur
+            drawn += m if dur.budget is None else min(m, dur.budget - dur.given)
+        check_window(self.sc, drawn, float(goal))
         for i, m in wants.items():
             self.tls[i].extend(m)
         active = [t.last_arrival for t in self.tls if not t.dur.done]

@@ -11,10 +11,12 @@ naming the field and the implied size. This module holds the simulator's estimat
   learners' gradient rate, and by the learners' ``max_gradients`` (:func:`expected_rows`,
   checked before a run that keeps its trace: :func:`check_run`);
 - an ``until_time`` run whose rows outgrow the estimate is checked again as its trace grows
-  (:func:`check_trace_growth`, called by the engine each time the row count doubles).
+  (:func:`check_trace_growth`, called by the SimPy engines every 65536 events), and each
+  window of the vector engine before it draws its durations (:func:`check_window`);
+- a sweep's grid points x replications (:func:`check_sweep`).
 
-Summary-only runs (no trace) are charged the same: today's engines hold a run's rows either
-way (:func:`check_run`).
+Summary-only runs are charged their rows too, except on the vector engine's merge path,
+which streams them window by window (``check_run(streams=True)``).
 """
 
 from __future__ import annotations

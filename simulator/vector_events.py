@@ -337,8 +337,9 @@ def _first_draws(scenario: Scenario, units: Any) -> list[int]:
             est = min(est, u * k / float(np.sum(cyc[i] / cyc)) * 1.1 + 16)
             if isinstance(proto, Sync):
                 est = min(est, u + 1)
-            elif proto.gated:
-                est = min(est, u // n + (proto.param or 0) + 2)
+            elif proto.gated:  # held within s of the slowest: about u / n each
+                share = max(est, u / n * 1.1 + 16)
+                est = min(share, u // n + (proto.param or 0) + 2)
         out.append(int(min(est, 2**31)))
     return out
 

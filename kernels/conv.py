@@ -111,7 +111,7 @@ def _conv2d_op(
 
 
 @_conv2d_op.register_fake
-def _conv2d_fake(x, weight, bias, stride, padding, dilation, groups):  # type: ignore[no-untyped-def]
+def _conv2d_fake(x, weight, bias, stride, padding, dilation, groups):
     n, _, h, w = x.shape
     k, _, r, s = weight.shape
     oh, ow = conv2d_output_size((h, w), (r, s), tuple(stride), tuple(padding), tuple(dilation))
@@ -161,7 +161,7 @@ def _conv2d_backward_op(
 
 
 @_conv2d_backward_op.register_fake
-def _conv2d_backward_fake(grad_out, x, weight, stride, padding, dilation, groups, output_mask):  # type: ignore[no-untyped-def]
+def _conv2d_backward_fake(grad_out, x, weight, stride, padding, dilation, groups, output_mask):
     return (
         torch.empty_like(x) if output_mask[0] else grad_out.new_empty((0,)),
         torch.empty_like(weight) if output_mask[1] else grad_out.new_empty((0,)),

@@ -99,7 +99,7 @@ def _crp_op(
 
 
 @_crp_op.register_fake
-def _crp_fake(x, weight, bias, stride, padding, dilation, groups, pool):  # type: ignore[no-untyped-def]
+def _crp_fake(x, weight, bias, stride, padding, dilation, groups, pool):
     n, _, h, w = x.shape
     k, _, r, s = weight.shape
     oh, ow = conv2d_output_size((h, w), (r, s), tuple(stride), tuple(padding), tuple(dilation))
@@ -155,7 +155,7 @@ def _crp_backward_op(
 
 
 @_crp_backward_op.register_fake
-def _crp_backward_fake(  # type: ignore[no-untyped-def]
+def _crp_backward_fake(
     grad_out, out, argmax, x, weight, stride, padding, dilation, groups, pool, output_mask
 ):
     return (

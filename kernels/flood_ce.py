@@ -69,7 +69,7 @@ _flood_ce_op = torch.library.custom_op("dlsys::flood_ce", _flood_ce_forward_impl
 
 
 @_flood_ce_op.register_fake
-def _flood_ce_fake(logits, target, b, reduction, ignore_index):  # type: ignore[no-untyped-def]
+def _flood_ce_fake(logits, target, b, reduction, ignore_index):
     n = logits.shape[0]
     return (
         logits.new_empty((n,) if reduction == 0 else ()),
@@ -122,7 +122,7 @@ _flood_ce_backward_op = torch.library.custom_op(
 
 
 @_flood_ce_backward_op.register_fake
-def _flood_ce_backward_fake(grad_loss, logits, target, rows, stats, b, reduction, ignore_index):  # type: ignore[no-untyped-def]
+def _flood_ce_backward_fake(grad_loss, logits, target, rows, stats, b, reduction, ignore_index):
     return torch.empty_like(logits)
 
 
@@ -153,7 +153,7 @@ class _FloodCEEager(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, logits: Tensor, target: Tensor, b: float, reduction: int, ignore_index: int
     ) -> Tensor:
         loss, rows, stats = _flood_ce_forward_impl(logits, target, b, reduction, ignore_index)
@@ -162,7 +162,7 @@ class _FloodCEEager(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(ctx: Any, grad_loss: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_loss: Tensor) -> tuple[Any, ...]:
         logits, target, rows, stats = ctx.saved_tensors
         grad = _flood_ce_backward_impl(grad_loss, logits, target, rows, stats, *ctx.conf)
         return grad, None, None, None, None
@@ -355,5 +355,5 @@ def _fused(logits: Tensor, target: Tensor, bf: float, code: int, ignore_index: i
                 f"ignore_index={ignore_index}"
             )
     if _EAGER_FAST_PATH and logits.device.type != "meta" and _eager_ok(logits, target):
-        return _FloodCEEager.apply(logits, target, bf, code, ignore_index)  # type: ignore[no-any-return]
+        return _FloodCEEager.apply(logits, target, bf, code, ignore_index)
     return torch.ops.dlsys.flood_ce(logits, target, bf, code, ignore_index)[0]

@@ -67,7 +67,7 @@ class Conv2d(nn.Conv2d):
             self.weight,
             self.bias,
             self.stride,
-            self.padding,  # type: ignore[arg-type]
+            self.padding,
             self.dilation,
             self.groups,
         )
@@ -130,7 +130,7 @@ class ConvReLUPool(nn.Module):
             self.weight,
             self.bias,
             self.stride,
-            self.padding,  # type: ignore[arg-type]
+            self.padding,
             self.dilation,
             self.groups,
             self.pool,

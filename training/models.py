@@ -72,7 +72,7 @@ def conv_class(kernels: str = "dlsys") -> Callable[..., nn.Module]:
         raise RuntimeError(
             f"--kernels dlsys: dlsys.kernels.Conv2d is not available ({exc}); use --kernels torch"
         ) from exc
-    return Conv2d  # type: ignore[no-any-return]
+    return Conv2d
 
 
 def conv_relu_pool_layers(
@@ -126,7 +126,7 @@ def flooding_loss(b: float = 0.0, kernels: str = "dlsys") -> nn.Module:
             f"--kernels dlsys: dlsys.kernels.FloodingLoss is not available ({exc}); "
             "use --kernels torch"
         ) from exc
-    return FloodingLoss(b=float(b))  # type: ignore[no-any-return]
+    return FloodingLoss(b=float(b))
 
 
 class MLP(nn.Module):
@@ -146,7 +146,7 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)  # type: ignore[no-any-return]
+        return self.net(x)
 
 
 class FloodingCNN(nn.Module):
@@ -167,7 +167,7 @@ class FloodingCNN(nn.Module):
         self.classifier = nn.Linear(32 * (h // 2 // 2) * (w // 2 // 2), num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))  # type: ignore[no-any-return]
+        return self.classifier(torch.flatten(self.features(x), 1))
 
 
 class CNN7(nn.Module):
@@ -197,7 +197,7 @@ class CNN7(nn.Module):
         self.classifier = nn.Linear(channels * h * w, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))  # type: ignore[no-any-return]
+        return self.classifier(torch.flatten(self.features(x), 1))
 
 
 class _ConvModule(nn.Module):
@@ -278,7 +278,7 @@ class SmallInception(nn.Module):
         self.classifier = nn.Linear(336, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))  # type: ignore[no-any-return]
+        return self.classifier(self.features(x))
 
 
 def _parse_widths(spec: str) -> list[int]:

@@ -12,11 +12,16 @@ from dlsys.analytics.formulas import OpCost
 
 
 def test_one_call_answers() -> None:
-    assert an.conv_answers() == {
+    answers = an.conv_answers()
+    one = answers.pop("one_4x4_filter")
+    assert answers == {
         "output_6x4": (3, 2),  # floor((6-2)/2)+1, floor((4-2)/2)+1
         "keep_6x4": ((3, 3), (2, 2)),  # totals 6 and 4 split evenly
         "params_4x4_on_22x22": 17,  # 4*4*1 + 1 bias
     }
+    # the whole report of that layer: 16 weights + 1 bias; output floor((22-4)/2)+1 = 10
+    assert (one.totals["weights"], one.totals["biases"]) == (16, 1)
+    assert one.layers[-1].output_shape == (1, 1, 10, 10)
     cmp = an.inception_comparison()
     rows = {m: (a, b) for m, a, b, _ in cmp.rows()}
     assert rows["output shape"] == ((1, 672, 32, 32), (1, 480, 32, 32))

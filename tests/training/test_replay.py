@@ -256,6 +256,8 @@ def test_natural_learner_order(tmp_path):
         (["A,1,0,0,1.0,done"], "status must be one of"),
         (["A,x,0,0,1.0,applied"], "seq must be an integer"),
         (["A,1,0,0,,applied"], "t_apply missing"),
+        # seq 10**12 would draw 10**12 mini-batches before its gradient (a hang); 2 rows here
+        (["A,1,0,0,1.0,applied", "A,1000000000000,0,1,2.0,applied"], "larger than the trace's 2"),
         (["A,1,-1,-1,,lost"], "no applied gradients"),
     ],
 )

@@ -152,6 +152,17 @@ def _from_columns(
     where: Any,
 ) -> Schedule:
     """Check the applied rows and sort them into version order. ``where(i)`` names row ``i``."""
+    # A learner's seq-th gradient is drawn after its seq - 1 earlier mini-batches, so its sample
+    # stream runs through all of them. A trace holds every gradient of a learner (lost ones
+    # included), so seq never exceeds the number of rows; a larger one is a damaged cell that
+    # would otherwise cost hours of drawing before the first update.
+    far = np.flatnonzero(seq > len(seq))
+    if len(far):
+        i = int(far[0])
+        raise ValueError(
+            f"{where(i)}: seq {int(seq[i])} is larger than the trace's {len(seq)} rows; a "
+            "learner's seq counts its gradients from 1, and the trace lists each of them"
+        )
     keys = learner.astype(np.int64) * (int(seq.max(initial=0)) + 1) + seq
     uniq, first, counts = np.unique(keys, return_index=True, return_counts=True)
     if len(uniq) < len(keys):

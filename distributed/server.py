@@ -340,6 +340,11 @@ class ParameterServer:
         for s, p in got:
             if self.stop_reason is not None:
                 return
+            if s.state != COMPUTING or s.seq != p.seq:
+                # An update formed from an earlier arrival of this batch cancelled it (its row
+                # is written and the learner has moved on), as the simulator cancels a gradient
+                # still in flight at the update: it never joins the queue.
+                continue
             g = Gradient(s.idx, p.seq, s.read_version, s.t_read, p.t_start, p.t_done)
             self.grads[(s.idx, p.seq)] = (p.grad, p.loss)
             self.queue.append(g)

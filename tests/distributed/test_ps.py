@@ -139,6 +139,18 @@ def test_every_protocol_forms_its_updates(
             assert len(set(r["learner"][ok & (r["version"] == v)].tolist())) == 2
 
 
+def test_arrivals_found_together_after_a_cancelling_update_are_not_applied(pool: Any) -> None:
+    # Fixed, equal compute times: the three learners' gradients end together and one ray.wait
+    # returns them at once. The first two form the k-batch-sync update (k = 2), which cancels
+    # the third, still unprocessed: it must appear once, as cancelled (it was written a second
+    # time, as applied or dropped, before the fix).
+    learners = tuple(Learner(f"w-{i}", Fixed(0.05)) for i in range(3))
+    sc = Scenario(learners=learners, protocol=Protocol("k-batch-sync", k=2), until_updates=6)
+    res = run_ps(sc, CFG, pool=pool, cpus=_cpus(3))
+    r = _check_trace(res, 6)
+    assert np.bincount(r["version"][r["status"] == 0], minlength=6).tolist() == [2] * 6
+
+
 def test_crash_restart_then_resume_from_the_checkpoint(pool: Any, tmp_path: Path) -> None:
     crash = Crash("w-0", at=0.15, restart_after=0.1)
     sc = _scenario(3, Protocol("async"), rate=20.0, until_updates=30, faults=(crash,))

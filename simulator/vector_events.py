@@ -143,23 +143,10 @@ def event_loop(
             break
         t_last = t
         # 1. arrivals at t
-        na = 0
-        while hsize > 0 and ht[0] == t:
-            i = hl[0]
-            hsize = _heap_pop(ht, hl, hsize)
-            in_flight[i] = False
-            moved = clock[i] == slowest
-            clock[i] += 1
-            if budget[i] >= 0 and clock[i] >= budget[i]:
-                finished[i] = True
-                live -= 1
-                moved = True
-            else:
-                present += 1
-            if moved and s >= 0:
-                slowest = _slowest(clock, finished)
-            arr[na] = i
-            na += 1
+        counts = (live, present, slowest)
+        hsize, na, live, present, slowest = _arrivals(
+            t, ht, hl, hsize, in_flight, clock, budget, finished, s, arr, counts
+        )
         # 2. they join the queue by (read version, learner), and updates are taken
         qlen = _join_queue(arr, na, g_rv, queue, qlen, in_queue)
         while qlen > 0:
@@ -206,6 +193,45 @@ def event_loop(
         t_end = t_last
     running, mask = _running_at_stop(stop, t_end, in_flight, g_start, g_done, pull)
     return _OK, nrows, version, stop, t_end, running, mask, -1, dptr
+
+
+@numba.njit(cache=True)
+def _arrivals(
+    t: Any,
+    ht: Any,
+    hl: Any,
+    hsize: int,
+    in_flight: Any,
+    clock: Any,
+    budget: Any,
+    finished: Any,
+    s: int,
+    arr: Any,
+    counts: tuple,
+) -> tuple:
+    """Pop the arrivals at ``t`` off the heap into ``arr``: each learner's clock counts its
+    push, a learner whose budget is used finishes, and the ssp gate's slowest clock follows.
+    ``counts`` is (live learners, learners present in the queue, slowest clock); returns
+    (heap size, arrivals, and the three counts)."""
+    live, present, slowest = counts
+    na = 0
+    while hsize > 0 and ht[0] == t:
+        i = hl[0]
+        hsize = _heap_pop(ht, hl, hsize)
+        in_flight[i] = False
+        moved = clock[i] == slowest
+        clock[i] += 1
+        if budget[i] >= 0 and clock[i] >= budget[i]:
+            finished[i] = True
+            live -= 1
+            moved = True
+        else:
+            present += 1
+        if moved and s >= 0:
+            slowest = _slowest(clock, finished)
+        arr[na] = i
+        na += 1
+    return hsize, na, live, present, slowest
 
 
 @numba.njit(cache=True)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dlsys.common import check_memory, format_bytes
+from dlsys.simulator.protocols import Async
 
 #: Bytes per learner during a run: its scenario record, RNG stream, SimPy process and first
 #: sample block. 4005 bytes measured with tracemalloc (peak of a 20000-learner async run of
@@ -40,10 +41,6 @@ LEARNER_BYTES = 4096
 #: int64, four float64 and an int8 column, some shared).
 ROW_BYTES = 336
 
-#: Protocols where every gradient is an update of its own (one trace row per update).
-#: Every other protocol writes at most one row per learner per update (the gradients an
-#: update uses, and those it drops or cancels).
-_ONE_ROW_PER_UPDATE = ("async", "ssp")
 
 ADVICE = "use --summary-only, a smaller until_updates, or until_time"
 ADVICE_NO_TRACE = "use a smaller until_updates or until_time"
@@ -71,7 +68,10 @@ def check_learner_count(field: str, count: int, total: int) -> None:
 
 
 def _rows_per_update(scenario: Any) -> int:
-    return 1 if scenario.protocol.kind in _ONE_ROW_PER_UPDATE else int(scenario.n)
+    """Async and SSP (its subclass) make every gradient an update of its own: one trace row
+    per update. Every other protocol writes at most one row per learner per update (the
+    gradients an update uses, and those it drops or cancels)."""
+    return 1 if isinstance(scenario.protocol, Async) else int(scenario.n)
 
 
 def _gradient_rate(scenario: Any) -> float:

@@ -39,7 +39,7 @@ from simpy.core import StopSimulation
 from simpy.events import URGENT
 
 from dlsys.common import check_choice
-from dlsys.simulator import vector
+from dlsys.simulator import vector, vector_events
 from dlsys.simulator.core import (
     APPLIED,
     CANCELLED,
@@ -118,6 +118,25 @@ def choose_engine(scenario: Scenario, engine: str = "auto") -> tuple[str, str]:
     return "vector", f"engine={engine!r}: the vector engine is exact on this scenario"
 
 
+def _run_vector(
+    scenario: Scenario,
+    rngs: list[np.random.Generator],
+    reason: str,
+    sink: Callable[[dict[str, np.ndarray]], None] | None,
+) -> RawRun:
+    """``scenario`` (which :func:`vector.unsupported` accepts) on its vector path: the merge
+    path streams its rows to ``sink`` window by window; the event loop hands them over at the
+    end. (The choice lives here, above both modules, so neither imports the other.)"""
+    if scenario.protocol.vector_path == "merge":
+        return vector.run_merge(scenario, rngs, reason, sink)
+    raw = vector_events.run(scenario, rngs, reason)
+    if sink is not None:
+        raw.row_bytes = row_bytes(raw.columns)
+        sink(raw.columns)
+        raw.columns = {}
+    return raw
+
+
 def run(
     scenario: Scenario,
     seed: int | np.random.SeedSequence,
@@ -132,7 +151,7 @@ def run(
     name, reason = choose_engine(scenario, engine)
     rngs = learner_streams(seed, scenario.n)
     if name == "vector":
-        return vector.run(scenario, rngs, reason, sink)
+        return _run_vector(scenario, rngs, reason, sink)
     if uses_fast_path(scenario):
         raw = run_fast(scenario, rngs)
         raw.engine_reason = reason + " (async fast path)"

@@ -511,23 +511,3 @@ def streams(scenario: Scenario) -> bool:
     """True if, with a ``sink``, :func:`run` keeps no rows (the merge path: window by
     window); the event loop hands its rows over at the end."""
     return scenario.protocol.vector_path == "merge"
-
-
-def run(
-    scenario: Scenario,
-    rngs: list[np.random.Generator],
-    reason: str,
-    sink: Callable[[dict[str, np.ndarray]], None] | None = None,
-) -> RawRun:
-    """Run ``scenario`` (which :func:`unsupported` accepts) on its vector path; ``sink`` as
-    in :func:`dlsys.simulator.engine.run`."""
-    if scenario.protocol.vector_path == "merge":
-        return run_merge(scenario, rngs, reason, sink)
-    from dlsys.simulator import vector_events
-
-    raw = vector_events.run(scenario, rngs, reason)
-    if sink is not None:
-        raw.row_bytes = row_bytes(raw.columns)
-        sink(raw.columns)
-        raw.columns = {}
-    return raw

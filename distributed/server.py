@@ -42,7 +42,6 @@ import math
 import threading
 import time
 import warnings
-from array import array
 from typing import Any
 
 import numpy as np
@@ -57,7 +56,8 @@ from dlsys.distributed.state import (
     RunSpec,
     Slot,
 )
-from dlsys.simulator.engine import APPLIED, CANCELLED, COLUMNS, DROPPED, LOST, learner_streams
+from dlsys.simulator.core import append_row, new_columns
+from dlsys.simulator.engine import APPLIED, CANCELLED, DROPPED, LOST, learner_streams
 from dlsys.simulator.protocols import (
     CANCEL_ALL,
     CONTINUE,
@@ -111,7 +111,7 @@ class ParameterServer:
         self.updates = 0
         self.queue: list[Gradient] = []
         self.grads: dict[tuple[int, int], tuple[np.ndarray, float]] = {}
-        self.cols: dict[str, Any] = {k: array(code) for k, code in COLUMNS.items()}
+        self.cols = new_columns()
         self.losses: list[float] = []
         self.owner: dict[Any, int] = {}
         self.timers: list[tuple[float, int, str, Any]] = []
@@ -169,18 +169,8 @@ class ParameterServer:
         return [s.idx for s in self.slots if s.alive and not s.finished]
 
     def _row(self, g: Gradient, status: int, version: int, t_apply: float) -> None:
-        if self.stop_reason is not None:
-            return
-        c = self.cols
-        c["learner"].append(g.learner)
-        c["seq"].append(g.seq)
-        c["read_version"].append(g.read_version)
-        c["version"].append(version)
-        c["t_read"].append(float(g.t_read))
-        c["t_start"].append(float(g.t_start))
-        c["t_done"].append(float(g.t_done))
-        c["t_apply"].append(t_apply)
-        c["status"].append(status)
+        if self.stop_reason is None:
+            append_row(self.cols, g, status, version, t_apply)
 
     def _inflight_row(self, s: Slot, status: int, t: float) -> None:
         lrn = self.sc.learners[s.idx]

@@ -9,7 +9,9 @@ same run for the same seed.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +32,26 @@ COLUMNS = {
     "status": "b",  # APPLIED, LOST, CANCELLED, DROPPED (int8)
 }
 NP_TYPES = {"i": np.int32, "q": np.int64, "d": np.float64, "b": np.int8}
+
+
+def new_columns() -> dict[str, array]:
+    """Empty trace columns: one typed array per :data:`COLUMNS` entry."""
+    return {k: array(code) for k, code in COLUMNS.items()}
+
+
+def append_row(cols: dict[str, array], g: Any, status: int, version: int, t_apply: float) -> None:
+    """Append gradient ``g``'s trace row to ``cols``: its record (a ``Gradient``: learner,
+    seq, read_version, t_read, t_start, t_done in seconds, exact or float) and how it ended
+    (``status``, the ``version`` it was applied to or -1, ``t_apply`` seconds or NaN)."""
+    cols["learner"].append(g.learner)
+    cols["seq"].append(g.seq)
+    cols["read_version"].append(g.read_version)
+    cols["version"].append(version)
+    cols["t_read"].append(float(g.t_read))
+    cols["t_start"].append(float(g.t_start))
+    cols["t_done"].append(float(g.t_done))
+    cols["t_apply"].append(t_apply)
+    cols["status"].append(status)
 
 
 @dataclass

@@ -28,7 +28,6 @@ service time and no faults -- runs on a fast path (:mod:`dlsys.simulator.simpy_f
 from __future__ import annotations
 
 import math
-from array import array
 from collections.abc import Callable, Generator, Sequence
 from functools import partial
 from typing import Any
@@ -49,7 +48,9 @@ from dlsys.simulator.core import (
     NP_TYPES,
     STATUS_NAMES,
     RawRun,
+    append_row,
     learner_streams,
+    new_columns,
     row_bytes,
 )
 from dlsys.simulator.distributions import Time
@@ -250,7 +251,7 @@ class Engine:
         self.busy = False
         self.paused = False
         self.stopped = False
-        self.cols: dict[str, Any] = {k: array(code) for k, code in COLUMNS.items()}
+        self.cols = new_columns()
         self.learners = [
             _LearnerState(i, spec, rngs[i]) for i, spec in enumerate(scenario.learners)
         ]
@@ -275,32 +276,14 @@ class Engine:
     def _row(
         self, lrn: _LearnerState, status: int, version: int, t_apply: float, t_done: Time
     ) -> None:
-        if self.stopped:
-            return
-        c = self.cols
-        c["learner"].append(lrn.idx)
-        c["seq"].append(lrn.seq)
-        c["read_version"].append(lrn.read_version)
-        c["version"].append(version)
-        c["t_read"].append(float(lrn.t_read))
-        c["t_start"].append(float(lrn.t_start) if lrn.state != _PULL else math.nan)
-        c["t_done"].append(float(t_done))
-        c["t_apply"].append(t_apply)
-        c["status"].append(status)
+        """The row of ``lrn``'s gradient in flight (lost or cancelled before it arrived)."""
+        t_start = lrn.t_start if lrn.state != _PULL else math.nan
+        g = Gradient(lrn.idx, lrn.seq, lrn.read_version, lrn.t_read, t_start, t_done)
+        self._grad_row(g, status, version, t_apply)
 
     def _grad_row(self, g: Gradient, status: int, version: int, t_apply: float) -> None:
-        if self.stopped:
-            return
-        c = self.cols
-        c["learner"].append(g.learner)
-        c["seq"].append(g.seq)
-        c["read_version"].append(g.read_version)
-        c["version"].append(version)
-        c["t_read"].append(float(g.t_read))
-        c["t_start"].append(float(g.t_start))
-        c["t_done"].append(float(g.t_done))
-        c["t_apply"].append(t_apply)
-        c["status"].append(status)
+        if not self.stopped:
+            append_row(self.cols, g, status, version, t_apply)
 
     # -- learners
 

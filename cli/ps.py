@@ -16,24 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from dlsys.cli.common import add_command, add_json_flag, add_out_flag, add_quiet_flag, print_json
+from dlsys.cli.replay import add_training_flags, replay_config
 
 _EXAMPLE_FILE = "examples/scenarios/async_exponential.toml"
-
-
-def _config(args: argparse.Namespace, seed: int) -> Any:
-    from dlsys.training.replay import ReplayConfig
-
-    return ReplayConfig(
-        model=args.model,
-        per_learner_batch=args.per_learner_batch,
-        lr=args.lr,
-        lr_rule=args.lr_rule,
-        lr_power=args.lr_power,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        seed=seed,
-        kernels=args.kernels,
-    )
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
@@ -68,7 +53,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
             resume=args.resume,
             replace_killed=args.replace_killed,
         )
-    return sc, _config(args, sc.seed), kwargs
+    return sc, replay_config(args, sc.seed), kwargs
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,16 +104,8 @@ def compare_cmd(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from dlsys.training.models import KERNELS
-    from dlsys.training.replay import LR_RULES
-
     p.add_argument("file", help="scenario TOML file (see examples/scenarios/)")
-    p.add_argument(
-        "--model", default="mlp:128", help="mlp[:W,..] | cnn | cnn7 | cnn7-3 | inception"
-    )
-    p.add_argument(
-        "--dataset", default="digits", help="digits | synthetic | mnist:DIR | fashion-mnist:DIR"
-    )
+    add_training_flags(p)
     p.add_argument("--limit", type=int, metavar="N", help="use only the first N training images")
     p.add_argument(
         "--updates", type=int, metavar="N", help="stop after N PS updates (default: the scenario's)"
@@ -146,15 +123,6 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="join this Ray cluster (default: a local instance on 127.0.0.1)",
     )
     p.add_argument("--seed", type=int, metavar="S", help="override the scenario's seed")
-    p.add_argument(
-        "--per-learner-batch", type=int, default=16, metavar="B", help="samples per gradient"
-    )
-    p.add_argument("--lr", type=float, default=0.05, metavar="A", help="alpha, per update")
-    p.add_argument("--lr-rule", default="constant", metavar="R", help=" | ".join(LR_RULES))
-    p.add_argument("--lr-power", type=float, default=1.0, metavar="a", help="inverse-power's a")
-    p.add_argument("--momentum", type=float, default=0.0, help="PS SGD momentum (default 0)")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="PS SGD L2 (default 0)")
-    p.add_argument("--kernels", default="dlsys", help=" | ".join(KERNELS))
     add_json_flag(p)
     add_out_flag(p)
     add_quiet_flag(p)

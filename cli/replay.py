@@ -27,16 +27,40 @@ def _device(name: str) -> str:
     return name
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+def add_training_flags(p: argparse.ArgumentParser) -> None:
+    """The model, data and PS optimizer flags that `dlsys replay` and `dlsys ps` share."""
+    from dlsys.training.models import KERNELS
+    from dlsys.training.replay import LR_RULES
 
-    from dlsys.common.errors import check_int
-    from dlsys.common.io import output_dir
-    from dlsys.training.data import load_dataset
-    from dlsys.training.replay import ReplayConfig, load_schedule, replay
-    from dlsys.training.replay.output import summary_text, write_outputs
+    p.add_argument(
+        "--model", default="mlp:128", help="mlp[:W,..] | cnn | cnn7 | cnn7-3 | inception"
+    )
+    p.add_argument(
+        "--dataset", default="digits", help="digits | synthetic | mnist:DIR | fashion-mnist:DIR"
+    )
+    p.add_argument(
+        "--per-learner-batch", type=int, default=16, metavar="B", help="samples per gradient"
+    )
+    p.add_argument("--lr", type=float, default=0.05, metavar="A", help="alpha, per update")
+    p.add_argument(
+        "--lr-rule",
+        default="constant",
+        metavar="R",
+        help=" | ".join(LR_RULES) + " (per gradient, from its staleness; default constant)",
+    )
+    p.add_argument(
+        "--lr-power", type=float, default=1.0, metavar="a", help="inverse-power: alpha/(1+tau)^a"
+    )
+    p.add_argument("--momentum", type=float, default=0.0, help="PS SGD momentum (default 0)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="PS L2 weight decay")
+    p.add_argument("--kernels", default="dlsys", help=" | ".join(KERNELS) + " (default dlsys)")
 
-    config = ReplayConfig(
+
+def replay_config(args: argparse.Namespace, seed: int, **extra: Any) -> Any:
+    """The ``ReplayConfig`` of :func:`add_training_flags`' flags, ``seed`` and ``extra``."""
+    from dlsys.training.replay import ReplayConfig
+
+    return ReplayConfig(
         model=args.model,
         per_learner_batch=args.per_learner_batch,
         lr=args.lr,
@@ -44,10 +68,23 @@ def run(args: argparse.Namespace) -> int:
         lr_power=args.lr_power,
         momentum=args.momentum,
         weight_decay=args.weight_decay,
-        seed=args.seed,
-        eval_every=args.eval_every,
-        history_every=args.history_every,
+        seed=seed,
         kernels=args.kernels,
+        **extra,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from dlsys.common.errors import check_int
+    from dlsys.common.io import output_dir
+    from dlsys.training.data import load_dataset
+    from dlsys.training.replay import load_schedule, replay
+    from dlsys.training.replay.output import summary_text, write_outputs
+
+    config = replay_config(
+        args, args.seed, eval_every=args.eval_every, history_every=args.history_every
     )
     if args.threads is not None:
         torch.set_num_threads(check_int("--threads", args.threads, minimum=1))
@@ -79,8 +116,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    from dlsys.training.models import KERNELS
-    from dlsys.training.replay import LR_RULES
 
     p = add_command(
         subparsers,
@@ -100,34 +135,13 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("source", metavar="SOURCE", help="scenario .toml or trace .csv")
-    p.add_argument(
-        "--model", default="mlp:128", help="mlp[:W,..] | cnn | cnn7 | cnn7-3 | inception"
-    )
-    p.add_argument(
-        "--dataset", default="digits", help="digits | synthetic | mnist:DIR | fashion-mnist:DIR"
-    )
-    p.add_argument(
-        "--per-learner-batch", type=int, default=16, metavar="B", help="samples per gradient"
-    )
-    p.add_argument("--lr", type=float, default=0.05, metavar="A", help="alpha, per update")
-    p.add_argument(
-        "--lr-rule",
-        default="constant",
-        metavar="R",
-        help=" | ".join(LR_RULES) + " (per gradient, from its staleness; default constant)",
-    )
-    p.add_argument(
-        "--lr-power", type=float, default=1.0, metavar="a", help="inverse-power: alpha/(1+tau)^a"
-    )
-    p.add_argument("--momentum", type=float, default=0.0, help="PS SGD momentum (default 0)")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="PS L2 weight decay")
+    add_training_flags(p)
     p.add_argument("--seed", type=int, default=0, help="init, split and sample streams")
     p.add_argument("--eval-every", type=int, default=100, metavar="K", help="updates per eval")
     p.add_argument(
         "--history-every", type=int, default=1, metavar="K", help="keep every K-th update record"
     )
     p.add_argument("--until-updates", type=int, metavar="N", help="replay only the first N updates")
-    p.add_argument("--kernels", default="dlsys", help=" | ".join(KERNELS) + " (default dlsys)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--limit", type=int, help="keep at most this many training and test images")
     p.add_argument("--threads", type=int, help="torch intra-op threads")

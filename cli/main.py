@@ -12,8 +12,11 @@
   minutes of swapping.
 - ``--debug`` (before the subcommand) shows the traceback instead.
 
-A subcommand module defines ``register(subparsers)`` and, for each parser it adds, calls
-``parser.set_defaults(func=handler)`` where ``handler(args) -> int | None``.
+A subcommand module ``dlsys.cli.NAME`` defines ``register(subparsers)``, which adds the
+command ``NAME`` and, for each parser it adds, calls ``parser.set_defaults(func=handler)``
+where ``handler(args) -> int | None``. A run of ``dlsys NAME ...`` imports and registers only
+that module (registering ``train`` or ``ps`` imports torch, about 2 s, which ``dlsys simulate``
+does not need); the top-level help and an unknown command register them all.
 """
 
 from __future__ import annotations
@@ -84,8 +87,20 @@ def _subcommand_modules() -> list[str]:
     return sorted(names)
 
 
-def build_parser() -> Parser:
-    """The full ``dlsys`` parser with every discovered subcommand registered."""
+def _command_word(args: Sequence[str]) -> str | None:
+    """The subcommand named on the command line: the first word that is not one of the
+    top-level flags; None when there is none or a flag such as ``--help`` comes first."""
+    for arg in args:
+        if arg in ("--debug", "--version"):
+            continue
+        return None if arg.startswith("-") else arg
+    return None
+
+
+def build_parser(command: str | None = None) -> Parser:
+    """The ``dlsys`` parser. With ``command`` naming a subcommand module, only that module is
+    imported and registered; otherwise (None, or a name no module has) every discovered
+    subcommand is."""
     parser = Parser(
         prog="dlsys",
         description="dlsys: a deep-learning-systems lab (simulator, cost model, kernels, "
@@ -96,7 +111,10 @@ def build_parser() -> Parser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name in _subcommand_modules():
+    names = _subcommand_modules()
+    if command is not None and f"dlsys.cli.{command}" in names:
+        names = [f"dlsys.cli.{command}"]
+    for name in names:
         module = importlib.import_module(name)
         register = getattr(module, "register", None)
         if callable(register):
@@ -113,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args_list
     try:
-        parser = build_parser()
+        parser = build_parser(_command_word(args_list))
         args = parser.parse_args(args_list)
         if args.version:
             print(dlsys_version())

@@ -314,3 +314,37 @@ def test_importing_dlsys_keeps_the_matplotlib_backend() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "svg"
+
+
+def test_each_cli_module_registers_the_command_of_its_name() -> None:
+    # main() registers only the module named by the command word; that is only right if
+    # dlsys.cli.NAME adds the command NAME (and the full parser still has every command).
+    from dlsys.cli.main import _subcommand_modules, build_parser
+
+    names = [m.rsplit(".", 1)[1] for m in _subcommand_modules()]
+    assert {"simulate", "train", "ps", "cost"} <= set(names)
+
+    def commands(command: str | None) -> list[str]:
+        parser = build_parser(command)
+        (sub,) = [a for a in parser._actions if a.dest == "command"]
+        return sorted(sub.choices or ())
+
+    assert commands(None) == sorted(names)
+    for name in names:
+        assert commands(name) == [name]
+
+
+def test_dlsys_simulate_does_not_import_torch(tmp_path: Path) -> None:
+    # Before the lazy registry, building the parser imported torch for every command
+    # (cli/ps.py and cli/train.py's flags need the model table): ~2.5 s of start-up.
+    scenario = Path(__file__).parents[1] / "examples" / "scenarios" / "async_exponential.toml"
+    code = (
+        "import sys; from dlsys.cli.main import main; "
+        f"rc = main(['simulate', {str(scenario)!r}, '--json']); "
+        "print(rc, 'torch' in sys.modules, file=sys.stderr)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert out.stderr.strip().splitlines()[-1] == "0 False"
+    json.loads(out.stdout)

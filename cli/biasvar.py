@@ -5,14 +5,33 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dlsys.cli.common import add_command, add_json_flag, add_out_flag, add_quiet_flag, print_json
+from dlsys.cli.common import (
+    add_command,
+    add_json_flag,
+    add_out_flag,
+    add_quiet_flag,
+    flag_names,
+    print_json,
+)
 from dlsys.common import output_dir
+
+# The study's argument names (as its checks print them) and the flags that set them.
+_FLAGS = {
+    "n_datasets": "--datasets",
+    "n_points": "--points",
+    "noise variance": "--noise-variance",
+    "ridge alpha": "--ridge",
+    "degrees": "--degrees",
+    "degree": "--degrees",
+    "scheme": "--scheme",
+    "seed": "--seed",
+}
 
 
 def run(args: argparse.Namespace) -> int:
     from dlsys.analytics.biasvar.study import run_biasvar_study, summary_dict
 
-    with output_dir(args.out) as stage:
+    with flag_names(_FLAGS), output_dir(args.out) as stage:
         study = run_biasvar_study(
             stage,
             degrees=args.degrees,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from dlsys.common.io import dumps
@@ -16,6 +18,7 @@ __all__ = [
     "add_out_flag",
     "add_quiet_flag",
     "dlsys_version",
+    "flag_names",
     "print_json",
 ]
 
@@ -63,3 +66,21 @@ def print_json(obj: Any) -> None:
     """Print ``obj`` as one JSON document on stdout."""
     sys.stdout.write(dumps(obj) + "\n")
     sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def flag_names(fields: Mapping[str, str]) -> Iterator[None]:
+    """Name the command-line flag, not the API field, in a bad-input message.
+
+    The library's checks say ``"n_points: must be >= 2, got -1"``; inside this block a
+    ``ValueError`` or ``TypeError`` whose message starts with a key of ``fields`` and a colon
+    is raised again with that key replaced by its flag (``"--points: ..."``).
+    """
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        text = str(exc)
+        for field, flag in fields.items():
+            if text.startswith(f"{field}:"):
+                raise type(exc)(flag + text[len(field) :]) from exc
+        raise

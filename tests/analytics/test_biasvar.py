@@ -247,7 +247,7 @@ def test_cli_json_and_errors(capsys, tmp_path):
     out = tmp_path / "o"
     assert main(["biasvar", "--degrees", "0-3", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("dlsys: error: degree: must be >= 1, got 0")
+    assert err.startswith("dlsys: error: --degrees: must be >= 1, got 0")
     assert not out.exists()
     assert main(["biasvar", "--noise-variance", "-0.5"]) == 2
-    assert "noise variance: must be >= 0" in capsys.readouterr().err
+    assert "--noise-variance: must be >= 0" in capsys.readouterr().err

@@ -79,4 +79,4 @@ def test_scenario_sizes_refused(text: str, field: str, size: str, tmp_path: Path
 
 def test_biasvar_datasets_refused() -> None:
     out = _dlsys("biasvar", "--datasets", "1000000000")
-    _refused(out, "n_datasets", "1.4 TB")
+    _refused(out, "--datasets", "1.4 TB")  # the flag, not the API name n_datasets

@@ -30,7 +30,7 @@ learner = [ { compute = { dist = "pareto", alpha = 0.5, xm = 1e-300 } } ]
     ("argv", "starts"),
     [
         # was OverflowError: variance**2 in the noise moments
-        ([*BIASVAR, "--noise-variance", "1e300"], "noise variance: must be below 1.3e154"),
+        ([*BIASVAR, "--noise-variance", "1e300"], "--noise-variance: must be below 1.3e154"),
         # was torch RuntimeError: value cannot be converted to type float without overflow
         ([*REPLAY, "--weight-decay", "1e300"], "weight_decay: must be <= 3.4e38"),
         ([*REPLAY, "--lr", "1e39"], "lr: must be <= 3.4e38"),

@@ -12,7 +12,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dlsys.cli.common import add_command, add_json_flag, add_out_flag, add_quiet_flag, print_json
+from dlsys.cli.common import (
+    add_command,
+    add_json_flag,
+    add_out_flag,
+    add_quiet_flag,
+    flag_names,
+    print_json,
+)
 
 
 def _device(name: str) -> str:
@@ -57,21 +64,26 @@ def add_training_flags(p: argparse.ArgumentParser) -> None:
 
 
 def replay_config(args: argparse.Namespace, seed: int, **extra: Any) -> Any:
-    """The ``ReplayConfig`` of :func:`add_training_flags`' flags, ``seed`` and ``extra``."""
+    """The ``ReplayConfig`` of :func:`add_training_flags`' flags, ``seed`` and ``extra``; its
+    bad-input messages name the flag (``--per-learner-batch``), not the field."""
+    import dataclasses
+
     from dlsys.training.replay import ReplayConfig
 
-    return ReplayConfig(
-        model=args.model,
-        per_learner_batch=args.per_learner_batch,
-        lr=args.lr,
-        lr_rule=args.lr_rule,
-        lr_power=args.lr_power,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        seed=seed,
-        kernels=args.kernels,
-        **extra,
-    )
+    names = [f.name for f in dataclasses.fields(ReplayConfig)]
+    with flag_names({name: "--" + name.replace("_", "-") for name in names}):
+        return ReplayConfig(
+            model=args.model,
+            per_learner_batch=args.per_learner_batch,
+            lr=args.lr,
+            lr_rule=args.lr_rule,
+            lr_power=args.lr_power,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            seed=seed,
+            kernels=args.kernels,
+            **extra,
+        )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,8 +32,8 @@ learner = [ { compute = { dist = "pareto", alpha = 0.5, xm = 1e-300 } } ]
         # was OverflowError: variance**2 in the noise moments
         ([*BIASVAR, "--noise-variance", "1e300"], "--noise-variance: must be below 1.3e154"),
         # was torch RuntimeError: value cannot be converted to type float without overflow
-        ([*REPLAY, "--weight-decay", "1e300"], "weight_decay: must be <= 3.4e38"),
-        ([*REPLAY, "--lr", "1e39"], "lr: must be <= 3.4e38"),
+        ([*REPLAY, "--weight-decay", "1e300"], "--weight-decay: must be <= 3.4e38"),
+        ([*REPLAY, "--lr", "1e39"], "--lr: must be <= 3.4e38"),
         # was torch RuntimeError: DefaultCPUAllocator: can't allocate memory (3.1e15 bytes)
         (
             ["train", "early-stopping", "--limit", "64", "--model", "mlp:1000000000000"],

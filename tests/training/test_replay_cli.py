@@ -57,10 +57,10 @@ def test_trace_csv_source(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--per-learner-batch", "0"], "per_learner_batch: must be >= 1, got 0"),
+        (["--per-learner-batch", "0"], "--per-learner-batch: must be >= 1, got 0"),
         (["--per-learner-batch", "481"], "must be <= the training set size (480), got 481"),
         (["--lr-rule", "inverse-stalness"], "did you mean 'inverse-staleness'?"),
-        (["--lr", "0"], "lr: must be > 0"),
+        (["--lr", "0"], "--lr: must be > 0"),
         (["--resume"], "no checkpoint"),
         (["--model", "mpl"], "unknown model 'mpl'"),
     ],

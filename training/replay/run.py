@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlsys.common.errors import check_choice, check_finite, check_int, check_positive
+from dlsys.common.errors import check_choice, check_int
 from dlsys.common.io import atomic_write_bytes, to_jsonable
 from dlsys.common.memory import check_memory, format_bytes
 from dlsys.common.progress import progress
@@ -31,7 +31,7 @@ from dlsys.training.data import Splits
 from dlsys.training.loop import _seeds, config_differences, evaluate, micro_batch_size
 from dlsys.training.models import KERNELS, build_model, flooding_loss
 from dlsys.training.replay.engine import Replayer, UpdateRecord
-from dlsys.training.replay.optimizer import LR_RULES, PSOptimizer
+from dlsys.training.replay.optimizer import PSOptimizer
 from dlsys.training.replay.schedule import Schedule
 from dlsys.training.replay.streams import SampleStreams
 
@@ -70,13 +70,7 @@ class ReplayConfig:
         if not isinstance(self.model, str) or not self.model:
             raise TypeError(f"model: must be a model name, got {self.model!r}")
         check_int("per_learner_batch", self.per_learner_batch, minimum=1)
-        check_positive("lr", self.lr)
-        check_choice("lr_rule", self.lr_rule, LR_RULES)
-        check_positive("lr_power", self.lr_power, allow_zero=True)
-        m = check_finite("momentum", self.momentum)
-        if not 0.0 <= m < 1.0:
-            raise ValueError(f"momentum: must be in [0, 1), got {self.momentum!r}")
-        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        self.optimizer()  # the optimizer's own checks of lr, lr_rule, lr_power, momentum, ...
         check_int("seed", self.seed, minimum=0)
         check_int("eval_every", self.eval_every, minimum=1)
         check_int("history_every", self.history_every, minimum=1)

@@ -31,34 +31,79 @@ BLOCK = 1 << 16
 
 
 @numba.njit(cache=True)
+def _scan_rows(
+    learner: np.ndarray, status: np.ndarray, version: np.ndarray, read_version: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Staleness of each row (version - read_version if applied, else 0), the largest
+    staleness of each learner's rows (0 for none) and whether every row is applied."""
+    stale = np.empty(len(learner), np.int64)
+    top = np.zeros(n, np.int64)
+    all_ok = True
+    for r in range(len(learner)):
+        if status[r] == 0:
+            s = version[r] - read_version[r]
+            stale[r] = s
+            if s > top[learner[r]]:
+                top[learner[r]] = s
+        else:
+            stale[r] = 0
+            all_ok = False
+    return stale, top, all_ok
+
+
+@numba.njit(cache=True)
 def _add_rows(
     learner: np.ndarray,
     status: np.ndarray,
     stale: np.ndarray,
-    busy_row: np.ndarray,
+    t_start: np.ndarray,
+    t_done: np.ndarray,
     busy: np.ndarray,
     counts: np.ndarray,
     hist: np.ndarray,
     offsets: np.ndarray,
+    total_hist: np.ndarray,
+    stale_sum: np.ndarray,
 ) -> None:
-    """Per-row accumulation in trace order (busy time added as bincount adds it); learner
-    i's staleness histogram is ``hist[offsets[i]:offsets[i + 1]]``."""
+    """Per-row accumulation in trace order: busy time ``t_done - t_start`` (NaN as 0 and
+    infinities as the largest float, as ``numpy.nan_to_num``; added as ``numpy.bincount``
+    adds), status counts, and the staleness of applied rows into learner i's histogram
+    ``hist[offsets[i]:offsets[i + 1]]``, into ``total_hist`` and into the exact integer
+    sum ``stale_sum[i]``."""
+    n = len(offsets) - 1
+    big = np.finfo(np.float64).max
+    before = counts[0].copy()
     for r in range(len(learner)):
         i = learner[r]
-        busy[i] += busy_row[r]
+        b = t_done[r] - t_start[r]
+        if b != b:
+            b = 0.0
+        elif b == np.inf:
+            b = big
+        elif b == -np.inf:
+            b = -big
+        busy[i] += b
         counts[status[r], i] += 1
         if status[r] == 0:
-            hist[offsets[i] + stale[r]] += 1
-
-
-@numba.njit(cache=True)
-def _learner_max(learner: np.ndarray, stale: np.ndarray, n: int) -> np.ndarray:
-    """Largest staleness of each learner's rows (0 for none)."""
-    top = np.zeros(n, np.int64)
+            total_hist[stale[r]] += 1
+            stale_sum[i] += stale[r]
+    # NOTE: staleness grouped by learner first, then counted learner by learner: the
+    # histograms are far larger than the caches, and row order would hit them at random.
+    fill = np.zeros(n + 1, np.int64)
+    for i in range(n):
+        fill[i + 1] = fill[i] + counts[0, i] - before[i]
+    grouped = np.empty(fill[n], np.int64)
     for r in range(len(learner)):
-        if stale[r] > top[learner[r]]:
-            top[learner[r]] = stale[r]
-    return top
+        if status[r] == 0:
+            i = learner[r]
+            grouped[fill[i]] = stale[r]
+            fill[i] += 1
+    a = 0
+    for i in range(n):
+        base = offsets[i]
+        for j in range(a, fill[i]):
+            hist[base + grouped[j]] += 1
+        a = fill[i]
 
 
 class BlockSum:
@@ -115,6 +160,7 @@ class SummaryStats:
         n = scenario.n
         self.n = n
         self.push = np.array([float(lrn.push_time) for lrn in scenario.learners])
+        self.any_push = bool(np.any(self.push))
         self.service = float(scenario.service_time)
         self.lr = scenario.lr
         self.busy = np.zeros(n)
@@ -124,6 +170,7 @@ class SummaryStats:
         self.offsets = np.arange(0, 16 * (n + 1), 16, dtype=np.int64)
         self.hist = np.zeros(16 * n, dtype=np.int64)
         self.total_hist = np.zeros(16, dtype=np.int64)
+        self.stale_sum = np.zeros(n, dtype=np.int64)  # exact staleness sum per learner
         self.last_apply = -math.inf
         self.lr_sum = BlockSum()
         self.wait_sum = BlockSum()
@@ -136,32 +183,49 @@ class SummaryStats:
         if len(learner) == 0:
             return
         status = cols["status"]
-        ok = status == APPLIED
-        stale = np.where(ok, cols["version"] - cols["read_version"], 0)
-        self._fit(learner, stale)
-        busy_row = np.nan_to_num(cols["t_done"] - cols["t_start"], nan=0.0)
-        _add_rows(learner, status, stale, busy_row, self.busy, self.counts, self.hist, self.offsets)
-        h = np.bincount(stale[ok])
-        if len(h) > len(self.total_hist):
-            h[: len(self.total_hist)] += self.total_hist
-            self.total_hist = h
-        else:
-            self.total_hist[: len(h)] += h
+        stale, top, all_ok = _scan_rows(
+            learner, status, cols["version"], cols["read_version"], self.n
+        )
+        self._fit(top)
+        _add_rows(
+            learner,
+            status,
+            stale,
+            cols["t_start"],
+            cols["t_done"],
+            self.busy,
+            self.counts,
+            self.hist,
+            self.offsets,
+            self.total_hist,
+            self.stale_sum,
+        )
         self.rows += len(learner)
-        if ok.any():
-            t_apply = cols["t_apply"][ok]
-            self.last_apply = max(self.last_apply, float(np.max(t_apply)))
-            self.lr_sum.add(self.lr.rates(stale[ok]))
-            arrive = cols["t_done"][ok] + self.push[learner[ok]]
-            wait = t_apply - self.service - arrive
-            self.wait_sum.add(wait)
-            self.wait_max = max(self.wait_max, float(np.max(wait)))
+        if all_ok:  # (no boolean selection: the common case, and a copy less per column)
+            t_apply, t_done, ok_stale, ok_learner = cols["t_apply"], cols["t_done"], stale, learner
+        else:
+            ok = status == APPLIED
+            if not ok.any():
+                return
+            t_apply, t_done = cols["t_apply"][ok], cols["t_done"][ok]
+            ok_stale, ok_learner = stale[ok], learner[ok]
+        self.last_apply = max(self.last_apply, float(np.max(t_apply)))
+        self.lr_sum.add(self.lr.rates(ok_stale))
+        arrive = t_done + self.push[ok_learner] if self.any_push else t_done + 0.0
+        wait = t_apply - self.service - arrive
+        self.wait_sum.add(wait)
+        self.wait_max = max(self.wait_max, float(np.max(wait)))
 
-    def _fit(self, learner: np.ndarray, stale: np.ndarray) -> None:
-        """Grow the histograms of learners whose staleness in this chunk does not fit."""
-        top = _learner_max(learner, stale, self.n)
+    def _fit(self, top: np.ndarray) -> None:
+        """Grow the histograms of learners whose largest staleness ``top`` in a chunk does
+        not fit (and the total histogram with them)."""
         width = np.diff(self.offsets)
         grow = top >= width
+        high = int(np.max(top))
+        if high >= len(self.total_hist):
+            total = np.zeros(max(high + 1, 2 * len(self.total_hist)), dtype=np.int64)
+            total[: len(self.total_hist)] = self.total_hist
+            self.total_hist = total
         if not grow.any():
             return
         new_width = np.where(grow, np.maximum(top + 1, 2 * width), width)
@@ -179,11 +243,11 @@ class SummaryStats:
 
 
 @numba.njit(cache=True)
-def _learner_stats(hist: np.ndarray, offsets: np.ndarray, m: np.ndarray) -> tuple:
-    """Per learner: exact staleness sum, and the values at sorted indices ceil(q m) - 1 for
-    q = 0.50, 0.95, 0.99 and at m - 1 (from the flat histograms)."""
+def _learner_picks(hist: np.ndarray, offsets: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Per learner: the staleness values at sorted indices ceil(q m) - 1 for q = 0.50,
+    0.95, 0.99 and at m - 1 (from the flat histograms; a learner's scan stops at its
+    largest value)."""
     n = len(m)
-    sums = np.zeros(n, np.int64)
     picks = np.zeros((n, 4), np.int64)
     for i in range(n):
         if m[i] == 0:
@@ -195,13 +259,13 @@ def _learner_stats(hist: np.ndarray, offsets: np.ndarray, m: np.ndarray) -> tupl
         cum = 0
         j = 0
         for v in range(offsets[i + 1] - offsets[i]):
-            c = hist[offsets[i] + v]
-            sums[i] += v * c
-            cum += c
+            cum += hist[offsets[i] + v]
             while j < 4 and cum >= want[j] + 1:
                 picks[i, j] = v
                 j += 1
-    return sums, picks
+            if j == 4:
+                break
+    return picks
 
 
 def _stats(hist: np.ndarray, m: int) -> dict[str, Any]:
@@ -232,7 +296,8 @@ def summary(scenario: Scenario, raw: Any, stats: SummaryStats, trace_bytes: int)
     updates = raw.updates
     busy = stats.busy + np.nan_to_num(t_end - raw.inflight_start, nan=0.0)
     counts = stats.counts
-    sums, picks = _learner_stats(stats.hist, stats.offsets, counts[APPLIED])
+    sums = stats.stale_sum
+    picks = _learner_picks(stats.hist, stats.offsets, counts[APPLIED])
     per = []
     for i, spec in enumerate(scenario.learners):
         m = int(counts[APPLIED, i])

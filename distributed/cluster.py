@@ -42,6 +42,11 @@ INSTALL_HINT = "pip install 'dlsys[ray]'"
 CONNECT_TIMEOUT_S = 30.0
 #: Ray namespace of dlsys's actors.
 NAMESPACE = "dlsys"
+#: Largest object (bytes) a local instance passes inside the actor call's message instead of
+#: through the shared-memory object store (Ray's ``max_direct_call_object_size``, 100 KiB by
+#: default). Weights and gradients of the real PS's models are a few hundred KiB: inline they
+#: skip the object store's create / seal / fetch round trips on every update.
+INLINE_BYTES = 2 * 1024 * 1024
 
 _ADDRESS = re.compile(r"^(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})$")
 
@@ -177,6 +182,7 @@ def connect(
     }
     if local:
         kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+        kwargs["_system_config"] = {"max_direct_call_object_size": INLINE_BYTES}
         info = ray.init(**kwargs).address_info
     else:
         if num_cpus is not None:
@@ -242,6 +248,7 @@ def log_addresses(session_dir: str | os.PathLike[str]) -> set[str]:
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
+    "INLINE_BYTES",
     "INSTALL_HINT",
     "LOOPBACK",
     "LOOPBACK_ENV",

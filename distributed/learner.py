@@ -3,18 +3,23 @@
 A :class:`Learner` is the body of the ``Learner`` Ray actor (so a process list shows
 ``ray::Learner``). :meth:`Learner.compute` is one gradient, timed as the scenario says:
 
-1. wait until ``t_read + pull`` (when the PS handed out the weights, plus the scenario's
-   pull time, scaled to wall seconds): the compute start the scenario says; note the actual
-   start ``t_start`` (later when the weights' transfer and Ray's scheduling took longer);
+1. wait until ``anchor + pull`` (``anchor``: when the scenario says the learner read the
+   weights, by the PS's clock -- the compute end of the gradient whose update woke it plus
+   the scenario's push time, see :meth:`dlsys.distributed.server.ParameterServer.clock`;
+   ``pull``: the scenario's pull time; both in wall seconds): the compute start the scenario
+   says; note the actual start ``t_start`` (later when the PS's update, the weights'
+   transfer and Ray's scheduling took longer);
 2. compute the gradient of the mean loss on learner ``i``'s ``seq``-th mini-batch at the
    weights it was handed, exactly as :class:`dlsys.training.replay.Replayer` does (same
    model, loss, sample stream and arithmetic, so replaying the real run's trace reproduces
    its weights bit for bit);
 3. wait until that scenario start plus the drawn duration times ``time_scale`` (stretched by
    the scenario's slow-down windows), but never less than the real compute took; note
-   ``t_done``. The transfer of the weights thus counts inside the drawn compute time, as the
-   simulator's zero-pull-time learners read and start at once; it shows in the trace as
-   ``t_start - t_read``;
+   ``t_done``. The real system's latencies the scenario does not have (the gradient's return
+   to the PS, the update, the weights' transfer, Ray's scheduling) thus count inside the
+   drawn compute time, as the simulator's zero-latency learners read and start at once; a
+   learner's cycle is its drawn time unless latency and real compute together exceed it.
+   They show in the trace as ``t_apply - t_done`` and ``t_start - t_read``;
 4. wait ``push`` seconds and return the flat float32 gradient with its times.
 
 Times are wall-clock seconds since the run's start ``t0`` (``time.time()`` of the PS), so
@@ -54,8 +59,10 @@ class LearnerSetup:
 class Pushed:
     """What a learner returns: its gradient (flat float32) and when it was computed.
 
-    ``t_start`` / ``t_done``: seconds since the run's start; ``loss``: the mini-batch's mean
-    loss (nats) at the weights it was handed.
+    ``t_start`` / ``t_done``: seconds since the run's start; ``t_due``: when the compute
+    ended by the scenario (the drawn end, or the real compute's end if that was later; the
+    sleep's wake-up, ``t_done``, may be later still); ``loss``: the mini-batch's mean loss
+    (nats) at the weights it was handed.
     """
 
     learner: int
@@ -64,6 +71,7 @@ class Pushed:
     loss: float
     t_start: float
     t_done: float
+    t_due: float
 
 
 class Learner:
@@ -131,7 +139,7 @@ class Learner:
         stream: int,
         seq: int,
         duration: float,
-        t_read: float,
+        anchor: float,
         pull: float = 0.0,
         push: float = 0.0,
         windows: Sequence[tuple[float, float, float]] = (),
@@ -139,12 +147,13 @@ class Learner:
         scale: float = 1.0,
     ) -> Pushed:
         """Gradient ``seq`` of learner ``learner`` (sample stream ``stream``), see the module
-        docstring; ``duration``: the drawn compute time in scenario seconds; ``t_read``: when
-        the PS handed out ``weights``; ``pull`` / ``push``: wall seconds; ``windows``:
+        docstring; ``duration``: the drawn compute time in scenario seconds; ``anchor``: when
+        the scenario says the learner read ``weights`` (seconds since ``t0``, never after the
+        PS handed them out); ``pull`` / ``push``: wall seconds; ``windows``:
         slow-down windows ``(begin, end, factor)`` in scenario seconds; ``t0``: the run's
         start (``time.time()``), all times are seconds since then; ``scale``: wall seconds per
         scenario second."""
-        begin = t_read + pull  # the compute start the scenario says
+        begin = anchor + pull  # the compute start the scenario says
         wait = begin - (time.time() - t0)
         if wait > 0:
             await asyncio.sleep(wait)
@@ -156,13 +165,14 @@ class Learner:
             end = float(finish_time(begin / scale, duration, list(windows))) * scale
         else:
             end = begin + duration * scale
-        rest = end - (time.time() - t0)
+        due = max(end, time.time() - t0)
+        rest = due - (time.time() - t0)
         if rest > 0:
             await asyncio.sleep(rest)
         t_done = time.time() - t0
         if push > 0:
             await asyncio.sleep(push)
-        return Pushed(learner, seq, grad, loss, t_start, t_done)
+        return Pushed(learner, seq, grad, loss, t_start, t_done, due)
 
     def pid(self) -> int:
         """The learner's process id (to kill it from outside in tests)."""

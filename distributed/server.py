@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from dlsys.distributed.cluster import INLINE_BYTES
 from dlsys.distributed.state import (
     COMPUTING,
     DONE,
@@ -124,6 +125,7 @@ class ParameterServer:
         self._order = itertools.count()
         self.t0 = 0.0
         self.offset = 0.0
+        self.event_time: float | None = None
         rngs = learner_streams(sc.seed, sc.n)
         self.slots = [
             Slot(i, spec.streams[i], lrn.compute.sampler(rngs[i], lrn.speed), lrn.budget)  # type: ignore[arg-type]
@@ -157,12 +159,26 @@ class ParameterServer:
         """Seconds since the start of the run (wall clock, resumed runs continue the count)."""
         return time.time() - self.t0
 
+    def clock(self) -> float:
+        """When the event being handled happened by the scenario (seconds since the start):
+        an arrival's compute end (``Pushed.t_due``) plus the scenario's push time, a timer's
+        due time; the
+        wall clock outside events. Never later than the wall clock. Learners count their
+        drawn compute time from it, so the PS's own latency (the gradient's return, the
+        update, the next call) does not lengthen their cycles."""
+        now = self.now()
+        return now if self.event_time is None else min(self.event_time, now)
+
     def _timer(self, at: float, kind: str, payload: Any = None) -> None:
         heapq.heappush(self.timers, (at, next(self._order), kind, payload))
 
     def _weights_ref(self) -> Any:
+        """This version's weights as handed to learners: a copy travelling inside the call's
+        message when small enough (a local instance passes up to ``INLINE_BYTES`` inline),
+        else one object-store copy shared by every reader of the version."""
         if self._wref[0] != self.version:
-            self._wref = (self.version, self.ray.put(self.flat.numpy()))  # put copies
+            w = self.flat.numpy()
+            self._wref = (self.version, w.copy() if w.nbytes <= INLINE_BYTES else self.ray.put(w))
         return self._wref[1]
 
     def _live(self) -> list[int]:
@@ -217,6 +233,7 @@ class ParameterServer:
             s.read_version = self.version
             s.t_read = now
             s.weights = self._weights_ref()
+        anchor = self.clock()  # the scenario's read time (or reuse start)
         lrn = self.sc.learners[s.idx]
         ref = s.handle.compute.remote(
             s.weights,
@@ -224,7 +241,7 @@ class ParameterServer:
             s.stream,
             s.seq,
             d,
-            now if s.reuse else s.t_read,
+            anchor,
             0.0 if s.reuse else float(lrn.pull_time) * self.scale,
             float(lrn.push_time) * self.scale,
             s.windows,
@@ -284,7 +301,7 @@ class ParameterServer:
         self.ray.kill(s.handle, no_restart=True)
         if f.restart_after is not None:
             s.spare = self._standby()
-            self._timer(self.now() + float(f.restart_after) * self.scale, "restart", s.idx)
+            self._timer(self.clock() + float(f.restart_after) * self.scale, "restart", s.idx)
 
     def _restart(self, idx: int) -> None:
         s = self.slots[idx]
@@ -326,10 +343,13 @@ class ParameterServer:
         # One arrival at a time, in order of compute end: each may form an update, and the
         # learners it wakes read before the next arrival is applied, as in the simulator
         # (arrivals found together by one ray.wait did not arrive at the same instant).
-        got.sort(key=lambda sp: (sp[1].t_done, sp[0].read_version, sp[0].idx))
+        got.sort(key=lambda sp: (sp[1].t_due, sp[0].read_version, sp[0].idx))
         for s, p in got:
             if self.stop_reason is not None:
                 return
+            # The scenario's arrival time: the compute end (as drawn, or the real compute's end
+            # if later; not the sleep's late wake-up) plus the push time.
+            self.event_time = p.t_due + float(self.sc.learners[s.idx].push_time) * self.scale
             if s.state != COMPUTING or s.seq != p.seq:
                 # An update formed from an earlier arrival of this batch cancelled it (its row
                 # is written and the learner has moved on), as the simulator cancels a gradient
@@ -350,6 +370,7 @@ class ParameterServer:
             self._regate()
             self._flush()
             self._start_pending()
+        self.event_time = None
 
     def _flush(self) -> None:
         while not (self.paused or self.busy or self.stop_reason):
@@ -365,7 +386,7 @@ class ParameterServer:
             service = float(self.sc.service_time) * self.scale
             if service > 0:
                 self.busy = True
-                self._timer(self.now() + service, "served", take.update)
+                self._timer(self.clock() + service, "served", take.update)
                 return
             self._apply(take.update)
 
@@ -487,8 +508,12 @@ class ParameterServer:
                 break
             now = self.now()
             while self.timers and self.timers[0][0] <= now and self.stop_reason is None:
-                _, _, kind, payload = heapq.heappop(self.timers)
+                at, _, kind, payload = heapq.heappop(self.timers)
+                self.event_time = at  # one event at a time, as the simulator handles them
                 self._fire(kind, payload)
+                self._flush()
+                self._start_pending()
+            self.event_time = None
             self._flush()
             self._start_pending()
             if self.stop_reason is not None:

@@ -76,15 +76,17 @@ def test_async_run_replays_to_the_same_weights(pool: Any) -> None:
     r = _check_trace(res, 24)
     assert res.summary["stop_reason"] == "until_updates"
     assert res.summary["time_scale"] == 1.0
-    # Each learner waits out its drawn compute time, counted from the read (no pull time): the
-    # simulator's own stream for learner i (SeedSequence(5).spawn(4)[i]), in order, so
-    # gradient j ended at least the j-th draw after its read.
+    # Each learner waits out its drawn compute times, the simulator's own stream for learner i
+    # (SeedSequence(5).spawn(4)[i]), in order. A cycle counts from the scenario's read time
+    # (the previous compute end, push time 0), so gradient j ended at least the sum of the
+    # first j draws after the start, however long the PS took to answer.
     for i, rng in enumerate(learner_streams(5, 4)):
-        draws = Exponential(rate=40.0).sampler(rng)()
+        draws = np.cumsum(Exponential(rate=40.0).sampler(rng)())
         mine = np.flatnonzero(r["learner"] == i)
+        assert mine.size
         for k in mine:
             seq = int(r["seq"][k])
-            assert r["t_done"][k] - r["t_read"][k] >= draws[seq - 1] - 1e-6
+            assert r["t_done"][k] >= draws[seq - 1] - 1e-6
     # Async: one gradient per update, and the learner reads the version its update made.
     assert np.array_equal(np.sort(r["version"]), np.arange(24))
     # Replaying the real trace (dlsys.training.replay: same model init, sample streams and
@@ -215,3 +217,21 @@ def test_bad_input_fails_before_ray_starts_anything() -> None:
     with pytest.raises(ValueError, match=rf"learner: the scenario has {MAX_LEARNERS + 1} learn"):
         run_ps(big, CFG)
     assert math.isfinite(1.0)
+
+
+def test_learners_count_their_cycles_from_the_scenarios_event_time() -> None:
+    # ParameterServer.clock is the anchor of every learner's deadline: the scenario's time of
+    # the event being handled (an arrival's drawn compute end plus push time), never later
+    # than the wall clock, and the wall clock outside events.
+    import time
+
+    from dlsys.distributed.server import ParameterServer
+
+    ps = ParameterServer()
+    ps.t0 = time.time() - 10.0  # the run started 10 s ago
+    ps.event_time = None
+    assert 10.0 <= ps.clock() < 11.0
+    ps.event_time = 3.25  # an arrival due at 3.25 s, handled at about 10 s
+    assert ps.clock() == 3.25
+    ps.event_time = 99.0  # later than now: the wall clock bounds it
+    assert 10.0 <= ps.clock() < 11.0

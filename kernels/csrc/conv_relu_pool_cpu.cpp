@@ -11,8 +11,12 @@
 // blocks' weight and bias gradients are added in order. The workspace belongs to the
 // calling thread and is kept between calls, so its pages are mapped once.
 #include <omp.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 
 #include "conv_relu_pool.h"
@@ -34,8 +38,13 @@ inline void take(T v, int a, T &best, int &at) {
   at = t ? a : at;
 }
 
+inline bool is_2x2_stride_2(const PoolDims &p) {
+  return p.KH == 2 && p.KW == 2 && p.SH == 2 && p.SW == 2 && p.PH == 0 && p.PW == 0;
+}
+
 // relu_pool_plane for 2x2 windows, stride 2, no padding: the walk over the four elements
-// written as selects, so GCC vectorises it along the row.
+// written as selects (double, and float without AVX-512; GCC does not vectorise the strided
+// loads: it compiles to compares and branches, a float32 version below does not).
 template <typename T>
 void relu_pool_plane_2x2(const PoolDims &p, int64_t OW, const T *z, T *out, uint8_t *arg) {
   for (int64_t i = 0; i < p.QH; ++i) {
@@ -52,6 +61,100 @@ void relu_pool_plane_2x2(const PoolDims &p, int64_t OW, const T *z, T *out, uint
       g[j] = static_cast<uint8_t>(at);
     }
   }
+}
+
+#if defined(__AVX512F__)
+// The float32 2x2/2 paths with AVX-512: 16 pooled outputs per step. Each conv row pair is
+// loaded with masked loads (lanes past the row are neither read nor written), split into
+// even and odd columns by one permute each, and walked as the scalar code walks it.
+inline __m512 relu16(__m512 v) {
+  return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LE_OQ),
+                            _mm512_setzero_ps());  // v <= 0 -> 0; NaN stays NaN
+}
+
+inline void take16(__m512 v, int a, __m512 &best, __m512i &at) {
+  const __mmask16 t = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  best = _mm512_mask_mov_ps(best, t, v);
+  at = _mm512_mask_mov_epi32(at, t, _mm512_set1_epi32(a));
+}
+
+// Columns 2j and 2j + 1 of a row for the cnt (<= 16) pooled columns from j0.
+inline void load_pairs(const float *row, int64_t cnt, __m512 &even, __m512 &odd) {
+  const int64_t n = 2 * cnt;
+  const __mmask16 m0 = static_cast<__mmask16>(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
+  const __mmask16 m1 = static_cast<__mmask16>(n <= 16 ? 0u : (1u << (n - 16)) - 1u);
+  const __m512 lo = _mm512_maskz_loadu_ps(m0, row), hi = _mm512_maskz_loadu_ps(m1, row + 16);
+  const __m512i ie = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i io = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  even = _mm512_permutex2var_ps(lo, ie, hi);
+  odd = _mm512_permutex2var_ps(lo, io, hi);
+}
+
+// row[2j] = even[j], row[2j + 1] = odd[j] for the cnt pooled columns from j0.
+inline void store_pairs(float *row, int64_t cnt, __m512 even, __m512 odd) {
+  const int64_t n = 2 * cnt;
+  const __mmask16 m0 = static_cast<__mmask16>(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
+  const __mmask16 m1 = static_cast<__mmask16>(n <= 16 ? 0u : (1u << (n - 16)) - 1u);
+  const __m512i il = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i ih = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+  _mm512_mask_storeu_ps(row, m0, _mm512_permutex2var_ps(even, il, odd));
+  _mm512_mask_storeu_ps(row + 16, m1, _mm512_permutex2var_ps(even, ih, odd));
+}
+
+void relu_pool_plane_2x2(const PoolDims &p, int64_t OW, const float *z, float *out,
+                         uint8_t *arg) {
+  for (int64_t i = 0; i < p.QH; ++i) {
+    const float *r0 = z + 2 * i * OW, *r1 = r0 + OW;
+    for (int64_t j0 = 0; j0 < p.QW; j0 += 16) {
+      const int64_t cnt = std::min<int64_t>(16, p.QW - j0);
+      const __mmask16 m = static_cast<__mmask16>((1u << cnt) - 1u);
+      __m512 a0, a1, a2, a3;
+      load_pairs(r0 + 2 * j0, cnt, a0, a1);
+      load_pairs(r1 + 2 * j0, cnt, a2, a3);
+      __m512 best = relu16(a0);
+      __m512i at = _mm512_setzero_si512();
+      take16(relu16(a1), 1, best, at);
+      take16(relu16(a2), 2, best, at);
+      take16(relu16(a3), 3, best, at);
+      _mm512_mask_storeu_ps(out + i * p.QW + j0, m, best);
+      _mm512_mask_cvtepi32_storeu_epi8(arg + i * p.QW + j0, m, at);
+    }
+  }
+}
+
+// gz (OH, OW) = the pooled gradient of the 2x2/2 windows placed where arg and ReLU say, 0
+// elsewhere (the whole plane is written: no zeroing first). Windows do not overlap, so each
+// gz element gets at most one pooled gradient, as unpool_plane's sum gives it.
+void unpool_plane_2x2(const PoolDims &p, int64_t OH, int64_t OW, const float *gout,
+                      const float *out, const uint8_t *arg, float *gz) {
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t i = 0; i < p.QH; ++i) {
+    float *r0 = gz + 2 * i * OW, *r1 = r0 + OW;
+    for (int64_t j0 = 0; j0 < p.QW; j0 += 16) {
+      const int64_t cnt = std::min<int64_t>(16, p.QW - j0), e = i * p.QW + j0;
+      const __mmask16 m = static_cast<__mmask16>((1u << cnt) - 1u);
+      const __m512 o = _mm512_maskz_loadu_ps(m, out + e);
+      const __mmask16 pass = _mm512_cmp_ps_mask(o, zero, _CMP_NLE_UQ);  // > 0 or NaN
+      const __m512 g = _mm512_maskz_loadu_ps(pass & m, gout + e);
+      const __m512i a = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, arg + e));
+      __m512 v[4];
+      for (int k = 0; k < 4; ++k)
+        v[k] = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(a, _mm512_set1_epi32(k)), g);
+      store_pairs(r0 + 2 * j0, cnt, v[0], v[1]);
+      store_pairs(r1 + 2 * j0, cnt, v[2], v[3]);
+    }
+    if (OW > 2 * p.QW) r0[OW - 1] = r1[OW - 1] = 0.0f;  // an odd last column: no window
+  }
+  std::fill(gz + 2 * p.QH * OW, gz + OH * OW, 0.0f);  // an odd last row: no window
+}
+#endif
+
+// Double (and float without AVX-512): zero the plane, then scatter.
+template <typename T>
+void unpool_plane_2x2(const PoolDims &p, int64_t OH, int64_t OW, const T *gout, const T *out,
+                      const uint8_t *arg, T *gz) {
+  std::fill(gz, gz + OH * OW, T(0));
+  unpool_plane(p, OW, gout, out, arg, gz);
 }
 
 // A workspace of the calling thread, kept between calls (grown, never shrunk).
@@ -72,7 +175,7 @@ template <typename T>
 void conv_relu_pool_forward_cpu(const ConvDims &d, const PoolDims &p, const T *x, const T *w,
                                 const T *b, T *out, uint8_t *arg, int threads) {
   const int64_t P = d.P(), Q = p.QH * p.QW;
-  const bool fast = p.KH == 2 && p.KW == 2 && p.SH == 2 && p.SW == 2 && p.PH == 0 && p.PW == 0;
+  const bool fast = is_2x2_stride_2(p);
   conv2d_forward_cpu_images<T>(d, x, w, b, threads, [&](int64_t n, T *z) {
     for (int64_t k = 0; k < d.K; ++k) {
       const int64_t e = (n * d.K + k) * Q;
@@ -95,6 +198,7 @@ void conv_relu_pool_backward_cpu(const ConvDims &d, const PoolDims &p, const T *
                                  const T *gout, const T *out, const uint8_t *arg, T *gx, T *gw,
                                  T *gb, int threads) {
   const int64_t P = d.P(), Q = p.QH * p.QW, img = d.K * P;
+  const bool fast = is_2x2_stride_2(p);
   if (gw) std::fill(gw, gw + d.w_numel(), T(0));
   if (gb) std::fill(gb, gb + d.K, T(0));
   const int64_t per = std::max<int64_t>(
@@ -109,8 +213,13 @@ void conv_relu_pool_backward_cpu(const ConvDims &d, const PoolDims &p, const T *
 #pragma omp parallel for num_threads(threads) schedule(static) if (planes > 1)
     for (int64_t nk = 0; nk < planes; ++nk) {
       T *g = gz + nk * P;
-      std::fill(g, g + P, T(0));
-      unpool_plane(p, d.OW, gout + (e0 + nk) * Q, out + (e0 + nk) * Q, arg + (e0 + nk) * Q, g);
+      const int64_t e = (e0 + nk) * Q;
+      if (fast) {
+        unpool_plane_2x2(p, d.OH, d.OW, gout + e, out + e, arg + e, g);
+      } else {
+        std::fill(g, g + P, T(0));
+        unpool_plane(p, d.OW, gout + e, out + e, arg + e, g);
+      }
     }
     const int64_t xo = n0 * d.C * d.H * d.W;
     conv2d_backward_cpu<T>(db, x ? x + xo : nullptr, w, gz, gx ? gx + xo : nullptr,

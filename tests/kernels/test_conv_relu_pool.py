@@ -169,6 +169,37 @@ def test_ties_and_nans_select_the_element_torch_selects(pool: Any) -> None:
     assert torch.equal(g, g_ref), f"{g}\n{g_ref}"
 
 
+@pytest.mark.parametrize("hw", [(9, 37), (8, 32), (4, 6)], ids=["odd", "one_vector", "narrow"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_2x2_fast_path_ties_nans_and_tails(hw: tuple[int, int], dtype: torch.dtype) -> None:
+    # The 2x2/2 path (AVX-512 for float32: 16 pooled columns per step, masked tails) against
+    # the reference loops and torch, through a 1x1 identity conv so the conv output is the
+    # input: small integers (ties everywhere, zeros and negatives that ReLU turns into tied
+    # zeros) and NaNs. 37 columns: 18 pooled (one full step + a tail of 2) and an odd last
+    # column and row that no window covers (their gradient must be 0); 32: exactly one step.
+    gen = torch.Generator().manual_seed(5)
+    z = torch.randint(-2, 3, (3, 1, *hw), generator=gen).to(dtype)
+    z.view(-1)[torch.randperm(z.numel(), generator=gen)[: z.numel() // 10]] = float("nan")
+    w = torch.ones(1, 1, 1, 1, dtype=dtype)
+    b = torch.zeros(1, dtype=dtype)
+    ref = _raw("ref", z, w, b, (1, 0, 1, 1), (2, None, 0))
+    cpu = _raw("cpu", z, w, b, (1, 0, 1, 1), (2, None, 0))
+    assert torch.equal(ref[1], cpu[1]), "argmax differs"
+    assert torch.equal(ref[0].isnan(), cpu[0].isnan())
+    assert torch.equal(ref[0].nan_to_num(), cpu[0].nan_to_num())
+    assert torch.equal(ref[2].isnan(), cpu[2].isnan())
+    assert torch.equal(ref[2].nan_to_num(), cpu[2].nan_to_num()), "grad_x differs"
+    zin = z.clone().requires_grad_()
+    y = conv2d_relu_pool(zin, w, None, pool=2)
+    zt = z.clone().requires_grad_()
+    y_ref = F.max_pool2d(F.relu(zt), 2)
+    assert_close(y, y_ref, name="y")
+    gy = torch.arange(1.0, y.numel() + 1, dtype=dtype).reshape(y.shape)
+    (g,) = torch.autograd.grad(y, zin, gy)
+    (g_ref,) = torch.autograd.grad(y_ref, zt, gy)
+    assert torch.equal(g, g_ref)
+
+
 def test_gradcheck_float64() -> None:
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(2, 3, 9, 9, generator=gen, dtype=torch.float64, requires_grad=True)

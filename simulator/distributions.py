@@ -111,6 +111,48 @@ class Distribution:
 
         return draw
 
+    def joined_sampler(
+        self, rng: np.random.Generator, speed: Fraction | int = 1
+    ) -> Callable[[int], np.ndarray]:
+        """A function ``draw(m)`` returning the next whole blocks of :meth:`block_sampler`
+        that hold at least ``m`` values (m >= 1), joined into one float64 array.
+
+        The values and the stream position are exactly those of drawing the blocks one by
+        one. Where :attr:`joinable`, the blocks are one numpy call (the vector engine's
+        draws cost one call per learner per window, not one per block).
+        """
+        if not self.joinable:
+            blocks = self.block_sampler(rng, speed)
+
+            def draw_each(m: int) -> np.ndarray:
+                parts, have = [], 0
+                while have < m:
+                    parts.append(blocks())
+                    have += len(parts[-1])
+                return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+            return draw_each
+        state = {"size": FIRST_BLOCK}
+        scale = 1.0 / float(speed)
+
+        def draw_joined(m: int) -> np.ndarray:
+            size, total = state["size"], 0
+            while total < m:  # the block sizes block_sampler would draw, summed
+                total += size
+                size = min(2 * size, MAX_BLOCK)
+            state["size"] = size
+            out = self._draw(rng, total)
+            if scale != 1.0:
+                out = out * scale
+            return out
+
+        return draw_joined
+
+    #: True where one draw of a + b values gives the values of a draw of a followed by a
+    #: draw of b (numpy draws them value by value and keeps no state between calls; no
+    #: redraws): then :meth:`joined_sampler` draws several blocks in one call.
+    joinable = False
+
     def _draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         raise NotImplementedError
 
@@ -288,6 +330,7 @@ class Exponential(Distribution):
 
     rate: float
     kind = "exponential"
+    joinable = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rate", check_positive("rate", self.rate))
@@ -307,6 +350,7 @@ class ShiftedExponential(Distribution):
     shift: float
     rate: float
     kind = "shifted-exponential"
+    joinable = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shift", check_positive("shift", self.shift, allow_zero=True))
@@ -339,6 +383,11 @@ class Uniform(Distribution):
     @property
     def mean(self) -> float:
         return (self.low + self.high) / 2
+
+    @property
+    def joinable(self) -> bool:  # type: ignore[override]
+        """Joinable unless ``low == 0`` (a draw of exactly 0 is redrawn)."""
+        return self.low > 0
 
     def _draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         out = rng.uniform(self.low, self.high, n)
@@ -400,6 +449,7 @@ class LogNormal(Distribution):
     mu: float
     sigma: float
     kind = "lognormal"
+    joinable = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mu", check_finite("mu", self.mu))
@@ -427,6 +477,7 @@ class Pareto(Distribution):
     alpha: float
     xm: float
     kind = "pareto"
+    joinable = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "alpha", check_positive("alpha", self.alpha))

@@ -38,7 +38,7 @@ from simpy.core import StopSimulation
 from simpy.events import URGENT
 
 from dlsys.common import check_choice
-from dlsys.simulator import vector, vector_events
+from dlsys.simulator import vector, vector_events, vector_rounds
 from dlsys.simulator.core import (
     APPLIED,
     CANCELLED,
@@ -126,10 +126,13 @@ def _run_vector(
     sink: Callable[[dict[str, np.ndarray]], None] | None,
 ) -> RawRun:
     """``scenario`` (which :func:`vector.unsupported` accepts) on its vector path: the merge
-    path streams its rows to ``sink`` window by window; the event loop hands them over at the
-    end. (The choice lives here, above both modules, so neither imports the other.)"""
-    if scenario.protocol.vector_path == "merge":
+    and round paths stream their rows to ``sink`` block by block; the event loop hands them
+    over at the end. (The choice lives here, above the modules, so none imports another.)"""
+    path = scenario.protocol.vector_path
+    if path == "merge":
         return vector.run_merge(scenario, rngs, reason, sink)
+    if path == "rounds":
+        return vector_rounds.run(scenario, rngs, reason, sink)
     raw = vector_events.run(scenario, rngs, reason)
     if sink is not None:
         raw.row_bytes = row_bytes(raw.columns)

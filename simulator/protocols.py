@@ -50,8 +50,10 @@ Closed forms and engines
 ``mean_staleness(n)`` and ``time_per_update(n, rate, shift)`` give the closed forms of
 :mod:`dlsys.simulator.theory` (None where there is none); ``vector_path`` names how the
 vector engine runs the protocol: ``"merge"`` (learners never wait: per-learner running
-sums, merged), ``"events"`` (learners wait: a compiled event loop) or ``"cancel"`` (the
-protocols that cancel and drop gradients: no vector path, SimPy runs them).
+sums, merged), ``"rounds"`` (every live learner reads at each update: order statistics per
+round), ``"events"`` (learners wait: a compiled event loop) or ``"cancel"`` (the
+protocols that keep computing past an update and have their gradients cancelled or dropped
+later: no vector path, SimPy runs them).
 """
 
 from __future__ import annotations
@@ -318,7 +320,7 @@ class Sync(Protocol):
 
     KIND = "sync"
     on_update = WAKE_ALL
-    vector_path = "events"
+    vector_path = "rounds"
 
     def batch_size(self, n: int) -> int | None:
         return None
@@ -373,6 +375,7 @@ class KSync(_Rounds):
     KIND = "k-sync"
     PARAM = "k"
     on_update = CANCEL_ALL
+    vector_path = "rounds"
 
     def mean_staleness(self, n: int) -> float | None:
         return 0.0
@@ -388,6 +391,7 @@ class KBatchSync(KSync):
 
     KIND = "k-batch-sync"
     after_push = REUSE
+    vector_path = "cancel"  # a pushed learner computes on past the round: no round path
 
     def time_per_update(self, n: int, rate: float, shift: float = 0.0) -> float | None:
         if shift:

@@ -1,0 +1,450 @@
+"""The vector engine's round path: sync and k-sync without an event loop.
+
+Under sync and k-sync every live learner reads the weights at the same instant -- the
+previous update ``T[r-1]`` -- and computes one gradient for round ``r``: after an update the
+PS wakes every waiting learner (sync) or cancels every computation still in flight (k-sync),
+and all of them read at once. So a round needs no events at all, only its learners'
+durations ``d[i, r]`` (drawn per learner from its own stream, in the SimPy engine's blocks)
+and order statistics:
+
+* learner ``i`` reads at ``T[r-1]`` (its first read: at its start delay), starts computing at
+  ``T[r-1] + pull``, is done at ``+ d[i, r]`` and arrives at ``+ push``: the same chain of
+  additions the SimPy engine makes, one delay at a time;
+* the update takes the first ``k`` arrivals of the round (the protocol's
+  :meth:`~dlsys.simulator.protocols.Protocol.batch_size`; sync: every live learner, so
+  the last arrival), in the tie rule's order (time, read version, learner index -- all of a
+  round read the same version): ``T[r]`` is the ``k``-th smallest arrival time;
+* other arrivals at ``T[r]`` itself are dropped (the PS takes exactly ``k``), and the
+  computations still running at ``T[r]`` are cancelled (the protocol's ``on_update`` is
+  ``CANCEL_ALL``): their rows follow the update's, in learner order, as the SimPy engine
+  writes them (dropped, applied, cancelled).
+
+A learner that has not started yet (a start delay beyond ``T[r-1]``) joins the round if it
+starts before ``T[r]``, reading at its start. A learner leaves the rounds when it has pushed
+``max_gradients`` gradients or its durations run out (``times``, a ``trace`` without
+repeat); a round of k-sync that cannot gather ``k`` gradients stalls the run. The loop
+(numba, over arrays, no fast-math) goes round by round through blocks of drawn durations and
+of trace rows, so memory holds one block, however long the run: with a ``sink`` the rows go
+there block by block (``--summary-only`` keeps none of them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+from types import SimpleNamespace
+from typing import Any
+
+import numba
+import numpy as np
+
+from dlsys.simulator.core import APPLIED, CANCELLED, DROPPED, RawRun
+from dlsys.simulator.limits import check_trace_growth, expected_rows
+from dlsys.simulator.protocols import CANCEL_ALL
+from dlsys.simulator.scenario import Scenario
+from dlsys.simulator.vector import Durations, Units
+
+#: Trace rows per block (and about as many durations drawn at once, over all learners).
+BLOCK_ROWS = 1 << 20
+
+# Loop results.
+_DONE, _NEED_DRAWS, _NEED_ROOM = 0, 1, 2
+# Stop reasons (the names of vector_events.STOP_NAMES).
+_BY_UPDATES, _BY_TIME, _FINISHED, _STALLED = 0, 1, 2, 3
+STOP_NAMES = ("until_updates", "until_time", "learners finished", "stalled")
+# Indices of the loop's integer state (``state``) and time state (``clock``).
+_VERSION, _POS, _STOP = 0, 1, 2
+_T_PREV, _T_LAST, _T_END = 0, 1, 2
+
+
+@numba.njit(cache=True, inline="always")
+def _candidates(
+    dur: Any, ptr: Any, fin: Any, started: Any, net: Any, t_prev: Any, work: tuple
+) -> tuple:
+    """Every live learner's next gradient if it read now: (learners, t_read, t_start,
+    t_done, arrival), learners in index order, as views of the ``work`` arrays. ``net`` is
+    (start, first_start, pull, push)."""
+    start, first_start, pull, push = net
+    who, tr, ts, td, ta = work[:5]
+    m = 0
+    for i in range(len(fin)):
+        if fin[i]:
+            continue
+        if started[i]:
+            tr[m] = t_prev
+            ts[m] = t_prev + pull[i]
+        else:
+            tr[m] = start[i]
+            ts[m] = first_start[i]
+        td[m] = ts[m] + dur[i, ptr[i]]
+        ta[m] = td[m] + push[i]
+        who[m] = i
+        m += 1
+    return who[:m], tr[:m], ts[:m], td[:m], ta[:m]
+
+
+@numba.njit(cache=True)
+def _arrival_order(ta: Any, order: Any, bucket: Any, count: Any) -> None:
+    """``order[:m]``: the candidates ``0 .. m-1`` sorted by (arrival ``ta``, index), stably.
+
+    A bucket sort: ``m`` equal-width buckets between the earliest and the latest arrival,
+    filled in index order, then an insertion sort by strict ``>`` (so ties keep index order,
+    and elements move only within their bucket: the bucket of a time never decreases as the
+    time grows). Expected O(m) for spread-out times; a round whose times crowd into a few
+    buckets (a heavy tail) falls back to a merge sort."""
+    m = len(ta)
+    if m == 0:
+        return
+    lo, hi = ta.min(), ta.max()
+    scale = (m - 1) / (float(hi) - float(lo)) if hi > lo else 0.0
+    count[: m + 1] = 0
+    for c in range(m):
+        b = int((float(ta[c]) - float(lo)) * scale)
+        bucket[c] = b
+        count[b + 1] += 1
+    for b in range(m):
+        count[b + 1] += count[b]
+    for c in range(m):
+        order[count[bucket[c]]] = c
+        count[bucket[c]] += 1
+    moves = 0
+    for j in range(1, m):
+        x = order[j]
+        y = j - 1
+        while y >= 0 and ta[order[y]] > ta[x]:
+            order[y + 1] = order[y]
+            y -= 1
+        moves += j - 1 - y
+        order[y + 1] = x
+        if moves > 16 * m:  # crowded buckets: sort the whole round at once
+            order[:m] = np.argsort(ta, kind="mergesort")
+            return
+
+
+@numba.njit(cache=True, inline="always")
+def _row(out: Any, pos: int, i: int, seq: int, rv: int, ver: int, times: tuple, st: int) -> int:
+    """Write one trace row at ``pos``; ``times`` is (t_read, t_start, t_done, t_apply)."""
+    learner, oseq, orv, over, t_read, t_start, t_done, t_apply, status = out
+    learner[pos], oseq[pos], orv[pos], over[pos] = i, seq, rv, ver
+    t_read[pos], t_start[pos], t_done[pos], t_apply[pos] = times
+    status[pos] = st
+    return pos + 1
+
+
+@numba.njit(cache=True)
+def _in_flight(
+    stop: int, t_end: Any, cand: tuple, pull: Any, running: Any, mask: Any, skip: Any
+) -> None:
+    """Compute start of each candidate's computation in flight at the stop (the SimPy
+    engine's state at that instant: a read or pull end at the stop instant has happened for
+    an update stop, nothing at the stop instant has for a time stop). ``skip``: candidates
+    that had arrived."""
+    who, _tr, ts, td, _ta = cand
+    for c in range(len(who)):
+        i = who[c]
+        if skip[c]:
+            continue
+        if stop == _BY_UPDATES:
+            on = (ts[c] < t_end or (ts[c] == t_end and pull[i] != 0)) and td[c] > t_end
+        else:
+            on = ts[c] < t_end and td[c] >= t_end
+        if on:
+            mask[i] = True
+            running[i] = ts[c]
+
+
+@numba.njit(cache=True, inline="always")
+def _consume(cand: tuple, c: int, join: Any, arrived: bool, lrn: tuple) -> None:
+    """Candidate ``c`` joined the round: it used a duration and read; if it ``arrived``, its
+    push counts (a learner at its ``max_gradients`` finishes)."""
+    seq, pushed, fin, started, ptr, budget = lrn
+    i = cand[0][c]
+    join[c] = True
+    ptr[i] += 1
+    seq[i] += 1
+    started[i] = True
+    if arrived:
+        pushed[i] += 1
+        if budget[i] >= 0 and pushed[i] >= budget[i]:
+            fin[i] = True
+
+
+@numba.njit(cache=True)
+def rounds_loop(
+    dur: Any,
+    have: Any,
+    dur_done: Any,
+    lrn: tuple,
+    net: tuple,
+    rule: tuple,
+    state: Any,
+    clock: Any,
+    out: tuple,
+    running: Any,
+    mask: Any,
+) -> int:
+    """Run rounds until the run stops (``_DONE``), a live learner needs more durations
+    (``_NEED_DRAWS``) or the rows of one more round may not fit (``_NEED_ROOM``); the run
+    goes on from ``state`` / ``clock`` after the caller refills. ``dur[i, ptr[i]:have[i]]``:
+    learner i's durations not used yet (``dur_done[i]``: no more to come); ``lrn``: (seq,
+    pushed, finished, started, ptr, budget) per learner; ``net``: (start, first start, pull,
+    push) per learner; ``rule``: (k -- 0 for every live learner --, until_updates or -1,
+    whether there is an until_time, until_time, the NaN of the time dtype); ``state``:
+    (version, rows in ``out``, stop reason); ``clock``: (last update, last instant, end)."""
+    seq, _pushed, fin, started, ptr, _budget = lrn
+    k, until_updates, has_time, until_time, nan = rule
+    pull = net[2]
+    n = len(fin)
+    work = (
+        np.empty(n, np.int64),  # candidates' learners
+        np.empty(n, dur.dtype),  # t_read
+        np.empty(n, dur.dtype),  # t_start
+        np.empty(n, dur.dtype),  # t_done
+        np.empty(n, dur.dtype),  # arrival
+        np.empty(n, np.int64),  # arrival order
+        np.empty(n, np.int64),  # buckets
+        np.empty(n + 1, np.int64),  # bucket counts
+        np.empty(n, np.bool_),  # joined
+    )
+    order_all, bucket, count, join_all = work[5:]
+    while True:
+        for i in range(len(fin)):
+            if not fin[i] and ptr[i] == have[i]:
+                if not dur_done[i]:
+                    return _NEED_DRAWS
+                fin[i] = True  # its durations ran out: it finishes at its read
+        if state[_POS] + len(fin) > len(out[0]):
+            return _NEED_ROOM
+        cand = _candidates(dur, ptr, fin, started, net, clock[_T_PREV], work)
+        who, tr, ts, td, ta = cand
+        m = len(who)
+        join = join_all[:m]
+        join[:] = False
+        need = k if k > 0 else m
+        if m == 0 or m < need:  # nobody left, or a k-sync round that never fills: all push, wait
+            for c in range(m):
+                _consume(cand, c, join, True, lrn)
+                clock[_T_LAST] = max(clock[_T_LAST], ta[c])
+            if has_time:
+                state[_STOP] = _BY_TIME
+                clock[_T_END] = until_time
+                _in_flight(_BY_TIME, until_time, cand, pull, running, mask, np.zeros(m, np.bool_))
+            else:
+                state[_STOP] = _FINISHED if np.all(fin) else _STALLED
+                clock[_T_END] = clock[_T_LAST]
+            return _DONE
+        order = order_all[:m]
+        _arrival_order(ta, order, bucket, count)  # ties by learner index
+        t = ta[order[need - 1]]
+        if has_time and t >= until_time:
+            state[_STOP] = _BY_TIME
+            clock[_T_END] = until_time
+            _in_flight(_BY_TIME, until_time, cand, pull, running, mask, np.zeros(m, np.bool_))
+            return _DONE
+        version, pos = state[_VERSION], state[_POS]
+        for j in range(need, m):  # arrivals at t beyond the k-th: dropped, written first
+            c = order[j]
+            if ta[c] != t:
+                break
+            _consume(cand, c, join, True, lrn)
+            pos = _row(
+                out, pos, who[c], seq[who[c]], version, -1, (tr[c], ts[c], td[c], nan), DROPPED
+            )
+        for j in range(need):
+            c = order[j]
+            _consume(cand, c, join, True, lrn)
+            pos = _row(
+                out, pos, who[c], seq[who[c]], version, version, (tr[c], ts[c], td[c], t), APPLIED
+            )
+        state[_VERSION] = version + 1
+        clock[_T_PREV] = t
+        clock[_T_LAST] = max(clock[_T_LAST], t)
+        if version + 1 == until_updates:
+            state[_POS], state[_STOP] = pos, _BY_UPDATES
+            clock[_T_END] = t
+            skip = ta <= t
+            for c in range(m):  # late starters that start at or after t have not read
+                skip[c] = skip[c] or (not started[who[c]] and tr[c] >= t)
+            _in_flight(_BY_UPDATES, t, cand, pull, running, mask, skip)
+            return _DONE
+        for c in range(m):  # still computing at t: cancelled, in learner order
+            i = who[c]
+            if join[c] or (not started[i] and tr[c] >= t):
+                continue  # (used above, or starts at t or later: not read yet)
+            _consume(cand, c, join, False, lrn)
+            t_start = ts[c] if ts[c] <= t else nan  # still pulling: no compute start
+            # SimPy's clock still passes the end of the phase it was cancelled in.
+            phase_end = ts[c] if ts[c] > t else (td[c] if td[c] > t else ta[c])
+            clock[_T_LAST] = max(clock[_T_LAST], phase_end)
+            pos = _row(
+                out, pos, i, seq[i], version, -1, (tr[c], t_start, min(td[c], t), nan), CANCELLED
+            )
+        state[_POS] = pos
+
+
+class _Draws:
+    """Every learner's durations not used yet, ``dur[i, ptr[i]:have[i]]``, refilled from its
+    :class:`~dlsys.simulator.vector.Durations` (the SimPy engine's blocks) ``width`` at a
+    time."""
+
+    def __init__(self, scenario: Scenario, rngs: list[np.random.Generator], units: Units):
+        n = scenario.n
+        self.width = max(16, min(BLOCK_ROWS // max(n, 1), _width_bound(scenario)))
+        self.durs = [Durations(scenario, i, rngs[i], units) for i in range(n)]
+        if scenario.protocol.on_update == CANCEL_ALL:
+            # A cancelled computation used its duration but pushed nothing: max_gradients
+            # counts pushes (the loop's budget), so only the values themselves run out here.
+            for d in self.durs:
+                d.budget = None
+        self.dur = np.zeros((n, self.width), dtype=units.dtype)
+        self.have = np.zeros(n, dtype=np.int64)
+        self.done = np.zeros(n, dtype=np.bool_)
+
+    def refill(self, ptr: np.ndarray, fin: np.ndarray) -> None:
+        """Top up every live learner that has used half of its durations or more."""
+        for i, d in enumerate(self.durs):
+            if fin[i] or self.done[i] or ptr[i] < self.have[i] // 2:
+                continue
+            rest = self.dur[i, ptr[i] : self.have[i]].copy()
+            more = d.take(self.width - len(rest))
+            self.dur[i, : len(rest)] = rest
+            self.dur[i, len(rest) : len(rest) + len(more)] = more
+            self.have[i] = len(rest) + len(more)
+            ptr[i] = 0
+            self.done[i] = d.done
+
+
+def _width_bound(scenario: Scenario) -> int:
+    """Durations a learner can use at most (rounds of the run, plus one): no more are drawn
+    at once."""
+    u = scenario.until_updates
+    return 2**62 if u is None else u + 1
+
+
+class _Rows:
+    """The trace rows of the loop: one block of columns at a time (in units), handed to
+    ``emit`` as float-second columns when full and at the end."""
+
+    def __init__(self, units: Units, size: int, emit: Callable[[dict[str, np.ndarray]], None]):
+        self.units, self.size, self.emit = units, size, emit
+        self.emitted = 0  # rows handed out so far
+        self.nan = units.dtype(-1) if units.exact else np.nan  # exact: -1 marks "none"
+        self.new()
+
+    def new(self) -> None:
+        t = self.units.dtype
+        self.cols = (
+            np.empty(self.size, np.int32),
+            np.empty(self.size, np.int32),
+            np.empty(self.size, np.int64),
+            np.empty(self.size, np.int64),
+            *(np.empty(self.size, t) for _ in range(4)),
+            np.empty(self.size, np.int8),
+        )
+
+    def columns(self, m: int) -> dict[str, np.ndarray]:
+        """The first ``m`` rows as trace columns (times in float seconds)."""
+        c = [a[:m] for a in self.cols]
+        names = ("learner", "seq", "read_version", "version")
+        out = dict(zip(names, c[:4], strict=True))
+        for name, a in zip(("t_read", "t_start", "t_done", "t_apply"), c[4:8], strict=True):
+            if self.units.exact:
+                none = a == -1
+                a = self.units.seconds(a)
+                a[none] = np.nan
+            out[name] = a
+        out["status"] = c[8]
+        return out
+
+    def flush(self, m: int) -> None:
+        """Hand the first ``m`` rows to ``emit`` and start a new block."""
+        if m == 0:
+            return
+        self.emitted += m
+        self.emit(self.columns(m))
+        self.new()
+
+
+def run(
+    scenario: Scenario,
+    rngs: list[np.random.Generator],
+    reason: str,
+    sink: Callable[[dict[str, np.ndarray]], None] | None = None,
+) -> RawRun:
+    """Run a sync or k-sync ``scenario`` round by round (see the module docstring). With
+    ``sink``, the rows go there block by block and the result keeps none."""
+    units = Units(scenario)
+    n = scenario.n
+    proto = scenario.protocol
+    specs = scenario.learners
+    net = (
+        np.array([units.of(x.start_delay) for x in specs], dtype=units.dtype),
+        np.array(
+            [units.of(Fraction(x.start_delay) + Fraction(x.pull_time)) for x in specs],
+            dtype=units.dtype,
+        ),
+        np.array([units.of(x.pull_time) for x in specs], dtype=units.dtype),
+        np.array([units.of(x.push_time) for x in specs], dtype=units.dtype),
+    )
+    budget = np.array([-1 if x.budget is None else x.budget for x in specs], dtype=np.int64)
+    lrn = (
+        np.zeros(n, np.int64),  # seq
+        np.zeros(n, np.int64),  # pushed
+        np.zeros(n, np.bool_),  # finished
+        np.zeros(n, np.bool_),  # started
+        np.zeros(n, np.int64),  # ptr
+        budget,
+    )
+    u, tt = scenario.until_updates, scenario.until_time
+    # Without a sink, one block for the whole trace where its size is known.
+    rows_cap = BLOCK_ROWS if sink is not None else min(expected_rows(scenario)[0], 2**40)
+    chunks: list[dict[str, np.ndarray]] = []
+    rows = _Rows(units, max(n, int(rows_cap)), sink if sink is not None else chunks.append)
+    rule = (
+        proto.batch_size(n) or 0,
+        -1 if u is None else u,
+        tt is not None,
+        units.of(tt) if tt is not None else units.dtype(0),
+        rows.nan,
+    )
+    draws = _Draws(scenario, rngs, units)
+    state = np.zeros(3, np.int64)
+    clock = np.zeros(3, dtype=units.dtype)
+    running = np.zeros(n, dtype=units.dtype)
+    mask = np.zeros(n, np.bool_)
+    row_bytes = sum(a.itemsize for a in rows.cols)
+    while True:
+        draws.refill(lrn[4], lrn[2])
+        code = rounds_loop(draws.dur, draws.have, draws.done, lrn, net, rule, state, clock,
+                           rows.cols, running, mask)  # fmt: skip
+        if code == _NEED_ROOM:
+            rows.flush(int(state[_POS]))
+            state[_POS] = 0
+            if tt is not None:
+                now = SimpleNamespace(now=units.scalar(clock[_T_PREV]))
+                check_trace_growth(scenario, lambda: rows.emitted, now)
+        elif code == _DONE:
+            break
+    rows.flush(int(state[_POS]))
+    inflight = np.full(n, np.nan)
+    inflight[mask] = units.seconds(running[mask])
+    raw = RawRun(
+        {},
+        int(state[_VERSION]),
+        units.scalar(clock[_T_END]),
+        STOP_NAMES[int(state[_STOP])],
+        inflight,
+        "vector",
+        reason,
+    )
+    raw.row_bytes = row_bytes
+    if sink is None:
+        if len(chunks) == 1:
+            raw.columns = chunks[0]
+        else:  # (no chunk: a run without rows)
+            first = chunks[0] if chunks else _Rows(units, 0, chunks.append).columns(0)
+            raw.columns = {c: np.concatenate([x[c] for x in chunks] or [first[c]]) for c in first}
+    return raw
+
+
+__all__ = ["BLOCK_ROWS", "STOP_NAMES", "rounds_loop", "run"]

@@ -1,0 +1,220 @@
+"""The vector engine's round path (sync, k-sync: :mod:`dlsys.simulator.vector_rounds`)
+against the SimPy engine, the reference: byte-identical trace CSV and summary on a table of
+both protocols x every compute distribution x network / start delays / budgets, with tiny
+blocks that cut runs between rounds, on hand-checked ties, and on hypothesis-drawn small
+scenarios (late starters joining rounds, learners running out, stalls)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dlsys.simulator import (
+    Exponential,
+    Fixed,
+    Learner,
+    LogNormal,
+    Normal,
+    Pareto,
+    Protocol,
+    Scenario,
+    ShiftedExponential,
+    Times,
+    TraceDurations,
+    Uniform,
+    simulate,
+)
+from dlsys.simulator.engine import choose_engine
+
+DISTS = {
+    "exponential": lambda i: Exponential(0.5 + i),
+    "shifted-exponential": lambda i: ShiftedExponential(0.1 * i, 2.0),
+    "uniform": lambda i: Uniform(0.0, 1.0 + i),
+    "normal": lambda i: Normal(1.0, 0.5),
+    "lognormal": lambda i: LogNormal(0.0, 0.3 + 0.2 * i),
+    "pareto": lambda i: Pareto(2.5, 0.3 + 0.1 * i),
+    "fixed": lambda i: Fixed([1, 0.5, 1.5, 0.1][i % 4]),
+    "times": lambda i: Times(tuple(round(0.7 * (j + 1) * (1 + i / 3), 1) for j in range(30))),
+    "trace": lambda i: TraceDurations((0.3, 0.2, 0.5, 0.25 * (i + 1)), repeat=True),
+}
+
+
+def same(sc: Scenario, seed: int = 0) -> tuple[str, str]:
+    """Run both engines; assert byte-identical CSV and summary; return the engine names."""
+    a = simulate(sc, seed=seed, engine="simpy")
+    b = simulate(sc, seed=seed, engine="auto")
+    assert b.trace.csv_text() == a.trace.csv_text()
+    sa, sb = dict(a.summary), dict(b.summary)
+    ea, eb = sa.pop("engine"), sb.pop("engine")
+    assert json.dumps(sb, sort_keys=True) == json.dumps(sa, sort_keys=True)
+    return ea["name"], eb["name"]
+
+
+def table_scenario(proto: Protocol, dist: str, net: bool, stop: dict) -> Scenario:
+    """Four learners: L2 starts late (0.25 s; 9 s: it joins rounds under way), L3 pushes at
+    most 40 gradients, L1 runs at speed 2, network latencies if ``net``."""
+    learners = tuple(
+        Learner(
+            f"L{i}",
+            DISTS[dist](i),
+            start_delay=(9 if net else 0.25) * (i == 2),
+            max_gradients=40 if i == 3 else None,
+            speed=2 if i == 1 else 1,
+            pull_latency=0.05 * net * (i % 2),
+            push_latency=0.1 * net,
+        )
+        for i in range(4)
+    )
+    return Scenario(learners=learners, protocol=proto, **stop)
+
+
+ROUNDS = [
+    Protocol("sync"),
+    Protocol("k-sync", k=1),
+    Protocol("k-sync", k=2),
+    Protocol("k-sync", k=4),
+]
+STOPS = (
+    (False, {"until_updates": 150}),
+    (True, {"until_time": 30.0}),
+    (True, {"until_updates": 60, "until_time": 30.0}),
+)
+
+
+def vector_runs(sc: Scenario) -> bool:
+    """True if the vector engine takes ``sc`` (not a deterministic time too fine for 53 bits)."""
+    return choose_engine(sc)[0] == "vector"
+
+
+@pytest.mark.parametrize("proto", ROUNDS, ids=lambda p: p.label())
+@pytest.mark.parametrize("dist", list(DISTS))
+def test_rounds_identical_on_every_distribution(proto, dist):
+    for net, stop in STOPS:
+        sc = table_scenario(proto, dist, net, stop)
+        names = same(sc)
+        assert names == ("simpy", "vector" if vector_runs(sc) else "simpy")
+
+
+@pytest.mark.parametrize("proto", ROUNDS, ids=lambda p: p.label())
+@pytest.mark.parametrize("dist", ["exponential", "fixed", "times", "pareto"])
+def test_tiny_blocks_give_the_same_run(monkeypatch, proto, dist):
+    # Blocks of 8 rows (the loop asks for room every round) and 16 durations per learner
+    # (refills mid-run): the same rows as one block, with and without a trace.
+    from dlsys.simulator import vector_rounds
+
+    monkeypatch.setattr(vector_rounds, "BLOCK_ROWS", 8)
+    for net, stop in STOPS:
+        sc = table_scenario(proto, dist, net, stop)
+        same(sc)
+        full, lean = simulate(sc), simulate(sc, trace=False)
+        assert json.dumps(lean.summary, sort_keys=True) == json.dumps(full.summary, sort_keys=True)
+
+
+def test_k_sync_ties_drop_then_apply_then_cancel():
+    # a, b, c take 1 s, d takes 1.5 s; k = 2. At t = 1 a, b and c arrive together: the PS
+    # takes a and b (tie rule: learner index), drops c (written first), applies a and b, and
+    # cancels d (still computing: done = 1). Round 2 reads at 1: same again at t = 2.
+    learners = (*(Learner(x, Fixed(1)) for x in "abc"), Learner("d", Fixed(1.5)))
+    sc = Scenario(learners=learners, protocol=Protocol("k-sync", k=2), until_updates=2)
+    assert same(sc) == ("simpy", "vector")
+    tr = simulate(sc, engine="vector").trace
+    assert tr["learner"].tolist() == [2, 0, 1, 3, 2, 0, 1]
+    assert tr["status_name"].tolist() == [
+        *("dropped", "applied", "applied", "cancelled"),
+        *("dropped", "applied", "applied"),  # the last update: the run stops before cancels
+    ]
+    assert tr["t_done"].tolist() == [1, 1, 1, 1, 2, 2, 2]
+    assert tr["seq"].tolist() == [1, 1, 1, 1, 2, 2, 2]
+
+
+def test_sync_rounds_by_hand():
+    # Learners of 1 s and 3 s (speed 2: 1.5 s), push 0.5 s: every round ends at the slower
+    # arrival, T_r = T_{r-1} + 1.5 + 0.5 = 2 r; rows in arrival order (a, then b).
+    sc = Scenario(
+        learners=(Learner("a", Fixed(1), push_latency=0.5), Learner("b", Fixed(3), speed=2,
+                                                                       push_latency=0.5)),
+        protocol=Protocol("sync"),
+        until_updates=3,
+    )  # fmt: skip
+    assert same(sc) == ("simpy", "vector")
+    tr = simulate(sc).trace
+    assert tr["t_apply"].tolist() == [2, 2, 4, 4, 6, 6]
+    assert tr["t_done"].tolist() == [1, 1.5, 3, 3.5, 5, 5.5]
+    assert tr["learner"].tolist() == [0, 1] * 3
+
+
+def test_k_sync_stalls_when_fewer_than_k_learners_are_left():
+    # k = 2: a may push once, so round 2 has b alone; it pushes at 2 + 2 = 4 and waits for
+    # ever: the run stalls at t = 4 (SimPy's clock is at b's arrival).
+    sc = Scenario(
+        learners=(Learner("a", Fixed(1), max_gradients=1), Learner("b", Fixed(2))),
+        protocol=Protocol("k-sync", k=2),
+        until_updates=10,
+    )
+    assert same(sc) == ("simpy", "vector")
+    s = simulate(sc).summary
+    assert (s["stop_reason"], s["updates"], s["sim_time"]) == ("stalled", 1, 4.0)
+
+
+def test_learners_that_run_out_of_times_leave_the_rounds():
+    # sync: a's durations are 1, 1, 1, 1 and b's 2, 1. Round 1 ends at b's arrival, 2; round
+    # 2 at 3 (both arrive at 3); b has run out, so a is alone: 4, then 5, and the run ends.
+    sc = Scenario(
+        learners=(Learner("a", Times((1, 2, 3, 4))), Learner("b", Times((2, 3)))),
+        protocol=Protocol("sync"),
+    )
+    assert same(sc) == ("simpy", "vector")
+    res = simulate(sc)
+    assert res.trace["t_apply"].tolist() == [2, 2, 3, 3, 4, 5]
+    assert res.summary["stop_reason"] == "learners finished"
+
+
+@pytest.mark.parametrize("kind", ["backup", "k-batch-sync"])
+def test_protocols_without_a_round_path_still_refused(kind):
+    sc = table_scenario(Protocol(kind, **{Protocol(kind, **_one(kind)).PARAM: 1}), "exponential",
+                        False, {"until_updates": 10})  # fmt: skip
+    with pytest.raises(ValueError, match=f"^engine: protocol '{kind}' .* needs engine='simpy'$"):
+        simulate(sc, engine="vector")
+    assert simulate(sc).summary["engine"]["name"] == "simpy"
+
+
+def _one(kind: str) -> dict:
+    return {"b": 1} if kind == "backup" else {"k": 1}
+
+
+@st.composite
+def round_scenarios(draw):
+    n = draw(st.integers(1, 5))
+    kind = draw(st.sampled_from(["sync", "k-sync"]))
+    proto = Protocol("sync") if kind == "sync" else Protocol("k-sync", k=draw(st.integers(1, n)))
+    exact = draw(st.booleans())
+    pool = ["fixed", "times", "trace"] if exact else ["exponential", "uniform", "pareto", "normal"]
+    learners = tuple(
+        Learner(
+            f"L{i}",
+            DISTS[draw(st.sampled_from(pool))](draw(st.integers(0, 3))),
+            # late starters join rounds already under way
+            start_delay=draw(st.sampled_from([0, 0, 0.5, 2, 7.5])),
+            max_gradients=draw(st.sampled_from([None, None, 1, 3, 20])),
+            speed=draw(st.sampled_from([1, 2, 0.5])),
+            pull_latency=draw(st.sampled_from([0, 0, 0.1])),
+            push_latency=draw(st.sampled_from([0, 0, 0.2])),
+        )
+        for i in range(n)
+    )
+    stop = draw(
+        st.sampled_from(
+            [{"until_updates": 40}, {"until_time": 12.5}, {"until_updates": 20, "until_time": 9.0}]
+        )
+    )
+    return Scenario(learners=learners, protocol=proto, **stop), draw(st.integers(0, 5))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(round_scenarios())
+def test_random_round_scenarios_identical(case):
+    sc, seed = case
+    same(sc, seed)

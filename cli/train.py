@@ -105,8 +105,25 @@ def _print_text(result: dict[str, Any], out: Path) -> None:
     print(f"wrote {out}/ (metrics.json, config.json, CSVs, PNG plots)")
 
 
+def _run_seeds(
+    args: argparse.Namespace, common: Any, stage: Path, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """``--seeds``, one after the other here or (``--ray [ADDRESS]``) as Ray tasks."""
+    from dlsys.training.experiments import run_seeds
+
+    if args.ray is None:
+        return run_seeds(args.experiment, common, args.seeds, stage, **kwargs)
+    from dlsys.distributed.executor import RayExecutor
+
+    executor = RayExecutor(None if args.ray == "local" else args.ray)
+    try:
+        return run_seeds(args.experiment, common, args.seeds, stage, executor=executor, **kwargs)
+    finally:
+        executor.shutdown(cancel_futures=True)
+
+
 def run(args: argparse.Namespace) -> int:
-    from dlsys.training.experiments import EXPERIMENTS, Common, run_experiment, run_seeds
+    from dlsys.training.experiments import EXPERIMENTS, Common, run_experiment
 
     if args.experiment not in EXPERIMENTS:
         raise unknown_name("experiment", args.experiment, EXPERIMENTS)
@@ -118,6 +135,10 @@ def run(args: argparse.Namespace) -> int:
     for s in args.seeds or [args.seed or 0]:
         if s < 0:
             raise ValueError(f"--seed: must be >= 0, got {s}")
+    if args.ray is not None and args.seeds is None:
+        raise ValueError("--ray: only with --seeds (it runs the seeds as Ray tasks)")
+    if args.ray is not None and args.resume:
+        raise ValueError("--resume: not with --ray (the seeds' Ray tasks keep no checkpoints)")
     out = Path(args.out or f"results/{args.experiment}")
     ckdir = out / "checkpoints"
     if args.resume and not _has_checkpoints(ckdir):
@@ -147,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     with output_dir(out) as stage:
         assert stage is not None
         if args.seeds is not None:
-            result = run_seeds(args.experiment, common, args.seeds, stage, **kwargs)
+            result = _run_seeds(args, common, stage, kwargs)
         else:
             res = run_experiment(args.experiment, common, stage, **kwargs)
             result = {
@@ -183,6 +204,7 @@ def register(subparsers: Any) -> None:
             "dlsys train lr-range --out results/lr\n"
             "dlsys train flooding --dataset mnist:~/data --preset homework --kernels dlsys\n"
             "dlsys train batch-size --seeds 0,1,2 --json\n"
+            "dlsys train momentum --seeds 0,1,2,3 --threads 1 --ray 10.0.0.5:6379\n"
             "dlsys train clr --out results/clr --resume"
         ),
     )
@@ -208,6 +230,14 @@ def register(subparsers: Any) -> None:
     )
     g.add_argument(
         "--seeds", type=_ints, help="comma-separated seeds: repeat and report mean and spread"
+    )
+    g.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="with --seeds: run the seeds as Ray tasks on a local instance (127.0.0.1) or the "
+        "cluster at ADDRESS",
     )
     g.add_argument("--threads", type=int, help="torch intra-op threads")
     g.add_argument(

@@ -6,6 +6,7 @@ import concurrent.futures
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dlsys.distributed.cluster import RaySession
@@ -82,3 +83,52 @@ def test_simulate_sweep_ray_flag(ray_local: RaySession, capsys: pytest.CaptureFi
     bad = [*args, "simulation.protocol.k=1", "--ray", "--processes", "2"]
     assert main(bad) == 2
     assert "--processes: not with --ray" in capsys.readouterr().err
+
+
+def _without_timings(d: object) -> object:
+    """``d`` without its wall-clock measurements (keys naming a time) and output paths."""
+    if isinstance(d, dict):
+        return {k: _without_timings(v) for k, v in d.items() if "time" not in k and k != "out"}
+    if isinstance(d, list):
+        return [_without_timings(v) for v in d]
+    return d
+
+
+def test_train_seeds_on_ray_equal_the_local_run(
+    ray_local: RaySession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Each seed runs as a Ray task writing into a temporary folder there; its files come
+    # back. With one torch thread on both sides, every number and file equals the in-process
+    # run's except the wall-clock timings.
+    import json
+
+    from dlsys.cli.main import main
+
+    args = ["train", "early-stopping", "--epochs", "1", "--limit", "200", "--seeds", "0,1"]
+    args += ["--threads", "1", "--json"]
+    assert main([*args, "--out", str(tmp_path / "local")]) == 0
+    local = json.loads(capsys.readouterr().out)
+    assert main([*args, "--ray", "--out", str(tmp_path / "ray")]) == 0
+    remote = json.loads(capsys.readouterr().out)
+    assert remote["seeds"] == [0, 1] and len(remote["per_seed"]) == 2
+    assert _without_timings(remote) == _without_timings(local)
+    for seed in (0, 1):
+        names = sorted(p.name for p in (tmp_path / "ray" / f"seed-{seed}").iterdir())
+        want = sorted(p.name for p in (tmp_path / "local" / f"seed-{seed}").iterdir())
+        assert names == want and "metrics.json" in names
+        for name in ("config.json", "early_stopping.png"):
+            a = (tmp_path / "ray" / f"seed-{seed}" / name).read_bytes()
+            assert a == (tmp_path / "local" / f"seed-{seed}" / name).read_bytes(), name
+        steps = [
+            np.genfromtxt(tmp_path / side / f"seed-{seed}" / "run_steps.csv", delimiter=",",
+                          names=True)
+            for side in ("ray", "local")
+        ]  # fmt: skip
+        cols = [c for c in steps[0].dtype.names if c != "time"]
+        assert len(steps[0]) > 0 and cols
+        for c in cols:
+            assert np.array_equal(steps[0][c], steps[1][c]), c
+    assert main(["train", "early-stopping", "--ray"]) == 2
+    assert "--ray: only with --seeds" in capsys.readouterr().err
+    assert main(["train", "early-stopping", "--seeds", "0", "--ray", "--resume"]) == 2
+    assert "--resume: not with --ray" in capsys.readouterr().err

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -63,26 +65,64 @@ def _numeric_leaves(d: Any, prefix: str = "") -> dict[str, float]:
     return out
 
 
+def _seed_task(
+    name: str, common: Common, kwargs: dict[str, Any], keep_files: bool
+) -> tuple[ExperimentResult, dict[str, bytes]]:
+    """One seed's run where an executor placed it (another process or machine): written into a
+    temporary folder there and handed back as ``{relative path: bytes}``."""
+    with tempfile.TemporaryDirectory(prefix="dlsys-seed-") as tmp:
+        res = run_experiment(name, common, tmp if keep_files else None, **kwargs)
+        files = {
+            p.relative_to(tmp).as_posix(): p.read_bytes()
+            for p in Path(tmp).rglob("*")
+            if p.is_file()
+        }
+    return res, files
+
+
 def run_seeds(
     name: str,
     common: Common,
     seeds: Sequence[int],
     out: str | Path | None = None,
+    *,
+    executor: Executor | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Repeat experiment ``name`` for each seed (files under ``out/seed-N``) and return
     ``{"seeds", "mean", "std", "min", "max", "per_seed"}`` over every numeric summary entry
-    (std: sample standard deviation, ddof 1; 0 for one seed). Writes ``out/metrics.json``."""
+    (std: sample standard deviation, ddof 1; 0 for one seed). Writes ``out/metrics.json``.
+
+    ``executor``: run the seeds as its tasks (``dlsys.distributed.executor.RayExecutor`` for a
+    Ray cluster; default: one after the other in this process). Each seed's files come back
+    from the task and are written here; the runs keep no checkpoints. A seed gives the same
+    numbers wherever it runs (set ``common.threads`` where thread counts differ)."""
     if not seeds:
         raise ValueError("--seeds: give at least one seed")
-    per_seed = []
-    for s in seeds:
-        sub = Path(out) / f"seed-{s}" if out is not None else None
-        ck = common.checkpoint_dir
-        c = dataclasses.replace(
-            common, seed=int(s), checkpoint_dir=Path(ck) / f"seed-{s}" if ck is not None else None
+    ck = common.checkpoint_dir
+    subs = [Path(out) / f"seed-{s}" if out is not None else None for s in seeds]
+    commons = [
+        dataclasses.replace(
+            common,
+            seed=int(s),
+            checkpoint_dir=Path(ck) / f"seed-{s}" if ck is not None and executor is None else None,
         )
-        per_seed.append(run_experiment(name, c, sub, **kwargs))
+        for s in seeds
+    ]
+    if executor is None:
+        per_seed = [
+            run_experiment(name, c, sub, **kwargs) for c, sub in zip(commons, subs, strict=True)
+        ]
+    else:
+        futures = [executor.submit(_seed_task, name, c, kwargs, out is not None) for c in commons]
+        per_seed = []
+        for fut, sub in zip(futures, subs, strict=True):
+            res, files = fut.result()
+            for rel, blob in files.items():
+                assert sub is not None  # files only come back when out is given
+                (sub / rel).parent.mkdir(parents=True, exist_ok=True)
+                (sub / rel).write_bytes(blob)
+            per_seed.append(res)
     leaves = [_numeric_leaves(r.summary) for r in per_seed]
     keys = [k for k in leaves[0] if all(k in lf for lf in leaves)]
     agg: dict[str, Any] = {

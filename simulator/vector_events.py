@@ -1,7 +1,8 @@
 """The vector engine's compiled event loop: protocols whose learners wait for the PS.
 
-async, ssp, k-async and sync learners push a gradient and wait for the update that uses it
-(ssp also waits at its gate), so no learner's times can be summed on their own. This loop
+async, ssp and k-async learners push a gradient and wait for the update that uses it (ssp
+also waits at its gate), so no learner's times can be summed on their own (sync and k-sync,
+whose learners all read at each update, go round by round: :mod:`.vector_rounds`). This loop
 (numba, over arrays) steps from instant to instant as the SimPy engine does, with the
 SimPy engine's tie rule:
 
@@ -9,10 +10,10 @@ SimPy engine's tie rule:
    pushed its last gradient finishes here);
 2. they join the PS queue in order of (read version, learner index), and the PS takes
    updates from the queue by the protocol's rule (``k`` first gradients -- for k-async
-   they are ``k`` distinct learners, as a waiting learner has one gradient queued at most --
-   or, for sync, the whole queue once it holds every live learner's gradient);
-3. then the learners of those updates (and learners that start at ``t``, and gated ones)
-   read at ``t`` if the gate lets them (ssp: clock - smallest live clock <= s), seeing
+   they are ``k`` distinct learners, as a waiting learner has one gradient queued at most);
+3. then the learners of those updates (and learners that start at ``t``, and gated ones
+   once the smallest live clock has moved) read at ``t`` if the gate lets them (ssp:
+   clock - smallest live clock <= s; the order of reads within an instant changes nothing), seeing
    every update of ``t``, and start pull, compute and push: ``t + pull``, ``+ compute``,
    ``+ push``, the same additions SimPy makes.
 
@@ -31,7 +32,6 @@ import numba
 import numpy as np
 
 from dlsys.simulator.core import RawRun
-from dlsys.simulator.protocols import Sync
 from dlsys.simulator.scenario import Scenario
 
 # Loop results.
@@ -41,7 +41,7 @@ _BY_UPDATES, _BY_TIME, _FINISHED, _STALLED = 0, 1, 2, 3
 STOP_NAMES = ("until_updates", "until_time", "learners finished", "stalled")
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _heap_push(ht: Any, hl: Any, size: int, t: Any, i: int) -> int:
     j = size
     ht[j], hl[j] = t, i
@@ -56,7 +56,7 @@ def _heap_push(ht: Any, hl: Any, size: int, t: Any, i: int) -> int:
     return size + 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _heap_pop(ht: Any, hl: Any, size: int) -> int:
     size -= 1
     ht[0], hl[0] = ht[size], hl[size]
@@ -85,7 +85,6 @@ def event_loop(
     first_start: Any,
     pull: Any,
     push: Any,
-    sync: bool,
     k: int,
     s: int,
     until_updates: int,
@@ -95,8 +94,8 @@ def event_loop(
     rows_t: Any,
 ) -> tuple[int, int, int, int, Any, Any, Any, int, Any]:
     """Run the loop. ``dur[doff[i]:doff[i + 1]]``: learner i's drawn durations;
-    ``budget[i]``: its most pushes (-1: none); ``sync``: the sync take rule, else batches
-    of ``k``; ``s``: the ssp bound (-1: no gate); ``until_updates`` (-1: none). Rows go to
+    ``budget[i]``: its most pushes (-1: none); updates are batches of ``k``; ``s``: the ssp
+    bound (-1: no gate); ``until_updates`` (-1: none). Rows go to
     ``rows`` (learner, seq, read_version, version) and ``rows_t`` (t_read, t_start, t_done,
     t_apply). Returns (result code, rows, updates, stop reason, t_end, compute start of the
     computation in flight at the stop per learner, which learners have one, the learner
@@ -110,6 +109,8 @@ def event_loop(
     started = np.zeros(n, np.bool_)
     ready = np.zeros(n, np.int64)  # learners waiting to read (gate permitting): ready[:nready]
     nready = 0
+    gated = np.zeros(n, np.int64)  # learners the ssp gate holds: gated[:ngated]
+    ngated = 0
     g_rv = np.zeros(n, np.int64)
     g_read = np.zeros(n, dt)
     g_start = np.zeros(n, dt)
@@ -124,8 +125,9 @@ def event_loop(
     order = np.argsort(start, kind="mergesort")
     nstart = 0
     live = n
-    present = 0  # live learners with a gradient in the queue (the sync rule)
     slowest = 0  # smallest clock of the live learners (the ssp gate)
+    nslow = n  # live learners whose clock is the slowest
+    gate_at = 0  # the slowest clock when the gated learners were last checked
     version = 0
     nrows = 0
     arr = np.empty(n, np.int64)
@@ -143,16 +145,16 @@ def event_loop(
             break
         t_last = t
         # 1. arrivals at t
-        counts = (live, present, slowest)
-        hsize, na, live, present, slowest = _arrivals(
+        counts = (live, slowest, nslow)
+        hsize, na, live, slowest, nslow = _arrivals(
             t, ht, hl, hsize, in_flight, clock, budget, finished, s, arr, counts
         )
         # 2. they join the queue by (read version, learner), and updates are taken
         qlen = _join_queue(arr, na, g_rv, queue, qlen, in_queue)
         while qlen > 0:
-            take = (qlen if present == live else 0) if sync else (k if qlen >= k else 0)
-            if take == 0:
+            if qlen < k:
                 break
+            take = k
             if nrows + take > len(rows):
                 return _MORE_ROWS, nrows, version, -1, t, g_start, in_queue, -1, dptr
             for a in range(take):
@@ -166,9 +168,9 @@ def event_loop(
                 if not finished[i]:
                     ready[nready] = i
                     nready += 1
-            queue[: qlen - take] = queue[take:qlen].copy()
+            for a in range(qlen - take):  # (no temporary: this runs once per update)
+                queue[a] = queue[a + take]
             qlen -= take
-            present = 0 if sync else present
             version += 1
             if version == until_updates:
                 stop = _BY_UPDATES
@@ -179,12 +181,21 @@ def event_loop(
             ready[nready] = order[nstart]
             nready += 1
             nstart += 1
-        # 3. reads at t, through the gate
+        # 3. reads at t, through the gate (held learners are looked at again only once
+        # the slowest clock has moved: nothing else opens the gate)
+        if slowest != gate_at:
+            ready[nready : nready + ngated] = gated[:ngated]
+            nready += ngated
+            ngated = 0
+            gate_at = slowest
         st = (seq, g_rv, g_read, g_start, g_done, in_flight, started, ready, dptr)
         hsize, nready, need = _reads(t, version, slowest, s, nready, clock, dur, doff,
                                      first_start, pull, push, st, ht, hl, hsize)  # fmt: skip
         if need >= 0:
             return _MORE_DRAWS, nrows, version, -1, t, g_start, in_queue, need, dptr
+        gated[ngated : ngated + nready] = ready[:nready]
+        ngated += nready
+        nready = 0
     if stop == _BY_TIME:
         t_end = until_time
     elif stop == _BY_UPDATES:
@@ -195,7 +206,7 @@ def event_loop(
     return _OK, nrows, version, stop, t_end, running, mask, -1, dptr
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _arrivals(
     t: Any,
     ht: Any,
@@ -210,31 +221,31 @@ def _arrivals(
     counts: tuple,
 ) -> tuple:
     """Pop the arrivals at ``t`` off the heap into ``arr``: each learner's clock counts its
-    push, a learner whose budget is used finishes, and the ssp gate's slowest clock follows.
-    ``counts`` is (live learners, learners present in the queue, slowest clock); returns
-    (heap size, arrivals, and the three counts)."""
-    live, present, slowest = counts
+    push, a learner whose budget is used finishes, and the ssp gate's slowest clock follows
+    (looked for again only when the last live learner at the slowest clock moves on).
+    ``counts`` is (live learners, slowest clock, live learners at it); returns (heap size,
+    arrivals, and the three counts)."""
+    live, slowest, nslow = counts
     na = 0
     while hsize > 0 and ht[0] == t:
         i = hl[0]
         hsize = _heap_pop(ht, hl, hsize)
         in_flight[i] = False
-        moved = clock[i] == slowest
+        at_slowest = clock[i] == slowest
         clock[i] += 1
         if budget[i] >= 0 and clock[i] >= budget[i]:
             finished[i] = True
             live -= 1
-            moved = True
-        else:
-            present += 1
-        if moved and s >= 0:
-            slowest = _slowest(clock, finished)
+        if at_slowest and s >= 0:
+            nslow -= 1
+            if nslow == 0:
+                slowest, nslow = _slowest(clock, finished)
         arr[na] = i
         na += 1
-    return hsize, na, live, present, slowest
+    return hsize, na, live, slowest, nslow
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _next_instant(ht: Any, hsize: int, start: Any, order: Any, nstart: int, t: Any) -> tuple:
     """(whether there is one, the time of) the next arrival or learner start."""
     if hsize > 0:
@@ -247,7 +258,7 @@ def _next_instant(ht: Any, hsize: int, start: Any, order: Any, nstart: int, t: A
     return False, t
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _reads(
     t: Any,
     version: int,
@@ -291,7 +302,7 @@ def _reads(
     return hsize, kept, -1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _join_queue(arr: Any, na: int, g_rv: Any, queue: Any, qlen: int, in_queue: Any) -> int:
     """Append the ``na`` arrivals of one instant to the queue in order of (read version,
     learner); return the new queue length."""
@@ -310,13 +321,19 @@ def _join_queue(arr: Any, na: int, g_rv: Any, queue: Any, qlen: int, in_queue: A
 
 
 @numba.njit(cache=True)
-def _slowest(clock: Any, finished: Any) -> int:
-    """The smallest clock among live learners (-1 if none)."""
+def _slowest(clock: Any, finished: Any) -> tuple[int, int]:
+    """The smallest clock among live learners (-1 if none) and how many have it."""
     slowest = -1
+    count = 0
     for i in range(len(clock)):
-        if not finished[i] and (slowest < 0 or clock[i] < slowest):
+        if finished[i]:
+            continue
+        if slowest < 0 or clock[i] < slowest:
             slowest = clock[i]
-    return slowest
+            count = 0
+        if clock[i] == slowest:
+            count += 1
+    return slowest, count
 
 
 @numba.njit(cache=True)
@@ -358,12 +375,10 @@ def _first_draws(scenario: Scenario, units: Any) -> list[int]:
         if scenario.until_time is not None:
             est = float(scenario.until_time) / cyc[i] * 1.1 + 16
         if u is not None:
-            # A learner's share of the gradients if none waited; sync and ssp bound it.
+            # A learner's share of the gradients if none waited; ssp bounds it.
             k = proto.batch_size(n) or n
             est = min(est, u * k / float(np.sum(cyc[i] / cyc)) * 1.1 + 16)
-            if isinstance(proto, Sync):
-                est = min(est, u + 1)
-            elif proto.gated:  # held within s of the slowest: about u / n each
+            if proto.gated:  # held within s of the slowest: about u / n each
                 share = max(est, u / n * 1.1 + 16)
                 est = min(share, u // n + (proto.param or 0) + 2)
         out.append(int(min(est, 2**31)))
@@ -371,7 +386,7 @@ def _first_draws(scenario: Scenario, units: Any) -> list[int]:
 
 
 def run(scenario: Scenario, rngs: list[np.random.Generator], reason: str) -> RawRun:
-    """Run a scenario of async, ssp, k-async or sync on the compiled loop."""
+    """Run a scenario of async, ssp or k-async on the compiled loop."""
     from dlsys.simulator.vector import Durations, Units
 
     units = Units(scenario)
@@ -405,7 +420,6 @@ def run(scenario: Scenario, rngs: list[np.random.Generator], reason: str) -> Raw
             first,
             pull,
             push,
-            isinstance(proto, Sync),
             proto.batch_size(n) or 1,
             (proto.param or 0) if proto.gated else -1,
             -1 if u is None else u,

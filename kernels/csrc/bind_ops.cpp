@@ -286,14 +286,17 @@ void bind_ops(py::module_ &m) {
         const ConvDims d = conv_dims_from(dims);
         need(dtype == "float32" || dtype == "float64",
              "dtype must be 'float32' or 'float64', got '" + dtype + "'");
-        const ConvBackwardPlan plan = choose_conv2d_backward(d, dtype == "float32" ? 4 : 8);
+        const int elem = dtype == "float32" ? 4 : 8;
+        const ConvBackwardPlan plan = choose_conv2d_backward(d, elem);
         py::dict out;
+        out["forward"] = algo_name(choose_conv2d_forward(d, elem));
         out["grad_input"] = algo_name(plan.grad_input);
         out["grad_weight"] = algo_name(plan.grad_weight);
         return out;
       },
       py::arg("dims"), py::arg("dtype") = "float32",
-      "The strategies the optimised CPU backward picks for these conv dims: {'grad_input': "
+      "The paths the optimised CPU forward and backward pick for these conv dims: {'forward': "
+      "'direct_1x1' | 'implicit_gemm' | 'channels_in_lanes' | 'im2col_gemm', 'grad_input': "
       "'as_conv' | 'gemm_col2im', 'grad_weight': 'transposed_gemm_8x3' | "
       "'transposed_gemm_12x2' | 'pixel_dot' | 'im2col_gemm'}.");
   m.def(

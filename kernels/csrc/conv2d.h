@@ -53,6 +53,13 @@ template <typename T>
 void conv2d_backward_ref(const ConvDims &d, const T *x, const T *w, const T *gy, T *gx, T *gw,
                          T *gb);
 
+// The optimised CPU forward's paths, picked per shape by choose_conv2d_forward: a 1x1 conv
+// as one GEMM on the input, an implicit GEMM over shifted copies of the input (pixels in the
+// vector lanes), the output channels in the lanes (conv2d_lanes.h), or im2col + GEMM.
+enum class ForwardAlgo { Direct1x1, ImplicitGemm, Lanes, Im2colGemm };
+ForwardAlgo choose_conv2d_forward(const ConvDims &d, int elem_bytes);
+const char *algo_name(ForwardAlgo a);
+
 // The optimised CPU backward's strategies, picked per shape by choose_conv2d_backward
 // (elem_bytes: 4 for float32, 8 for float64); see conv2d_cpu.cpp for what each does.
 enum class GradInputAlgo { AsConv, GemmCol2im };

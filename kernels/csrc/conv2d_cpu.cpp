@@ -12,7 +12,10 @@
 // 196/208 lanes. The kernels (AVX-512 float32 sizes; plain C++ with GCC vector extensions,
 // AVX-512 intrinsics only for masked loads/stores, with portable fallbacks):
 //   forward      micro_implicit: 8 output channels x 3 pixel vectors = 24 accumulators,
-//                per step of q 8 weight broadcasts + 3 loads of U (+ the offset)
+//                per step of q 8 weight broadcasts + 3 loads of U (+ the offset); or, where
+//                choose_conv2d_forward picks it (channels fill a vector, long reduction), the
+//                output channels in the lanes over row tiles that skip padding rows
+//                (conv2d_lanes.h)
 // The backward's strategies are named (GradInputAlgo, GradWeightAlgo in conv2d.h) and picked
 // per shape by choose_conv2d_backward, which Python can call alone (_C.conv2d_backward_plan):
 //   grad input   AsConv (the forward above on grad_out) or GemmCol2im (few input channels)
@@ -41,6 +44,7 @@
 #include <vector>
 
 #include "conv2d.h"
+#include "conv2d_lanes.h"
 #include "cpu_gemm.h"
 
 namespace dlsys {
@@ -440,26 +444,31 @@ void prefault_part(T *y, int64_t n) {
 
 namespace {
 
-// What every image of a forward shares: the packed weights of every group (group g's panels
-// at g * psz), the path (1x1 direct, implicit GEMM over shifted copies, or im2col + GEMM) and
-// the shifted-copy offsets; and per thread the scratch buffers.
+// What every image of a forward shares: the path (choose_conv2d_forward), the packed
+// weights of every group (group g's panels at g * psz; the lanes path packs its own), the
+// shifted-copy offsets; and per thread the scratch buffers.
 template <typename T>
 struct ForwardPlan {
   const ConvDims &d;
+  ForwardAlgo algo;
+  bool direct, implicit, lanes;
   int64_t psz;
   std::vector<T> wp;
-  bool direct, implicit;
   Shifted sh;
   std::vector<int64_t> off;
+  std::unique_ptr<LanesPlan<T>> lp;
 
-  ForwardPlan(const ConvDims &dims, const T *w)
-      : d(dims), psz(packed_size<T>(dims.Kg(), dims.CRS())),
-        wp(static_cast<size_t>(dims.G * psz)),
-        direct(dims.R == 1 && dims.S == 1 && dims.stride_h == 1 && dims.stride_w == 1 &&
-               dims.pad_top == 0 && dims.pad_left == 0 && dims.pad_bottom == 0 &&
-               dims.pad_right == 0),  // 1x1: Xcol is the input itself
-        implicit(!direct && dims.stride_h == 1), sh(shifted_dims(dims, Vec<T>::VL)),
+  ForwardPlan(const ConvDims &dims, const T *w, const T *b)
+      : d(dims), algo(choose_conv2d_forward(dims, static_cast<int>(sizeof(T)))),
+        direct(algo == ForwardAlgo::Direct1x1), implicit(algo == ForwardAlgo::ImplicitGemm),
+        lanes(algo == ForwardAlgo::Lanes),
+        psz(lanes ? 0 : packed_size<T>(dims.Kg(), dims.CRS())),
+        wp(static_cast<size_t>(dims.G * psz)), sh(shifted_dims(dims, Vec<T>::VL)),
         off(implicit ? shifted_offsets(dims, sh) : std::vector<int64_t>()) {
+    if (lanes) {
+      lp.reset(new LanesPlan<T>(dims, w, b));
+      return;
+    }
     for (int64_t g = 0; g < d.G; ++g)
       pack_a(d.Kg(), d.CRS(), w + g * d.Kg() * d.CRS(), d.CRS(), wp.data() + g * psz);
   }
@@ -467,15 +476,23 @@ struct ForwardPlan {
   struct Scratch {
     std::vector<T> col, xp, btmp;
     explicit Scratch(const ForwardPlan &f)
-        : col(f.direct || f.implicit ? 0 : static_cast<size_t>(f.d.CRS() * f.d.P())),
-          xp(f.implicit ? static_cast<size_t>(f.sh.size) : 0),
-          btmp(static_cast<size_t>(kKC * Tile<T>::NR)) {}
+        : col(f.direct || f.implicit || f.lanes ? 0 : static_cast<size_t>(f.d.CRS() * f.d.P())),
+          xp(f.implicit ? static_cast<size_t>(f.sh.size)
+                        : f.lanes ? static_cast<size_t>(f.lp->xp_size() + f.lp->tmp_size())
+                                  : 0),
+          btmp(f.lanes ? 0 : static_cast<size_t>(kKC * Tile<T>::NR)) {}
   };
 
   // yg (Kg, P) = conv of image n, group g (+ bias).
   void run(const T *x, const T *b, int64_t n, int64_t g, T *yg, Scratch &s) const {
     const int64_t Kg = d.Kg(), P = d.P();
     const T *xg = x + (n * d.C + g * d.Cg()) * d.H * d.W;  // (Cg, H, W)
+    if (lanes) {
+      T *tmp = s.xp.data() + lp->xp_size();
+      lp->pad_input(xg, s.xp.data());
+      lp->run(s.xp.data(), g, yg, tmp);
+      return;
+    }
     if (implicit) {
       shift_input(d, sh, xg, s.xp.data());
       forward_implicit(d, off.data(), wp.data() + g * psz, s.xp.data(), yg,
@@ -497,11 +514,33 @@ struct ForwardPlan {
 
 }  // namespace
 
+ForwardAlgo choose_conv2d_forward(const ConvDims &d, int elem_bytes) {
+  const int64_t vl = kVecBytes / elem_bytes;
+  if (d.R == 1 && d.S == 1 && d.stride_h == 1 && d.stride_w == 1 && d.pad_top == 0 &&
+      d.pad_left == 0 && d.pad_bottom == 0 && d.pad_right == 0)
+    return ForwardAlgo::Direct1x1;  // 1x1: Xcol is the input itself
+  if (d.stride_h != 1) return ForwardAlgo::Im2colGemm;
+  // Output channels in the lanes where they fill at least one vector and the reduction is
+  // long (conv layer 2, its grad input as a conv, inception 3x3); a first layer (CRS = 25)
+  // keeps the flat-pixel implicit GEMM, which is faster there (docs/kernels.md).
+  if (d.stride_w == 1 && d.Kg() >= vl && d.CRS() >= 4 * vl) return ForwardAlgo::Lanes;
+  return ForwardAlgo::ImplicitGemm;
+}
+
+const char *algo_name(ForwardAlgo a) {
+  switch (a) {
+    case ForwardAlgo::Direct1x1: return "direct_1x1";
+    case ForwardAlgo::ImplicitGemm: return "implicit_gemm";
+    case ForwardAlgo::Lanes: return "channels_in_lanes";
+    default: return "im2col_gemm";
+  }
+}
+
 template <typename T>
 void conv2d_forward_cpu(const ConvDims &d, const T *x, const T *w, const T *b, T *y,
                         int threads) {
   if (d.N == 0) return;
-  const ForwardPlan<T> plan(d, w);
+  const ForwardPlan<T> plan(d, w, b);
   const int64_t tasks = d.N * d.G, Kg = d.Kg(), P = d.P();
 #pragma omp parallel num_threads(threads) if (tasks > 1)
   {
@@ -519,7 +558,7 @@ template <typename T>
 void conv2d_forward_cpu_images(const ConvDims &d, const T *x, const T *w, const T *b,
                                int threads, const std::function<void(int64_t, T *)> &sink) {
   if (d.N == 0) return;
-  const ForwardPlan<T> plan(d, w);
+  const ForwardPlan<T> plan(d, w, b);
 #pragma omp parallel num_threads(threads) if (d.N > 1)
   {
     typename ForwardPlan<T>::Scratch scratch(plan);

@@ -43,6 +43,10 @@ CASES: list[tuple[Any, ...]] = [
     (1, 2, 6, 6, 3, (1, 1), 3, 1, 1, 1),  # 1x1 with stride and padding (not the in-place path)
     (3, 8, 7, 9, 40, (3, 3), (1, 2), 1, 1, 1),  # grad weight 8 x 3 tiles (K 40: 3 vectors)
     (2, 16, 6, 5, 20, (3, 3), 1, 1, 2, 2),  # grad weight 12 x 2 tiles, groups, dilation
+    # channels in the lanes: K 40 = 2 + 1 float32 vectors (a 2-vector and a 1-vector block),
+    # 31 columns = row tiles of 14 + 14 + 3, 9 rows (the 2-row tiles end in a 1-row tile),
+    # 'same' with an even kernel and dilation (2, 1): padding 3/3 rows, 1/2 columns
+    (2, 8, 9, 31, 40, (4, 4), 1, "same", (2, 1), 1),
 ]
 
 GRAD_TOL = {torch.float32: (2e-4, 2e-3), torch.float64: (1e-10, 1e-9)}
@@ -282,6 +286,27 @@ def test_thread_count_follows_torch_and_result_does_not_depend_on_it(c: int) -> 
         torch.set_num_threads(saved)
     for a, e in zip(out[0], out[1], strict=True):
         assert torch.equal(a, e)
+
+
+@pytest.mark.parametrize(
+    ("dims", "dtype", "expected"),
+    [
+        # conv layer 1: CRS = 25, short: the flat-pixel implicit GEMM
+        ([128, 1, 28, 28, 16, 5, 5, 28, 28, 1, 1, 2, 2, 2, 2, 1, 1, 1], "float32", "implicit_gemm"),
+        # conv layer 2 (32 channels = 2 vectors, CRS = 400) and its grad input as a conv
+        ([128, 16, 14, 14, 32, 5, 5, 14, 14, 1, 1, 2, 2, 2, 2, 1, 1, 1], "float32",
+         "channels_in_lanes"),
+        ([128, 32, 14, 14, 16, 5, 5, 14, 14, 1, 1, 2, 2, 2, 2, 1, 1, 1], "float32",
+         "channels_in_lanes"),
+        # 8 output channels: half a float32 vector, one float64 vector
+        ([2, 16, 8, 8, 8, 3, 3, 8, 8, 1, 1, 1, 1, 1, 1, 1, 1, 1], "float32", "implicit_gemm"),
+        ([2, 16, 8, 8, 8, 3, 3, 8, 8, 1, 1, 1, 1, 1, 1, 1, 1, 1], "float64", "channels_in_lanes"),
+        ([2, 16, 8, 8, 8, 1, 1, 8, 8, 1, 1, 0, 0, 0, 0, 1, 1, 1], "float32", "direct_1x1"),
+        ([2, 16, 9, 9, 32, 3, 3, 4, 4, 2, 2, 0, 0, 0, 0, 1, 1, 1], "float32", "im2col_gemm"),
+    ],
+)  # fmt: skip
+def test_forward_path_chooser(dims: list[int], dtype: str, expected: str) -> None:
+    assert _C.conv2d_backward_plan(dims, dtype)["forward"] == expected
 
 
 @pytest.mark.parametrize(

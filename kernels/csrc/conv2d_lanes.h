@@ -1,0 +1,183 @@
+// The CPU forward with the output channels in the vector lanes (stride 1), used by
+// conv2d_cpu.cpp where choose_conv2d_forward picks it.
+//
+// One image and group at a time: the input is copied once into a zero-padded plane per
+// channel, xp (Cg, Hp, Wp) with Hp = H + pad_top + pad_bottom, Wp likewise, and the weights
+// are packed once per call as wp (Cg, R, S, Kpad): the Kg output channels of a tap
+// contiguous, zero-padded to whole vectors. A tile is RT output rows x w output columns x
+// NV channel vectors (RT * w * NV <= 28 accumulators): per tap (c, r, s) it loads NV weight
+// vectors (aligned) and broadcasts RT * w input values, each broadcast feeding NV FMAs.
+// Kernel rows r that fall into the zero padding for every row of the tile are skipped (the
+// top and bottom rows of a 14x14 map with a 5x5 kernel: 64 of the 70 row taps remain), and
+// no lane is wasted when Kg is a multiple of the vector (the flat-pixel implicit GEMM fills
+// 196 of 208 lanes of a 14x14 map). The tile is written to NCHW through a small transposing
+// copy (channels x pixels).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "conv2d.h"
+#include "cpu_gemm.h"
+
+namespace dlsys {
+namespace cpu {
+
+// Accumulators of one tile: RT rows x W columns x NV vectors.
+template <typename T, int NV, int RT, int W>
+inline void lanes_tile(const ConvDims &d, int64_t Hp, int64_t Wp, int64_t Kpad, const T *xp,
+                       const T *wp, const T *bias_v, int64_t oh, int64_t ow0, int64_t r_lo,
+                       int64_t r_hi, T *tmp) {
+  using V = typename VecType<T>::type;
+  constexpr int VL = Vec<T>::VL;
+  V acc[RT][W][NV];
+  for (int v = 0; v < NV; ++v) {
+    const V b = vload(bias_v + v * VL);
+    for (int rr = 0; rr < RT; ++rr)
+      for (int j = 0; j < W; ++j) acc[rr][j][v] = b;
+  }
+  const int64_t R = d.R, S = d.S, dh = d.dil_h, dw = d.dil_w;
+  for (int64_t c = 0; c < d.Cg(); ++c) {
+    const T *xc = xp + c * Hp * Wp + oh * Wp + ow0;  // row oh of the padded plane
+    const T *wc = wp + c * R * S * Kpad;
+    for (int64_t r = r_lo; r < r_hi; ++r) {
+      const T *xr = xc + r * dh * Wp;
+      const T *wr = wc + r * S * Kpad;
+      for (int64_t s = 0; s < S; ++s) {
+        V wv[NV];
+        for (int v = 0; v < NV; ++v) wv[v] = vload(wr + s * Kpad + v * VL);
+        const T *xs = xr + s * dw;
+        for (int rr = 0; rr < RT; ++rr)
+          for (int j = 0; j < W; ++j) {
+            const V xb = xs[rr * Wp + j] - V{};  // broadcast (x - 0 folds to x)
+            for (int v = 0; v < NV; ++v) acc[rr][j][v] += xb * wv[v];
+          }
+      }
+    }
+  }
+  for (int rr = 0; rr < RT; ++rr)
+    for (int j = 0; j < W; ++j)
+      for (int v = 0; v < NV; ++v) vstore(tmp + ((rr * W + j) * NV + v) * VL, acc[rr][j][v]);
+}
+
+// The tile widths 1..WMAX as a switch (the last chunk of a row is narrower).
+template <typename T, int NV, int RT, int W>
+struct LanesDispatch {
+  static void run(int w, const ConvDims &d, int64_t Hp, int64_t Wp, int64_t Kpad, const T *xp,
+                  const T *wp, const T *bias_v, int64_t oh, int64_t ow0, int64_t r_lo,
+                  int64_t r_hi, T *tmp) {
+    if (w == W)
+      lanes_tile<T, NV, RT, W>(d, Hp, Wp, Kpad, xp, wp, bias_v, oh, ow0, r_lo, r_hi, tmp);
+    else
+      LanesDispatch<T, NV, RT, W - 1>::run(w, d, Hp, Wp, Kpad, xp, wp, bias_v, oh, ow0, r_lo,
+                                           r_hi, tmp);
+  }
+};
+template <typename T, int NV, int RT>
+struct LanesDispatch<T, NV, RT, 0> {
+  static void run(int, const ConvDims &, int64_t, int64_t, int64_t, const T *, const T *,
+                  const T *, int64_t, int64_t, int64_t, int64_t, T *) {}
+};
+
+// Tile sizes: two channel vectors x 14 columns of one row, or one vector x 2 rows x 14.
+constexpr int kLanesWMax = 14;
+
+// What every image shares: packed weights and bias per group, padded sizes.
+template <typename T>
+struct LanesPlan {
+  static constexpr int VL = Vec<T>::VL;
+  const ConvDims &d;
+  int64_t Hp, Wp, Kpad;
+  std::vector<T> wp, bp;  // (G, Cg, R, S, Kpad), (G, Kpad)
+
+  LanesPlan(const ConvDims &dims, const T *w, const T *b)
+      : d(dims), Hp(dims.H + dims.pad_top + dims.pad_bottom),
+        Wp(dims.W + dims.pad_left + dims.pad_right),
+        Kpad((dims.Kg() + VL - 1) / VL * VL),
+        wp(static_cast<size_t>(dims.G * dims.CRS() * Kpad), T(0)),
+        bp(static_cast<size_t>(dims.G * Kpad), T(0)) {
+    const int64_t Kg = d.Kg(), CRS = d.CRS();
+    for (int64_t g = 0; g < d.G; ++g)
+      for (int64_t k = 0; k < Kg; ++k) {
+        const T *wk = w + (g * Kg + k) * CRS;
+        T *dst = wp.data() + g * CRS * Kpad + k;
+        for (int64_t q = 0; q < CRS; ++q) dst[q * Kpad] = wk[q];
+        if (b) bp[static_cast<size_t>(g * Kpad + k)] = b[g * Kg + k];
+      }
+  }
+
+  int64_t xp_size() const { return d.Cg() * Hp * Wp + VL; }
+  int64_t tmp_size() const { return 2 * kLanesWMax * 2 * VL; }
+
+  // xp = the zero-padded input planes of one image and group (xg is (Cg, H, W)).
+  void pad_input(const T *xg, T *xp) const {
+    for (int64_t c = 0; c < d.Cg(); ++c) {
+      T *pc = xp + c * Hp * Wp;
+      std::fill(pc, pc + d.pad_top * Wp, T(0));
+      for (int64_t h = 0; h < d.H; ++h) {
+        T *row = pc + (d.pad_top + h) * Wp;
+        std::fill(row, row + d.pad_left, T(0));
+        std::memcpy(row + d.pad_left, xg + (c * d.H + h) * d.W, sizeof(T) * d.W);
+        std::fill(row + d.pad_left + d.W, row + Wp, T(0));
+      }
+      std::fill(pc + (d.pad_top + d.H) * Wp, pc + Hp * Wp, T(0));
+    }
+  }
+
+  // Kernel rows [r_lo, r_hi) that reach the input for some output row in [oh, oh + rt).
+  void row_range(int64_t oh, int64_t rt, int64_t &r_lo, int64_t &r_hi) const {
+    r_lo = d.R;
+    r_hi = 0;
+    for (int64_t r = 0; r < d.R; ++r) {
+      const int64_t top = oh - d.pad_top + r * d.dil_h, bottom = top + rt - 1;
+      if (bottom >= 0 && top < d.H) {
+        r_lo = std::min(r_lo, r);
+        r_hi = r + 1;
+      }
+    }
+    if (r_hi <= r_lo) r_lo = r_hi = 0;
+  }
+
+  // yg (Kg, OH, OW) of one image and group from its padded input xp.
+  void run(const T *xp, int64_t g, T *yg, T *tmp) const {
+    const int64_t Kg = d.Kg(), OW = d.OW, P = d.P();
+    const int64_t nvec = Kpad / VL;
+    const T *wg = wp.data() + g * d.CRS() * Kpad;
+    const T *bg = bp.data() + g * Kpad;
+    for (int64_t v0 = 0; v0 < nvec;) {
+      const int nv = nvec - v0 >= 2 ? 2 : 1;
+      const int rt = nv == 2 ? 1 : 2;
+      const int64_t kc = std::min<int64_t>(nv * VL, Kg - v0 * VL);
+      for (int64_t oh = 0; oh < d.OH; oh += rt) {
+        const int rows = static_cast<int>(std::min<int64_t>(rt, d.OH - oh));
+        int64_t r_lo, r_hi;
+        row_range(oh, rows, r_lo, r_hi);
+        for (int64_t ow0 = 0; ow0 < OW; ow0 += kLanesWMax) {
+          const int w = static_cast<int>(std::min<int64_t>(kLanesWMax, OW - ow0));
+          if (nv == 2)
+            LanesDispatch<T, 2, 1, kLanesWMax>::run(w, d, Hp, Wp, Kpad, xp, wg + v0 * VL,
+                                                    bg + v0 * VL, oh, ow0, r_lo, r_hi, tmp);
+          else if (rows == 2)
+            LanesDispatch<T, 1, 2, kLanesWMax>::run(w, d, Hp, Wp, Kpad, xp, wg + v0 * VL,
+                                                    bg + v0 * VL, oh, ow0, r_lo, r_hi, tmp);
+          else
+            LanesDispatch<T, 1, 1, kLanesWMax>::run(w, d, Hp, Wp, Kpad, xp, wg + v0 * VL,
+                                                    bg + v0 * VL, oh, ow0, r_lo, r_hi, tmp);
+          // tmp is (rows, w, nv * VL): channel k of pixel (oh + rr, ow0 + j)
+          const int64_t ld = nv * VL;
+          for (int64_t k = 0; k < kc; ++k) {
+            T *yk = yg + (v0 * VL + k) * P + oh * OW + ow0;
+            for (int rr = 0; rr < rows; ++rr)
+              for (int j = 0; j < w; ++j) yk[rr * OW + j] = tmp[(rr * w + j) * ld + k];
+          }
+        }
+      }
+      v0 += nv;
+    }
+  }
+};
+
+}  // namespace cpu
+}  // namespace dlsys

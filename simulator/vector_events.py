@@ -90,13 +90,12 @@ def event_loop(
     until_updates: int,
     has_time: bool,
     until_time: Any,
-    rows: Any,
-    rows_t: Any,
+    out: tuple,
 ) -> tuple[int, int, int, int, Any, Any, Any, int, Any]:
     """Run the loop. ``dur[doff[i]:doff[i + 1]]``: learner i's drawn durations;
     ``budget[i]``: its most pushes (-1: none); updates are batches of ``k``; ``s``: the ssp
     bound (-1: no gate); ``until_updates`` (-1: none). Rows go to
-    ``rows`` (learner, seq, read_version, version) and ``rows_t`` (t_read, t_start, t_done,
+    the columns ``out`` (learner, seq, read_version, version, t_read, t_start, t_done,
     t_apply). Returns (result code, rows, updates, stop reason, t_end, compute start of the
     computation in flight at the stop per learner, which learners have one, the learner
     that needs more draws, how far each learner's draws were used)."""
@@ -155,14 +154,13 @@ def event_loop(
             if qlen < k:
                 break
             take = k
-            if nrows + take > len(rows):
+            if nrows + take > len(out[0]):
                 return _MORE_ROWS, nrows, version, -1, t, g_start, in_queue, -1, dptr
             for a in range(take):
                 i = queue[a]
-                rows[nrows, 0], rows[nrows, 1], rows[nrows, 2] = i, seq[i], g_rv[i]
-                rows[nrows, 3] = version
-                rows_t[nrows, 0], rows_t[nrows, 1] = g_read[i], g_start[i]
-                rows_t[nrows, 2], rows_t[nrows, 3] = g_done[i], t
+                out[0][nrows], out[1][nrows], out[2][nrows] = i, seq[i], g_rv[i]
+                out[3][nrows], out[4][nrows], out[5][nrows] = version, g_read[i], g_start[i]
+                out[6][nrows], out[7][nrows] = g_done[i], t
                 nrows += 1
                 in_queue[i] = False
                 if not finished[i]:
@@ -410,8 +408,13 @@ def run(scenario: Scenario, rngs: list[np.random.Generator], reason: str) -> Raw
         doff = np.zeros(n + 1, dtype=np.int64)
         np.cumsum([len(d) for d in drawn], out=doff[1:])
         dur = np.concatenate(drawn) if n else np.zeros(0, dtype=units.dtype)
-        rows = np.empty((cap, 4), dtype=np.int64)
-        rows_t = np.empty((cap, 4), dtype=units.dtype)
+        out = (
+            np.empty(cap, np.int32),  # learner
+            np.empty(cap, np.int32),  # seq
+            np.empty(cap, np.int64),  # read_version
+            np.empty(cap, np.int64),  # version
+            *(np.empty(cap, units.dtype) for _ in range(4)),  # t_read, t_start, t_done, t_apply
+        )
         code, nrows, updates, stop, t_end, running, mask, who, used = event_loop(
             dur.astype(units.dtype),
             doff,
@@ -425,8 +428,7 @@ def run(scenario: Scenario, rngs: list[np.random.Generator], reason: str) -> Raw
             -1 if u is None else u,
             tt is not None,
             units.of(tt) if tt is not None else units.dtype(0),
-            rows,
-            rows_t,
+            out,
         )
         if code == _MORE_ROWS:
             cap *= 2
@@ -440,18 +442,11 @@ def run(scenario: Scenario, rngs: list[np.random.Generator], reason: str) -> Raw
                     drawn[i] = np.concatenate([drawn[i], more])
         else:
             break
-    r, rt = rows[:nrows], rows_t[:nrows]
-    cols: dict[str, np.ndarray] = {
-        "learner": r[:, 0].astype(np.int32),
-        "seq": r[:, 1].astype(np.int32),
-        "read_version": r[:, 2].copy(),
-        "version": r[:, 3].copy(),
-        "t_read": units.seconds(rt[:, 0].copy()),
-        "t_start": units.seconds(rt[:, 1].copy()),
-        "t_done": units.seconds(rt[:, 2].copy()),
-        "t_apply": units.seconds(rt[:, 3].copy()),
-        "status": np.zeros(nrows, dtype=np.int8),
-    }
+    names = ("learner", "seq", "read_version", "version", "t_read", "t_start", "t_done", "t_apply")
+    cols = {c: a[:nrows] for c, a in zip(names, out, strict=True)}
+    for c in ("t_read", "t_start", "t_done", "t_apply"):
+        cols[c] = units.seconds(cols[c])
+    cols["status"] = np.zeros(nrows, dtype=np.int8)
     inflight = np.full(n, np.nan)
     inflight[mask] = units.seconds(running[mask])
     return RawRun(cols, updates, units.scalar(t_end), STOP_NAMES[stop], inflight, "vector", reason)

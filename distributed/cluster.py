@@ -36,6 +36,9 @@ from dlsys.common import check_positive
 LOOPBACK = "127.0.0.1"
 #: The environment variable that makes Ray 2.60 bind a local instance to :data:`LOOPBACK`.
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+#: The environment variable that makes Ray send its authentication token to a cluster joined
+#: by address (``token``); Ray reads the token from ``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``.
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
 #: What to run when Ray is missing.
 INSTALL_HINT = "pip install 'dlsys[ray]'"
 #: Seconds :func:`connect` waits for a cluster at ``address`` before giving up.
@@ -118,6 +121,18 @@ def _probe(host: str, port: int, timeout: float) -> None:
         ) from None
 
 
+def _auth_hint() -> str:
+    """How to authenticate, unless this process already asks Ray to (Ray 2.60 sends its token
+    to an address given explicitly only with ``RAY_AUTH_MODE=token``)."""
+    if os.environ.get(AUTH_MODE_ENV, "").lower() == "token":
+        return ""
+    return (
+        f"; if the cluster uses token authentication (Ray's default for 'ray start' where "
+        f"~/.ray/auth_token exists), set {AUTH_MODE_ENV}=token and give its token in "
+        "RAY_AUTH_TOKEN or ~/.ray/auth_token"
+    )
+
+
 def _init_with_deadline(ray: Any, timeout: float, **kwargs: Any) -> Any:
     box: dict[str, Any] = {}
 
@@ -133,14 +148,14 @@ def _init_with_deadline(ray: Any, timeout: float, **kwargs: Any) -> Any:
     if t.is_alive():
         raise ValueError(
             f"--address {kwargs.get('address')}: no Ray cluster answered within {timeout:g} s "
-            "(is it a Ray head node's GCS port, e.g. 6379?)"
+            f"(is it a Ray head node's GCS port, e.g. 6379?){_auth_hint()}"
         )
     if "exc" in box:
         exc = box["exc"]
         if isinstance(exc, ConnectionError | TimeoutError | RuntimeError):
             raise ValueError(
                 f"--address {kwargs.get('address')}: cannot join the Ray cluster: "
-                f"{' '.join(str(exc).split())}"
+                f"{' '.join(str(exc).split())}{_auth_hint()}"
             ) from None
         raise exc
     return box["ctx"]

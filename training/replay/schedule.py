@@ -24,6 +24,7 @@ import hashlib
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,15 @@ import numpy as np
 
 from dlsys.common.errors import check_int
 
-__all__ = ["REQUIRED_COLUMNS", "STATUSES", "Schedule", "load_schedule", "read_trace_csv"]
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "STATUSES",
+    "Schedule",
+    "load_schedule",
+    "natural_key",
+    "read_trace_csv",
+    "stream_ranks",
+]
 
 #: Trace columns a replay reads (the others of the schema are allowed and ignored).
 REQUIRED_COLUMNS = ("learner", "seq", "read_version", "version", "t_apply", "status")
@@ -40,8 +49,18 @@ REQUIRED_COLUMNS = ("learner", "seq", "read_version", "version", "t_apply", "sta
 STATUSES = ("applied", "lost", "cancelled", "dropped")
 
 
-def _natural_key(name: str) -> tuple[Any, ...]:
+def natural_key(name: str) -> tuple[Any, ...]:
+    """Sort key of a learner name in natural order (``w-2`` before ``w-10``)."""
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
+
+
+def stream_ranks(names: Sequence[str]) -> np.ndarray:
+    """Each learner's sample-stream index: the rank of its name in natural order (the replay's
+    rule, which the real parameter server's learners follow too)."""
+    ranked = sorted(range(len(names)), key=lambda k: natural_key(names[k]))
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[ranked] = np.arange(len(names))
+    return rank
 
 
 @dataclass(frozen=True)
@@ -202,9 +221,8 @@ def _from_columns(
             f"then {int(v[j + 1])} at {where(int(order[j + 1]))})"
         )
     # Learners by natural name order: the stream index of learner k is rank[k].
-    ranked = sorted(range(len(names)), key=lambda k: _natural_key(names[k]))
-    rank = np.empty(len(names), dtype=np.int64)
-    rank[ranked] = np.arange(len(names))
+    rank = stream_ranks(names)
+    ranked = np.argsort(rank).tolist()
     return Schedule(
         learners=tuple(names[k] for k in ranked),
         learner=rank[learner[order]],

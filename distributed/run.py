@@ -83,13 +83,9 @@ def check_runnable(scenario: Scenario) -> None:
 
 def _stream_indices(names: list[str]) -> list[int]:
     # The replay's rule: a learner's sample stream is its name's rank in natural order.
-    from dlsys.training.replay.schedule import _natural_key
+    from dlsys.training.replay.schedule import stream_ranks
 
-    ranked = sorted(range(len(names)), key=lambda k: _natural_key(names[k]))
-    rank = [0] * len(names)
-    for r, k in enumerate(ranked):
-        rank[k] = r
-    return rank
+    return [int(r) for r in stream_ranks(names)]
 
 
 def run_ps(

@@ -59,16 +59,24 @@ _T_PREV, _T_LAST, _T_END = 0, 1, 2
 
 @numba.njit(cache=True, inline="always")
 def _candidates(
-    dur: Any, ptr: Any, fin: Any, started: Any, net: Any, t_prev: Any, work: tuple
-) -> tuple:
-    """Every live learner's next gradient if it read now: (learners, t_read, t_start,
-    t_done, arrival), learners in index order, as views of the ``work`` arrays. ``net`` is
-    (start, first_start, pull, push)."""
+    draws: tuple, ptr: Any, fin: Any, started: Any, net: Any, t_prev: Any, work: tuple
+) -> int:
+    """Every live learner's next gradient if it read now, into ``work[:5]`` (learners,
+    t_read, t_start, t_done, arrival; learners in index order); returns how many, or -1 if
+    a live learner needs more durations drawn first. ``draws`` is (durations, how many
+    there are, whether more can come) per learner; a learner whose durations ran out
+    finishes here, at its read. ``net`` is (start, first_start, pull, push)."""
+    dur, have, dur_done = draws
     start, first_start, pull, push = net
     who, tr, ts, td, ta = work[:5]
     m = 0
     for i in range(len(fin)):
         if fin[i]:
+            continue
+        if ptr[i] == have[i]:
+            if not dur_done[i]:
+                return -1
+            fin[i] = True
             continue
         if started[i]:
             tr[m] = t_prev
@@ -80,7 +88,7 @@ def _candidates(
         ta[m] = td[m] + push[i]
         who[m] = i
         m += 1
-    return who[:m], tr[:m], ts[:m], td[:m], ta[:m]
+    return m
 
 
 @numba.njit(cache=True)
@@ -208,16 +216,13 @@ def rounds_loop(
     )
     order_all, bucket, count, join_all = work[5:]
     while True:
-        for i in range(len(fin)):
-            if not fin[i] and ptr[i] == have[i]:
-                if not dur_done[i]:
-                    return _NEED_DRAWS
-                fin[i] = True  # its durations ran out: it finishes at its read
-        if state[_POS] + len(fin) > len(out[0]):
+        if state[_POS] + n > len(out[0]):
             return _NEED_ROOM
-        cand = _candidates(dur, ptr, fin, started, net, clock[_T_PREV], work)
+        m = _candidates((dur, have, dur_done), ptr, fin, started, net, clock[_T_PREV], work)
+        if m < 0:
+            return _NEED_DRAWS
+        cand = (work[0][:m], work[1][:m], work[2][:m], work[3][:m], work[4][:m])
         who, tr, ts, td, ta = cand
-        m = len(who)
         join = join_all[:m]
         join[:] = False
         need = k if k > 0 else m

@@ -36,7 +36,12 @@ from dlsys.simulator.distributions import Time
 from dlsys.simulator.limits import check_window
 from dlsys.simulator.scenario import Crash, PSPause, Scenario, Slowdown
 from dlsys.simulator.simpy_fast import uses_fast_path
-from dlsys.simulator.vector_loops import merge_order
+from dlsys.simulator.vector_loops import (
+    Columns,
+    extend_timelines,
+    merge_window,
+    split_timelines,
+)
 
 #: Largest integer time (in units of 1 / denominator) the exact mode accepts: beyond 2**53
 #: an int64 time would no longer convert to the float SimPy records exactly.
@@ -135,17 +140,17 @@ class Durations:
         self.given = 0
         self.done = False
         self.left = np.zeros(0, dtype=units.dtype)
-        self.draw: Callable[[], Any]
+        self.draw: Callable[[], Any] = lambda: []
+        self.joined: Callable[[int], np.ndarray] | None = None
         self.cache: dict[int, np.ndarray] = {}
         if units.exact:
             self.draw = spec.compute.sampler(rng, spec.speed)  # type: ignore[arg-type]
         else:
-            self.draw = spec.compute.block_sampler(rng, spec.speed)  # type: ignore[arg-type]
+            self.joined = spec.compute.joined_sampler(rng, spec.speed)  # type: ignore[arg-type]
 
     def _block(self) -> np.ndarray:
+        """The next block of a deterministic sampler, as exact integer units."""
         raw = self.draw()
-        if not self.units.exact:
-            return raw
         # Deterministic samplers hand out the same list object again (fixed, repeat):
         # convert each distinct block once.
         key = id(raw)
@@ -161,6 +166,9 @@ class Durations:
             m = min(m, self.budget - self.given)
         parts = [self.left]
         have = len(self.left)
+        if have < m and self.joined is not None:  # random: whole blocks, one call
+            parts.append(self.joined(m - have))
+            have += len(parts[-1])
         while have < m:
             b = self._block()
             if len(b) == 0:
@@ -176,90 +184,80 @@ class Durations:
         return out
 
 
-class Timeline:
-    """One learner that never waits for anyone: its reads, compute starts, compute ends and
-    arrivals at the PS (in :class:`Units`), extended chunk by chunk.
+class Timelines:
+    """Every learner that never waits for anyone, as flat arrays: its reads, compute
+    starts, compute ends and arrivals at the PS (in :class:`Units`), extended window by
+    window and handed out up to a cut (:func:`extend_timelines`, :func:`split_timelines`).
 
-    Its next gradient reads at the instant its last one arrived (at once after a push for
-    k-batch-async and softsync; at the update that applies it, which is its arrival, for
-    async), so every time is a running sum: SimPy's additions ``t_read + pull``,
-    ``t_start + compute``, ``t_done + push``, in that order (pull and push of 0 are not added
-    there, and adding 0.0 changes no float).
+    A learner's next gradient reads at the instant its last one arrived (at once after a
+    push for k-batch-async and softsync; at the update that applies it, which is its
+    arrival, for async), so every time is a running sum: SimPy's additions ``t_read +
+    pull``, ``t_start + compute``, ``t_done + push``, in that order (pull and push of 0 are
+    not added there, and adding 0.0 changes no float).
     """
 
-    def __init__(self, scenario: Scenario, i: int, durations: Durations, units: Units):
-        spec = scenario.learners[i]
+    def __init__(self, scenario: Scenario, durations: list[Durations], units: Units):
+        n = scenario.n
+        dt = units.dtype
         self.dur = durations
         self.units = units
-        self.start = units.of(spec.start_delay)
-        # The first compute starts at start_delay + pull, both exact: SimPy adds them exactly.
-        self.first_start = units.of(Fraction(spec.start_delay) + Fraction(spec.pull_time))
-        self.pull = units.of(spec.pull_time)
-        self.push = units.of(spec.push_time)
-        self.network = bool(spec.pull_time or spec.push_time)
-        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        self.count = 0  # gradients made so far
-        self.emitted = 0  # gradients handed out by take_until
-        self.last_arrival: Any = self.start  # arrival of the last gradient made (or start)
-        self.last_emitted: Any = None  # arrival of the last gradient handed out
+        self.start = np.zeros(n, dtype=dt)
+        self.first_start = np.zeros(n, dtype=dt)
+        self.pull = np.zeros(n, dtype=dt)
+        self.push = np.zeros(n, dtype=dt)
+        self.cycle = np.ones(n)  # rough seconds per gradient, as cycle_means gives them
+        for i, spec in enumerate(scenario.learners):
+            pull, push = spec.pull_time, spec.push_time
+            m = spec.compute.mean / float(spec.speed) + float(pull) + float(push)
+            if math.isfinite(m) and m > 0:
+                self.cycle[i] = m
+            self.start[i] = units.of(spec.start_delay)
+            # The first compute starts at start_delay + pull, both exact: SimPy adds them
+            # exactly.
+            self.first_start[i] = (
+                units.of(Fraction(spec.start_delay) + Fraction(pull)) if pull else self.start[i]
+            )
+            self.pull[i] = units.of(pull)
+            self.push[i] = units.of(push)
+        self.count = np.zeros(n, dtype=np.int64)  # gradients made so far
+        self.emitted = np.zeros(n, dtype=np.int64)  # gradients handed out by take_until
+        self.last_arrival = self.start.copy()  # arrival of the last gradient made (or start)
+        self.last_emitted = np.zeros(n, dtype=dt)  # arrival of the last one handed out
+        z = np.zeros(0, dtype=dt)
+        self.pend: Columns = (z, z, z)  # pending gradients, learner by learner
+        self.pend_off = np.zeros(n + 1, dtype=np.int64)
 
-    def extend(self, m: int) -> None:
-        """Add the next up to ``m`` gradients."""
-        d = self.dur.take(m)
-        k = len(d)
-        if k == 0:
-            return
-        dt = self.units.dtype
-        first = self.count == 0
-        prev = self.last_arrival
-        if not self.network:
-            c = np.empty(k + 1, dtype=dt)
-            c[0] = self.first_start if first else prev
-            c[1:] = d
-            done = np.cumsum(c)[1:]
-            arrive = done
-            read = np.empty(k, dtype=dt)
-            read[0] = prev
-            read[1:] = done[:-1]
-            start = read
-        else:
-            c = np.empty(3 * k + 1, dtype=dt)
-            c[0] = prev
-            c[1::3] = self.pull
-            c[2::3] = d
-            c[3::3] = self.push
-            if first:  # start_delay + pull exactly, then compute
-                c[0] = self.first_start
-                c[1] = 0
-            s = np.cumsum(c)
-            start, done, arrive = s[1::3], s[2::3], s[3::3]
-            read = np.empty(k, dtype=dt)
-            read[0] = prev
-            read[1:] = arrive[:-1]
-        self.parts.append((read, start, done, arrive))
-        self.count += k
-        self.last_arrival = arrive[-1]
+    def extend(self, wants: dict[int, int]) -> None:
+        """Add the next up to ``wants[i]`` gradients of learner ``i``."""
+        n = len(self.dur)
+        lens = np.zeros(n + 1, dtype=np.int64)
+        parts = []
+        for i, m in wants.items():
+            d = self.dur[i].take(m)
+            lens[i + 1] = len(d)
+            parts.append(d)
+        dur = np.concatenate(parts) if parts else np.zeros(0, dtype=self.units.dtype)
+        self.pend, self.pend_off = extend_timelines(
+            self.pend,
+            self.pend_off,
+            dur,
+            np.cumsum(lens),
+            self.count,
+            self.last_arrival,
+            self.first_start,
+            self.pull,
+            self.push,
+        )
 
-    def pending(self) -> tuple[np.ndarray, ...]:
-        """(t_read, t_start, t_done, t_arrive) of the gradients made, not handed out."""
-        if not self.parts:
-            e = np.zeros(0, dtype=self.units.dtype)
-            return e, e, e, e
-        if len(self.parts) > 1:
-            self.parts = [tuple(np.concatenate(x) for x in zip(*self.parts, strict=True))]  # type: ignore[list-item]
-        return self.parts[0]
-
-    def take_until(self, cut: Any) -> tuple[np.ndarray, ...]:
-        """Hand out the pending gradients that arrive at or before ``cut``."""
-        cols = self.pending()
-        m = int(np.searchsorted(cols[3], cut, side="right"))
-        out = tuple(c[:m] for c in cols)
-        rest = tuple(c[m:] for c in cols)
-        self.parts = [rest] if len(rest[0]) else []  # type: ignore[list-item]
-        if m:
-            self.emitted += m
-            self.last_emitted = out[3][-1]
-        return out
+    def take_until(self, cut: Any) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        """Hand out the pending gradients that arrive at or before ``cut``: their four
+        times (learner by learner) and the learners' offsets in them."""
+        win, off, self.pend, self.pend_off = split_timelines(self.pend, self.pend_off, cut)
+        counts = np.diff(off)
+        has = counts > 0
+        self.emitted += counts
+        self.last_emitted[has] = win[2][off[1:][has] - 1]
+        return win, off
 
 
 # ----------------------------------------------------------------------------- merge
@@ -292,10 +290,11 @@ class _Merge:
         self.units = units = Units(scenario)
         n = scenario.n
         self.k = scenario.protocol.batch_size(n) or 1
-        self.tls = [
-            Timeline(scenario, i, Durations(scenario, i, rngs[i], units), units) for i in range(n)
-        ]
-        self.cyc = cycle_means(scenario) * (units.den if units.exact else 1.0)
+        self.tl = Timelines(
+            scenario, [Durations(scenario, i, rngs[i], units) for i in range(n)], units
+        )
+        self.cyc = self.tl.cycle * (units.den if units.exact else 1.0)
+        self.fast = uses_fast_path(scenario)
         self.base = 0  # arrivals merged so far (the queue positions handed out)
         self.start_le = np.zeros(n, dtype=np.int64)  # arrivals so far at or before each start
         self.carry_le = np.zeros(n, dtype=np.int64)  # ... at or before each last arrival
@@ -309,23 +308,26 @@ class _Merge:
     def _extend_to(self, goal: float) -> Any:
         """Make gradients until every active learner's last arrival reaches ``goal``;
         return the horizon (min last arrival of the active learners; inf if none)."""
+        tl = self.tl
         wants: dict[int, int] = {}
-        for i, t in enumerate(self.tls):
-            if t.dur.done:
+        last_arrival, start, count = tl.last_arrival.tolist(), tl.start.tolist(), tl.count.tolist()
+        for i, dur in enumerate(tl.dur):
+            if dur.done:
                 continue
-            last = float(t.last_arrival)
+            last = float(last_arrival[i])
             if last < goal:
-                if t.count:
-                    self.cyc[i] = max((last - float(t.start)) / t.count, 1e-300)
+                if count[i]:
+                    self.cyc[i] = max((last - float(start[i])) / count[i], 1e-300)
                 wants[i] = int(min((goal - last) / self.cyc[i] * 1.05, 2**40)) + 16
         drawn = 0  # what the learners will draw: a learner's budget caps it
         for i, m in wants.items():
-            dur = self.tls[i].dur
+            dur = tl.dur[i]
             drawn += m if dur.budget is None else min(m, dur.budget - dur.given)
         check_window(self.sc, drawn, float(goal))
-        for i, m in wants.items():
-            self.tls[i].extend(m)
-        active = [t.last_arrival for t in self.tls if not t.dur.done]
+        tl.extend(wants)
+        active = [
+            a for a, dur in zip(tl.last_arrival.tolist(), tl.dur, strict=True) if not dur.done
+        ]
         return min(active) if active else math.inf
 
     def _goal(self, horizon: Any) -> float:
@@ -354,48 +356,33 @@ class _Merge:
     def _window(self, cut: Any, emit: Callable[[dict[str, np.ndarray]], None]) -> tuple:
         """Merge the arrivals up to ``cut``; emit complete updates. Returns (done, t_end,
         stop reason)."""
-        units, k, n = self.units, self.k, self.sc.n
-        before = [t.emitted for t in self.tls]
-        first_read = np.array(
-            [t.start if b == 0 else t.last_emitted for t, b in zip(self.tls, before, strict=True)],
-            dtype=units.dtype,
-        )
-        started = np.array(before) > 0
-        parts = [t.take_until(cut) for t in self.tls]
-        counts = np.array([len(p[0]) for p in parts], dtype=np.int64)
-        read, start, done, arrive = (np.concatenate([p[j] for p in parts]) for j in range(4))
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
+        k, n = self.k, self.sc.n
+        tl = self.tl
+        seq0 = tl.emitted.copy()
+        started = seq0 > 0
+        first_read = np.where(started, tl.last_emitted, tl.start)
+        (start, done, arrive), offsets = tl.take_until(cut)
+        counts = np.diff(offsets)
         first_base = np.where(started, self.carry_le, self.start_le)
         # (a started learner's first read here is an arrival of an earlier window: all of
-        # the window's arrivals come after it, so searchsorted adds 0 to its carry)
-        order, rv, sorted_t, gle = merge_order(
-            arrive, offsets, first_read, first_base, self.base, k
+        # the window's arrivals come after it, so it counts none of them)
+        network = bool(np.any(tl.pull) or np.any(tl.push))
+        rows, reads_le, last_le = merge_window(
+            (start, done, arrive),
+            offsets,
+            first_read,
+            first_base,
+            seq0,
+            self.base,
+            k,
+            network,
         )
-        learner = np.repeat(np.arange(n, dtype=np.int32), counts)
-        emitted_before = np.array(before, dtype=np.int64)
-        seq = (
-            np.arange(len(learner))
-            - np.repeat(offsets[:-1], counts)
-            + 1
-            + np.repeat(emitted_before, counts)
-        ).astype(np.int32)
-        for i in np.flatnonzero(~started):
-            self.start_le[i] += int(np.searchsorted(sorted_t, self.tls[i].start, side="right"))
-        ends = offsets[1:][counts > 0] - 1
-        self.carry_le[counts > 0] = gle[ends]
+        self.start_le[~started] += reads_le[~started]
+        has = counts > 0
+        self.carry_le[has] = last_le[has]
         if len(arrive):
             m = np.max(arrive)
             self.max_arrival = m if self.max_arrival is None else max(self.max_arrival, m)
-        rows = {
-            "learner": learner[order],
-            "seq": seq[order],
-            "read_version": rv[order],
-            "t_read": read[order],
-            "t_start": start[order],
-            "t_done": done[order],
-            "arrive": sorted_t,
-        }
         if self.held is not None:
             rows = {c: np.concatenate([self.held[c], rows[c]]) for c in rows}
         first_pos = self.base - (0 if self.held is None else len(self.held["learner"]))
@@ -416,13 +403,13 @@ class _Merge:
         if not stop and cut == math.inf:
             stop, t_end = "learners finished", self.max_arrival
             if t_end is None:
-                t_end = max(t.start for t in self.tls)
+                t_end = max(self.tl.start.tolist())
         finished = bool(stop)
         self.updates = v0 + take
         self._emit(rows, take, v0, upd, emit)
         rest = slice(take * k if finished else complete, None)
         self.held = {c: a[rest] for c, a in rows.items()} if not finished else None
-        self.window_rows = (start, done, learner)
+        self.window_rows = (start, done, np.repeat(np.arange(n, dtype=np.int32), counts))
         return finished, t_end, stop
 
     def _emit(self, rows: dict, take: int, v0: int, upd: np.ndarray, emit: Callable) -> None:
@@ -431,7 +418,7 @@ class _Merge:
         if m == 0:
             return
         version = v0 + np.arange(m, dtype=np.int64) // k
-        t_apply = units.seconds(np.repeat(upd[:take], k))
+        t_apply = units.seconds(upd[:take] if k == 1 else np.repeat(upd[:take], k))
         out = {
             "learner": rows["learner"][:m],
             "seq": rows["seq"][:m],
@@ -439,7 +426,7 @@ class _Merge:
             "version": version,
             "t_read": units.seconds(rows["t_read"][:m]),
         }
-        if uses_fast_path(self.sc):  # arrays shared as the SimPy fast path shares them
+        if self.fast:  # arrays shared as the SimPy fast path shares them
             out["t_start"] = out["t_read"]
             out["t_done"] = t_apply
         else:
@@ -456,13 +443,16 @@ class _Merge:
         inflight = np.full(n, np.nan)
         if stop == "learners finished":
             return inflight
-        start, done, learner = self.window_rows
-        pend = [t.pending() for t in self.tls]
-        pl = np.repeat(np.arange(n, dtype=np.int32), [len(p[0]) for p in pend])
-        start = np.concatenate([start, *[p[1] for p in pend]])
-        done = np.concatenate([done, *[p[2] for p in pend]])
-        learner = np.concatenate([learner, pl])
-        pulls = np.array([t.pull != 0 for t in self.tls])[learner]
+        tl = self.tl
+        w_start, w_done, w_learner = self.window_rows
+        p_learner = np.repeat(np.arange(n, dtype=np.int32), np.diff(tl.pend_off))
+        parts = ((w_start, w_done, w_learner), (tl.pend[0], tl.pend[1], p_learner))
+        # (only computations that end after the stop can be in flight: select those first)
+        late = [d > t_end if stop == "until_updates" else d >= t_end for _, d, _ in parts]
+        start, done, learner = (
+            np.concatenate([p[j][m] for p, m in zip(parts, late, strict=True)]) for j in range(3)
+        )
+        pulls = (tl.pull != 0)[learner]
         if stop == "until_updates":
             running = ((start < t_end) | ((start == t_end) & pulls)) & (done > t_end)
         else:

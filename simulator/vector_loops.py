@@ -1,31 +1,165 @@
-"""Compiled loops of the vector engine (numba, no fast-math: every float operation is the one
-IEEE operation SimPy makes, so results are bit-for-bit the same).
+"""Compiled loops of the vector engine's merge path (numba, no fast-math: every float
+operation is the one IEEE operation SimPy makes, so results are bit-for-bit the same).
 
-* :func:`merge_order` -- the merge of per-learner arrival times into the PS queue
-  order (time, then read version, then learner: the tie rule), with each gradient's read
-  version;
-* the round and gated event loops of :mod:`dlsys.simulator.vector_rounds`.
+* :func:`extend_timelines` -- each learner's next gradients as running sums of its pull,
+  compute and push times;
+* :func:`split_timelines` -- hand out the gradients that arrive up to a cut;
+* :func:`merge_window` -- the merge of every learner's arrivals into the PS queue order
+  (time, then read version, then learner: the tie rule), with each gradient's read version,
+  written out as the window's trace rows.
 
+Every large array is allocated here, in Python, by numpy and filled by a compiled loop:
+numpy backs large arrays with huge pages, and the first touch of the 4 KiB pages of an
+array allocated inside a compiled function cost more than the loops themselves.
 Functions are compiled on first use and cached on disk (``cache=True``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numba
 import numpy as np
 
 # NOTE: numba compiles these for float64 (random compute times) and int64 (exact times).
 
+#: A learner-by-learner store of gradients: (t_start, t_done, t_arrive). (A gradient
+#: reads at its learner's previous arrival, so t_read is not stored.)
+Columns = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _empty3(size: int, dtype: Any) -> Columns:
+    return (np.empty(size, dtype=dtype), np.empty(size, dtype=dtype), np.empty(size, dtype=dtype))
+
+
+# ----------------------------------------------------------------------------- timelines
+
+
+def extend_timelines(
+    pend: Columns,
+    pend_off: np.ndarray,
+    dur: np.ndarray,
+    dur_off: np.ndarray,
+    count: np.ndarray,
+    last_arrival: np.ndarray,
+    first_start: np.ndarray,
+    pull: np.ndarray,
+    push: np.ndarray,
+) -> tuple[Columns, np.ndarray]:
+    """Each learner's pending (t_start, t_done, t_arrive), learner by learner,
+    followed by the gradients of its new durations ``dur[dur_off[i]:dur_off[i + 1]]``;
+    and the learners' offsets in them.
+
+    A learner that never waits for others has running sums for times: from its last
+    arrival (``last_arrival``; its first compute starts at ``first_start``), SimPy's
+    additions ``+ pull``, ``+ compute``, ``+ push`` one at a time, as ``numpy.cumsum``
+    adds (a pull or push of 0 adds nothing). Updates ``count`` and ``last_arrival``.
+    """
+    off = np.zeros(len(pend_off), dtype=np.int64)
+    np.cumsum(np.diff(pend_off) + np.diff(dur_off), out=off[1:])
+    out = _empty3(int(off[-1]), last_arrival.dtype)
+    _extend(pend, pend_off, dur, dur_off, count, last_arrival, first_start, pull, push, out, off)
+    return out, off
+
 
 @numba.njit(cache=True)
-def sort_by_time(t: np.ndarray) -> np.ndarray:
-    """Indices that sort ``t`` by (value, index): a bucket sort (buckets of about four
-    values, in time order: IEEE division and floor are monotone, so bucket order is time
-    order) with an insertion sort inside each bucket. Linear time for spread-out times."""
+def _extend(
+    pend: Columns,
+    pend_off: np.ndarray,
+    dur: np.ndarray,
+    dur_off: np.ndarray,
+    count: np.ndarray,
+    last_arrival: np.ndarray,
+    first_start: np.ndarray,
+    pull: np.ndarray,
+    push: np.ndarray,
+    out: Columns,
+    off: np.ndarray,
+) -> None:
+    n = len(pend_off) - 1
+    start_o, done_o, arrive_o = out
+    for i in range(n):
+        w = off[i]
+        for c in range(3):
+            out[c][w : w + pend_off[i + 1] - pend_off[i]] = pend[c][pend_off[i] : pend_off[i + 1]]
+        w += pend_off[i + 1] - pend_off[i]
+        if dur_off[i] == dur_off[i + 1]:
+            continue
+        prev = last_arrival[i]
+        network = pull[i] != 0 or push[i] != 0
+        for j in range(dur_off[i], dur_off[i + 1]):
+            if count[i] == 0:
+                s = first_start[i]  # start_delay + pull, exact
+            elif network:
+                s = prev + pull[i]
+            else:
+                s = prev
+            d = s + dur[j]
+            a = d + push[i] if network else d
+            start_o[w] = s
+            done_o[w] = d
+            arrive_o[w] = a
+            prev = a
+            count[i] += 1
+            w += 1
+        last_arrival[i] = prev
+
+
+@numba.njit(cache=True)
+def _cut_counts(arrive: np.ndarray, pend_off: np.ndarray, cut: Any) -> np.ndarray:
+    n = len(pend_off) - 1
+    take = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        take[i] = np.searchsorted(arrive[pend_off[i] : pend_off[i + 1]], cut, side="right")
+    return take
+
+
+@numba.njit(cache=True)
+def _split(
+    pend: Columns,
+    pend_off: np.ndarray,
+    win: Columns,
+    take: np.ndarray,
+    rest: Columns,
+    keep: np.ndarray,
+) -> None:
+    for i in range(len(pend_off) - 1):
+        a = pend_off[i]
+        m = take[i + 1] - take[i]
+        for c in range(3):
+            win[c][take[i] : take[i + 1]] = pend[c][a : a + m]
+            rest[c][keep[i] : keep[i + 1]] = pend[c][a + m : pend_off[i + 1]]
+
+
+def split_timelines(
+    pend: Columns, pend_off: np.ndarray, cut: Any
+) -> tuple[Columns, np.ndarray, Columns, np.ndarray]:
+    """Split each learner's pending gradients at ``cut``: those arriving at or before it
+    (the window, learner by learner, and its offsets) and the rest (the new pending, and
+    its offsets)."""
+    counts = _cut_counts(pend[2], pend_off, cut)
+    take = np.zeros(len(pend_off), dtype=np.int64)
+    np.cumsum(counts, out=take[1:])
+    keep = np.zeros(len(pend_off), dtype=np.int64)
+    np.cumsum(np.diff(pend_off) - counts, out=keep[1:])
+    dt = pend[2].dtype
+    win, rest = _empty3(int(take[-1]), dt), _empty3(int(keep[-1]), dt)
+    _split(pend, pend_off, win, take, rest, keep)
+    return win, take, rest, keep
+
+
+# ----------------------------------------------------------------------------- merge
+
+
+@numba.njit(cache=True)
+def _sort_by_time(t: np.ndarray, order: np.ndarray, bucket: np.ndarray) -> None:
+    """``order`` := indices that sort ``t`` by (value, index): a bucket sort (buckets of
+    about four values, in time order: IEEE division and floor are monotone, so bucket order
+    is time order) with an insertion sort inside each bucket. Linear time for spread-out
+    times. ``bucket``: scratch of len(t) entries."""
     total = len(t)
-    order = np.empty(total, dtype=np.int64)
     if total == 0:
-        return order
+        return
     lo, hi = t[0], t[0]
     for v in t:
         lo = min(lo, v)
@@ -33,7 +167,6 @@ def sort_by_time(t: np.ndarray) -> np.ndarray:
     nb = total // 4 + 1
     span = float(hi - lo)
     scale = (nb - 1) / span if span > 0 else 0.0
-    bucket = np.empty(total, dtype=np.int64)
     start = np.zeros(nb + 1, dtype=np.int64)
     for g in range(total):
         b = int(float(t[g] - lo) * scale)
@@ -55,76 +188,156 @@ def sort_by_time(t: np.ndarray) -> np.ndarray:
                 order[s + 1] = order[s]
                 s -= 1
             order[s + 1] = x
-    return order
 
 
-@numba.njit(cache=True)
-def merge_order(
-    arrive: np.ndarray,
+def merge_window(
+    cols: Columns,
     offsets: np.ndarray,
     first_read: np.ndarray,
     first_base: np.ndarray,
+    seq0: np.ndarray,
     base: int,
     k: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Queue order of a window of gradients, their read versions, the sorted arrival times
-    and, per gradient, the number of arrivals (all windows) at or before its arrival.
+    network: bool,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """A window's rows in PS queue order, with their read versions.
 
-    ``arrive``: arrival times, learner by learner (each learner's ascending), learner ``i``
-    in ``arrive[offsets[i]:offsets[i + 1]]``; every earlier window's ``base`` arrivals came
-    before all of these. ``first_read``: each learner's first read time in the window (its
-    later reads are at its previous arrival); ``first_base``: arrivals of earlier windows
-    at or before that read. ``k``: gradients per update. The read version is the number of
-    updates at or before the read: floor(arrivals at or before it / k).
+    ``cols``: (t_start, t_done, t_arrive) of the window's gradients, learner by
+    learner (each learner's ascending), learner ``i``'s at ``offsets[i]:offsets[i + 1]``;
+    every earlier window's ``base`` arrivals came before all of these. ``first_read``:
+    each learner's first read time in the window (its later reads are at its previous
+    arrival); ``first_base``: arrivals of earlier windows at or before that read;
+    ``seq0``: gradients each learner handed out before; ``k``: gradients per update. The
+    read version is the number of updates at or before the read: floor(arrivals at or
+    before it / k). Without ``network`` (no pull or push times) t_start is t_read and
+    t_done is t_arrive, and the rows share those arrays.
+
+    Returns the rows (learner, seq, read_version, t_read, t_start, t_done, arrive),
+    ``reads_le`` (per learner: arrivals of this window at or before ``first_read``) and
+    ``last_le`` (per learner: ``base`` + arrivals at or before its last arrival here; -1
+    if it has none).
     """
+    total = len(cols[2])
+    dt = cols[2].dtype
+    order = np.empty(total, dtype=np.int64)
+    scratch = np.empty(total, dtype=np.int64)  # bucket numbers, then read versions
+    _sort_by_time(cols[2], order, scratch)
+    out: dict[str, np.ndarray] = {
+        "learner": np.empty(total, dtype=np.int32),
+        "seq": np.empty(total, dtype=np.int32),
+        "read_version": np.empty(total, dtype=np.int64),
+        "t_read": np.empty(total, dtype=dt),
+        "arrive": np.empty(total, dtype=dt),
+    }
+    if network:
+        out["t_start"] = np.empty(total, dtype=dt)
+        out["t_done"] = np.empty(total, dtype=dt)
+    else:
+        out["t_start"] = out["t_read"]
+        out["t_done"] = out["arrive"]
+    reads_le, last_le = _merge(
+        cols,
+        offsets,
+        first_read,
+        first_base,
+        seq0,
+        base,
+        k,
+        order,
+        scratch,
+        np.repeat(np.arange(len(offsets) - 1, dtype=np.int32), np.diff(offsets)),
+        out["learner"],
+        out["seq"],
+        out["read_version"],
+        out["t_read"],
+        out["t_start"],
+        out["t_done"],
+        out["arrive"],
+        network,
+    )
+    return out, reads_le, last_le
+
+
+@numba.njit(cache=True)
+def _merge(
+    cols: Columns,
+    offsets: np.ndarray,
+    first_read: np.ndarray,
+    first_base: np.ndarray,
+    seq0: np.ndarray,
+    base: int,
+    k: int,
+    order: np.ndarray,
+    read_version: np.ndarray,
+    lrn: np.ndarray,
+    o_learner: np.ndarray,
+    o_seq: np.ndarray,
+    o_rv: np.ndarray,
+    o_read: np.ndarray,
+    o_start: np.ndarray,
+    o_done: np.ndarray,
+    o_arrive: np.ndarray,
+    network: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One walk over the runs of equal arrival times, in time order (``order``; gradients
+    are numbered learner by learner, so (time, index) order is (time, learner); ``lrn``:
+    each gradient's learner). A gradient's read version is known when its run is reached
+    (its learner's previous arrival came earlier, or in the same run, whose end is known
+    first); then the run is put in tie-rule order (read version, learner index) and
+    written out."""
+    start, done, arrive = cols
     n = len(offsets) - 1
     total = offsets[n]
-    # Gradients are numbered learner by learner, so (time, index) order is (time, learner).
-    order = sort_by_time(arrive)
-    pos = np.empty(total, dtype=np.int64)
-    sorted_t = np.empty(total, dtype=arrive.dtype)
-    for p in range(total):
-        pos[order[p]] = p
-        sorted_t[p] = arrive[order[p]]
-    # Arrivals at or before each sorted position: the end of its run of equal times.
-    le = np.empty(total, dtype=np.int64)
-    p = total - 1
-    while p >= 0:
-        q = p
-        while q > 0 and sorted_t[q - 1] == sorted_t[p]:
-            q -= 1
-        for r in range(q, p + 1):
-            le[r] = p + 1
-        p = q - 1
-    read_version = np.empty(total, dtype=np.int64)
+    # Arrivals of this window at or before each learner's first read: queries in time order
+    # against the sorted arrivals (searchsorted, side="right").
+    q_order = np.argsort(first_read)
+    reads_le = np.zeros(n, dtype=np.int64)
+    p = 0
+    for j in range(n):
+        i = q_order[j]
+        while p < total and arrive[order[p]] <= first_read[i]:
+            p += 1
+        reads_le[i] = p
     for i in range(n):
-        a, b = offsets[i], offsets[i + 1]
-        if a == b:
-            continue
-        read_version[a] = (
-            first_base[i] + np.searchsorted(sorted_t, first_read[i], side="right")
-        ) // k
-        for g in range(a + 1, b):
-            read_version[g] = (base + le[pos[g - 1]]) // k
-    # The tie rule inside runs of equal arrival times: (read version, learner index).
+        if offsets[i] < offsets[i + 1]:
+            read_version[offsets[i]] = (first_base[i] + reads_le[i]) // k
+    last_le = np.full(n, -1, dtype=np.int64)
     p = 0
     while p < total:
+        t = arrive[order[p]]
         q = p + 1
-        while q < total and sorted_t[q] == sorted_t[p]:
+        while q < total and arrive[order[q]] == t:
             q += 1
-        if q - p > 1:
-            for r in range(p + 1, q):  # insertion sort of a short run
-                x = order[r]
-                s = r - 1
-                while s >= p and (
-                    read_version[order[s]] > read_version[x]
-                    or (read_version[order[s]] == read_version[x] and order[s] > x)
-                ):
-                    order[s + 1] = order[s]
-                    s -= 1
-                order[s + 1] = x
+        le = base + q  # arrivals (all windows) at or before t
+        for r in range(p, q):
+            x = order[r]
+            i = lrn[x]
+            if x + 1 < offsets[i + 1]:  # its next gradient reads at this arrival
+                read_version[x + 1] = le if k == 1 else le // k
+            else:
+                last_le[i] = le
+        for r in range(p + 1, q):  # the tie rule inside the run: insertion sort
+            x = order[r]
+            s = r - 1
+            while s >= p and (
+                read_version[order[s]] > read_version[x]
+                or (read_version[order[s]] == read_version[x] and order[s] > x)
+            ):
+                order[s + 1] = order[s]
+                s -= 1
+            order[s + 1] = x
+        for r in range(p, q):
+            x = order[r]
+            i = lrn[x]
+            o_learner[r] = i
+            o_seq[r] = seq0[i] + x - offsets[i] + 1
+            o_rv[r] = read_version[x]
+            # (a gradient reads at its learner's previous arrival: arrive[x - 1], next to
+            # arrive[x] in memory, instead of a gather from ``read``)
+            o_read[r] = first_read[i] if x == offsets[i] else arrive[x - 1]
+            o_arrive[r] = arrive[x]
+            if network:
+                o_start[r] = start[x]
+                o_done[r] = done[x]
         p = q
-    gle = np.empty(total, dtype=np.int64)
-    for g in range(total):
-        gle[g] = base + le[pos[g]]
-    return order, read_version, sorted_t, gle
+    return reads_le, last_le

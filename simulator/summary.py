@@ -30,25 +30,35 @@ from dlsys.simulator.scenario import Scenario
 BLOCK = 1 << 16
 
 
+#: Rows up to which the per-learner histograms count in int32 (no bin can overflow):
+#: half the memory and cache traffic of int64; a longer run widens them to int64.
+HIST32_ROWS = 2**31 - 1
+
+
 @numba.njit(cache=True)
 def _scan_rows(
-    learner: np.ndarray, status: np.ndarray, version: np.ndarray, read_version: np.ndarray, n: int
-) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Staleness of each row (version - read_version if applied, else 0), the largest
-    staleness of each learner's rows (0 for none) and whether every row is applied."""
-    stale = np.empty(len(learner), np.int64)
+    learner: np.ndarray,
+    status: np.ndarray,
+    version: np.ndarray,
+    read_version: np.ndarray,
+    n: int,
+    stale: np.ndarray,
+) -> tuple[np.ndarray, int]:
+    """``stale`` := staleness of each row (version - read_version if applied, else 0);
+    returns the largest staleness of each learner's rows (0 for none) and the number of
+    applied rows."""
     top = np.zeros(n, np.int64)
-    all_ok = True
+    applied = 0
     for r in range(len(learner)):
         if status[r] == 0:
             s = version[r] - read_version[r]
             stale[r] = s
             if s > top[learner[r]]:
                 top[learner[r]] = s
+            applied += 1
         else:
             stale[r] = 0
-            all_ok = False
-    return stale, top, all_ok
+    return top, applied
 
 
 @numba.njit(cache=True)
@@ -64,12 +74,13 @@ def _add_rows(
     offsets: np.ndarray,
     total_hist: np.ndarray,
     stale_sum: np.ndarray,
+    grouped: np.ndarray,
 ) -> None:
     """Per-row accumulation in trace order: busy time ``t_done - t_start`` (NaN as 0 and
     infinities as the largest float, as ``numpy.nan_to_num``; added as ``numpy.bincount``
     adds), status counts, and the staleness of applied rows into learner i's histogram
     ``hist[offsets[i]:offsets[i + 1]]``, into ``total_hist`` and into the exact integer
-    sum ``stale_sum[i]``."""
+    sum ``stale_sum[i]``. ``grouped``: scratch of one entry per applied row."""
     n = len(offsets) - 1
     big = np.finfo(np.float64).max
     before = counts[0].copy()
@@ -92,7 +103,6 @@ def _add_rows(
     fill = np.zeros(n + 1, np.int64)
     for i in range(n):
         fill[i + 1] = fill[i] + counts[0, i] - before[i]
-    grouped = np.empty(fill[n], np.int64)
     for r in range(len(learner)):
         if status[r] == 0:
             i = learner[r]
@@ -168,7 +178,7 @@ class SummaryStats:
         # Per-learner staleness histograms, one flat array (learner i's bins from
         # offsets[i]); each grows to that learner's own largest staleness.
         self.offsets = np.arange(0, 16 * (n + 1), 16, dtype=np.int64)
-        self.hist = np.zeros(16 * n, dtype=np.int64)
+        self.hist = np.zeros(16 * n, dtype=np.int32)  # int64 beyond HIST32_ROWS rows
         self.total_hist = np.zeros(16, dtype=np.int64)
         self.stale_sum = np.zeros(n, dtype=np.int64)  # exact staleness sum per learner
         self.last_apply = -math.inf
@@ -183,9 +193,13 @@ class SummaryStats:
         if len(learner) == 0:
             return
         status = cols["status"]
-        stale, top, all_ok = _scan_rows(
-            learner, status, cols["version"], cols["read_version"], self.n
+        # (large arrays come from numpy, on huge pages: cheaper to touch first)
+        stale = np.empty(len(learner), dtype=np.int64)
+        top, applied = _scan_rows(
+            learner, status, cols["version"], cols["read_version"], self.n, stale
         )
+        if self.hist.dtype == np.int32 and self.rows + len(learner) > HIST32_ROWS:
+            self.hist = self.hist.astype(np.int64)
         self._fit(top)
         _add_rows(
             learner,
@@ -199,14 +213,15 @@ class SummaryStats:
             self.offsets,
             self.total_hist,
             self.stale_sum,
+            np.empty(applied, dtype=np.int64),
         )
         self.rows += len(learner)
-        if all_ok:  # (no boolean selection: the common case, and a copy less per column)
+        if applied == len(learner):  # (the common case: no boolean selection, no copies)
             t_apply, t_done, ok_stale, ok_learner = cols["t_apply"], cols["t_done"], stale, learner
         else:
-            ok = status == APPLIED
-            if not ok.any():
+            if applied == 0:
                 return
+            ok = status == APPLIED
             t_apply, t_done = cols["t_apply"][ok], cols["t_done"][ok]
             ok_stale, ok_learner = stale[ok], learner[ok]
         self.last_apply = max(self.last_apply, float(np.max(t_apply)))
@@ -231,7 +246,7 @@ class SummaryStats:
         new_width = np.where(grow, np.maximum(top + 1, 2 * width), width)
         offsets = np.zeros(self.n + 1, dtype=np.int64)
         np.cumsum(new_width, out=offsets[1:])
-        hist = np.zeros(int(offsets[-1]), dtype=np.int64)
+        hist = np.zeros(int(offsets[-1]), dtype=self.hist.dtype)
         for i in range(self.n):
             a, w = self.offsets[i], width[i]
             hist[offsets[i] : offsets[i] + w] = self.hist[a : a + w]

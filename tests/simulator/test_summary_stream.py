@@ -90,3 +90,25 @@ def test_block_sum_is_numpy_sum_within_a_block():
     for part in np.array_split(x, 7):
         b.add(part)
     assert b.sum() == float(np.sum(x))
+
+
+def test_histograms_widen_to_int64_before_a_bin_could_overflow(monkeypatch):
+    # The histograms count in int32 up to HIST32_ROWS rows; here that bound is 500, so the
+    # second chunk of 300 rows (300 + 300 > 500) widens them, keeping every count.
+    from dlsys.simulator import summary as summary_mod
+
+    monkeypatch.setattr(summary_mod, "HIST32_ROWS", 500)
+    sc = hetero(n=4, until_updates=1500, protocol=Protocol("k-batch-async", k=2))
+    res = simulate(sc, seed=2)
+    cols = res.trace.stored()
+    stats = SummaryStats(sc)
+    dtypes = []
+    for a in range(0, len(res.trace), 300):
+        stats.add({k: v[a : a + 300] for k, v in cols.items()})
+        dtypes.append(stats.hist.dtype)
+    assert len(dtypes) == 10  # 1500 updates x 2 gradients = 3000 rows
+    assert dtypes == [np.int32] + [np.int64] * 9
+    chunked = summary(res.scenario, res.raw, stats, res.trace.nbytes)
+    plain = dict(res.summary)
+    plain.pop("theory")
+    assert dump(chunked) == dump(plain)

@@ -125,20 +125,15 @@ def _run_vector(
     reason: str,
     sink: Callable[[dict[str, np.ndarray]], None] | None,
 ) -> RawRun:
-    """``scenario`` (which :func:`vector.unsupported` accepts) on its vector path: the merge
-    and round paths stream their rows to ``sink`` block by block; the event loop hands them
-    over at the end. (The choice lives here, above the modules, so none imports another.)"""
+    """``scenario`` (which :func:`vector.unsupported` accepts) on its vector path; every
+    path streams its rows to ``sink`` block by block. (The choice lives here, above the
+    path modules, so that vector.py imports neither of the others.)"""
     path = scenario.protocol.vector_path
     if path == "merge":
         return vector.run_merge(scenario, rngs, reason, sink)
     if path == "rounds":
         return vector_rounds.run(scenario, rngs, reason, sink)
-    raw = vector_events.run(scenario, rngs, reason)
-    if sink is not None:
-        raw.row_bytes = row_bytes(raw.columns)
-        sink(raw.columns)
-        raw.columns = {}
-    return raw
+    return vector_events.run(scenario, rngs, reason, sink)
 
 
 def run(

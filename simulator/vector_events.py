@@ -17,22 +17,27 @@ SimPy engine's tie rule:
    every update of ``t``, and start pull, compute and push: ``t + pull``, ``+ compute``,
    ``+ push``, the same additions SimPy makes.
 
-The compute durations are drawn beforehand (same streams and blocks as SimPy); the loop
-asks for more when a learner runs out, and is then run again from the start with the
-longer draws (it is deterministic, so the result is the same as one long run).
+The compute durations are drawn in blocks (same streams and blocks as SimPy), and the rows
+go out in blocks: the loop keeps its whole state in arrays, returns when a learner runs out
+of durations or a block of rows is full, and goes on where it stopped once the caller has
+drawn more or handed the rows on (to a summary, with ``--summary-only``: then no more than
+one block of rows is ever held).
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from fractions import Fraction
+from types import SimpleNamespace
 from typing import Any
 
 import numba
 import numpy as np
 
 from dlsys.simulator.core import RawRun
+from dlsys.simulator.limits import check_trace_growth, expected_rows
 from dlsys.simulator.scenario import Scenario
+from dlsys.simulator.vector_rounds import BLOCK_ROWS, Draws, Rows
 
 # Loop results.
 _OK, _MORE_DRAWS, _MORE_ROWS = 0, 1, 2
@@ -76,109 +81,116 @@ def _heap_pop(ht: Any, hl: Any, size: int) -> int:
     return size
 
 
+#: Slots of the loop's integer state (``sc``) and time state (``tm``) kept between calls.
+_NREADY, _NGATED, _QLEN, _HSIZE, _NSTART, _LIVE, _SLOWEST, _NSLOW, _GATE_AT = range(9)
+_VERSION, _NROWS, _STOP, _PHASE = 9, 10, 11, 12
+_T, _T_LAST, _T_END = 0, 1, 2
+#: Where the loop goes on: at the next instant, or at the reads of instant ``tm[_T]``.
+_AT_INSTANT, _AT_READS = 0, 1
+
+
+def new_state(n: int, dt: Any) -> tuple[tuple, Any, Any]:
+    """The loop's state at the start of a run of ``n`` learners (times of dtype ``dt``):
+    per-learner arrays (see :func:`event_loop`), integer and time slots."""
+    lrn = (
+        np.zeros(n, np.int64),  # seq
+        np.zeros(n, np.int64),  # clock (pushes)
+        np.zeros(n, np.bool_),  # finished
+        np.zeros(n, np.bool_),  # started
+        np.zeros(n, np.int64),  # read version of the gradient in flight / queued
+        np.zeros(n, dt),  # its t_read
+        np.zeros(n, dt),  # its t_start
+        np.zeros(n, dt),  # its t_done
+        np.zeros(n, np.bool_),  # in flight
+        np.zeros(n, np.bool_),  # in the PS queue
+        np.zeros(n, np.int64),  # ready to read (gate permitting): ready[:nready]
+        np.zeros(n, np.int64),  # held by the ssp gate: gated[:ngated]
+        np.zeros(n, np.int64),  # PS queue: queue[:qlen]
+        np.zeros(n, dt),  # heap of arrivals: times
+        np.zeros(n, np.int64),  # heap of arrivals: learners
+        np.zeros(n, np.int64),  # arrivals of one instant
+    )
+    sc = np.zeros(13, np.int64)
+    sc[_LIVE] = sc[_NSLOW] = n
+    return lrn, sc, np.zeros(3, dt)
+
+
 @numba.njit(cache=True)
 def event_loop(
-    dur: Any,
-    doff: Any,
-    budget: Any,
-    start: Any,
-    first_start: Any,
-    pull: Any,
-    push: Any,
-    k: int,
-    s: int,
-    until_updates: int,
-    has_time: bool,
-    until_time: Any,
-    out: tuple,
-) -> tuple[int, int, int, int, Any, Any, Any, int, Any]:
-    """Run the loop. ``dur[doff[i]:doff[i + 1]]``: learner i's drawn durations;
-    ``budget[i]``: its most pushes (-1: none); updates are batches of ``k``; ``s``: the ssp
-    bound (-1: no gate); ``until_updates`` (-1: none). Rows go to
-    the columns ``out`` (learner, seq, read_version, version, t_read, t_start, t_done,
-    t_apply). Returns (result code, rows, updates, stop reason, t_end, compute start of the
-    computation in flight at the stop per learner, which learners have one, the learner
-    that needs more draws, how far each learner's draws were used)."""
+    draws: tuple, net: tuple, rule: tuple, lrn: tuple, sc: Any, tm: Any, out: tuple
+) -> int:
+    """Run the loop until the run stops (``_OK``), a learner needs more durations
+    (``_MORE_DRAWS``; ``sc[_PHASE]`` says where to go on) or one more instant's rows may not
+    fit in ``out`` (``_MORE_ROWS``); the caller refills and calls again with the same state.
+    ``draws``: (durations ``dur[i, ptr[i]:have[i]]``, ptr, have); ``net``: (start, first
+    start, pull, push, budget -- most pushes, -1: none --, learners by start); ``rule``: (k
+    per update, the ssp bound s or -1, until_updates or -1, whether there is an until_time,
+    until_time, running, mask -- the computation in flight per learner at the stop);
+    ``lrn``, ``sc``, ``tm``: :func:`new_state`; ``out``: the :class:`.Rows` columns."""
+    dur, dptr, have = draws
+    start, first_start, pull, push, budget, order = net
+    k, s, until_updates, has_time, until_time, running, mask = rule
+    seq, clock, finished, started, g_rv, g_read, g_start, g_done = lrn[:8]
+    in_flight, in_queue, ready, gated, queue, ht, hl, arr = lrn[8:]
     n = len(start)
-    dt = dur.dtype
-    dptr = doff[:-1].copy()
-    seq = np.zeros(n, np.int64)
-    clock = np.zeros(n, np.int64)
-    finished = np.zeros(n, np.bool_)
-    started = np.zeros(n, np.bool_)
-    ready = np.zeros(n, np.int64)  # learners waiting to read (gate permitting): ready[:nready]
-    nready = 0
-    gated = np.zeros(n, np.int64)  # learners the ssp gate holds: gated[:ngated]
-    ngated = 0
-    g_rv = np.zeros(n, np.int64)
-    g_read = np.zeros(n, dt)
-    g_start = np.zeros(n, dt)
-    g_done = np.zeros(n, dt)
-    in_flight = np.zeros(n, np.bool_)
-    queue = np.empty(n, np.int64)
-    qlen = 0
-    in_queue = np.zeros(n, np.bool_)
-    ht = np.empty(n, dt)
-    hl = np.empty(n, np.int64)
-    hsize = 0
-    order = np.argsort(start, kind="mergesort")
-    nstart = 0
-    live = n
-    slowest = 0  # smallest clock of the live learners (the ssp gate)
-    nslow = n  # live learners whose clock is the slowest
-    gate_at = 0  # the slowest clock when the gated learners were last checked
-    version = 0
-    nrows = 0
-    arr = np.empty(n, np.int64)
-    t = start[0]
-    t_last = start[0]
-    stop = -1
+    nready, ngated, qlen, hsize, nstart = (
+        sc[_NREADY],
+        sc[_NGATED],
+        sc[_QLEN],
+        sc[_HSIZE],
+        sc[_NSTART],
+    )
+    live, slowest, nslow, gate_at = sc[_LIVE], sc[_SLOWEST], sc[_NSLOW], sc[_GATE_AT]
+    version, nrows, stop = sc[_VERSION], sc[_NROWS], -1
+    t, t_last = tm[_T], tm[_T_LAST]
+    at_reads = sc[_PHASE] == _AT_READS
+    code = _OK
     while True:
-        # The next instant: an arrival or a learner's start.
-        has_next, t = _next_instant(ht, hsize, start, order, nstart, t)
-        if not has_next:  # (an until_time run ends at until_time all the same)
-            stop = _BY_TIME if has_time else (_FINISHED if live == 0 else _STALLED)
-            break
-        if has_time and t >= until_time:
-            stop = _BY_TIME
-            break
-        t_last = t
-        # 1. arrivals at t
-        counts = (live, slowest, nslow)
-        hsize, na, live, slowest, nslow = _arrivals(
-            t, ht, hl, hsize, in_flight, clock, budget, finished, s, arr, counts
-        )
-        # 2. they join the queue by (read version, learner), and updates are taken
-        qlen = _join_queue(arr, na, g_rv, queue, qlen, in_queue)
-        while qlen > 0:
-            if qlen < k:
+        if not at_reads:
+            if nrows + n > len(out[0]):
+                code = _MORE_ROWS
                 break
-            take = k
-            if nrows + take > len(out[0]):
-                return _MORE_ROWS, nrows, version, -1, t, g_start, in_queue, -1, dptr
-            for a in range(take):
-                i = queue[a]
-                out[0][nrows], out[1][nrows], out[2][nrows] = i, seq[i], g_rv[i]
-                out[3][nrows], out[4][nrows], out[5][nrows] = version, g_read[i], g_start[i]
-                out[6][nrows], out[7][nrows] = g_done[i], t
-                nrows += 1
-                in_queue[i] = False
-                if not finished[i]:
-                    ready[nready] = i
-                    nready += 1
-            for a in range(qlen - take):  # (no temporary: this runs once per update)
-                queue[a] = queue[a + take]
-            qlen -= take
-            version += 1
-            if version == until_updates:
-                stop = _BY_UPDATES
+            # The next instant: an arrival or a learner's start.
+            has_next, t = _next_instant(ht, hsize, start, order, nstart, t)
+            if not has_next:  # (an until_time run ends at until_time all the same)
+                stop = _BY_TIME if has_time else (_FINISHED if live == 0 else _STALLED)
                 break
-        if stop >= 0:
-            break
-        while nstart < n and start[order[nstart]] == t:
-            ready[nready] = order[nstart]
-            nready += 1
-            nstart += 1
+            if has_time and t >= until_time:
+                stop = _BY_TIME
+                break
+            t_last = t
+            # 1. arrivals at t
+            counts = (live, slowest, nslow)
+            hsize, na, live, slowest, nslow = _arrivals(
+                t, ht, hl, hsize, in_flight, clock, budget, finished, s, arr, counts
+            )
+            # 2. they join the queue by (read version, learner), and updates are taken
+            qlen = _join_queue(arr, na, g_rv, queue, qlen, in_queue)
+            while qlen >= k:
+                for a in range(k):
+                    i = queue[a]
+                    out[0][nrows], out[1][nrows], out[2][nrows] = i, seq[i], g_rv[i]
+                    out[3][nrows], out[4][nrows], out[5][nrows] = version, g_read[i], g_start[i]
+                    out[6][nrows], out[7][nrows], out[8][nrows] = g_done[i], t, 0
+                    nrows += 1
+                    in_queue[i] = False
+                    if not finished[i]:
+                        ready[nready] = i
+                        nready += 1
+                for a in range(qlen - k):  # (no temporary: this runs once per update)
+                    queue[a] = queue[a + k]
+                qlen -= k
+                version += 1
+                if version == until_updates:
+                    stop = _BY_UPDATES
+                    break
+            if stop >= 0:
+                break
+            while nstart < n and start[order[nstart]] == t:
+                ready[nready] = order[nstart]
+                nready += 1
+                nstart += 1
+        at_reads = False
         # 3. reads at t, through the gate (held learners are looked at again only once
         # the slowest clock has moved: nothing else opens the gate)
         if slowest != gate_at:
@@ -186,22 +198,31 @@ def event_loop(
             nready += ngated
             ngated = 0
             gate_at = slowest
-        st = (seq, g_rv, g_read, g_start, g_done, in_flight, started, ready, dptr)
-        hsize, nready, need = _reads(t, version, slowest, s, nready, clock, dur, doff,
+        st = (seq, g_rv, g_read, g_start, g_done, in_flight, started, ready, dptr, have)
+        hsize, nready, need = _reads(t, version, slowest, s, nready, clock, dur,
                                      first_start, pull, push, st, ht, hl, hsize)  # fmt: skip
         if need >= 0:
-            return _MORE_DRAWS, nrows, version, -1, t, g_start, in_queue, need, dptr
+            code = _MORE_DRAWS
+            break
         gated[ngated : ngated + nready] = ready[:nready]
         ngated += nready
         nready = 0
-    if stop == _BY_TIME:
-        t_end = until_time
-    elif stop == _BY_UPDATES:
-        t_end = t
-    else:
-        t_end = t_last
-    running, mask = _running_at_stop(stop, t_end, in_flight, g_start, g_done, pull)
-    return _OK, nrows, version, stop, t_end, running, mask, -1, dptr
+    sc[_NREADY], sc[_NGATED], sc[_QLEN], sc[_HSIZE], sc[_NSTART] = (
+        nready,
+        ngated,
+        qlen,
+        hsize,
+        nstart,
+    )
+    sc[_LIVE], sc[_SLOWEST], sc[_NSLOW], sc[_GATE_AT] = live, slowest, nslow, gate_at
+    sc[_VERSION], sc[_NROWS], sc[_STOP] = version, nrows, stop
+    sc[_PHASE] = _AT_READS if code == _MORE_DRAWS else _AT_INSTANT
+    tm[_T], tm[_T_LAST] = t, t_last
+    if code == _OK:
+        t_end = until_time if stop == _BY_TIME else (t if stop == _BY_UPDATES else t_last)
+        tm[_T_END] = t_end
+        _running_at_stop(stop, t_end, in_flight, g_start, g_done, pull, running, mask)
+    return code
 
 
 @numba.njit(cache=True, inline="always")
@@ -265,7 +286,6 @@ def _reads(
     nready: int,
     clock: Any,
     dur: Any,
-    doff: Any,
     first_start: Any,
     pull: Any,
     push: Any,
@@ -276,8 +296,10 @@ def _reads(
 ) -> tuple[int, int, int]:
     """Step 3 of an instant: every ready learner (``ready[:nready]``) the gate lets through
     reads at ``t`` and starts its next gradient; the gated ones stay ready. Returns (heap
-    size, learners still ready, a learner that ran out of draws or -1)."""
-    seq, g_rv, g_read, g_start, g_done, in_flight, started, ready, dptr = st
+    size, learners still ready, a learner that ran out of draws or -1); in the last case
+    the learners not yet looked at stay ready too, so the step can be done again once the
+    caller has drawn more."""
+    seq, g_rv, g_read, g_start, g_done, in_flight, started, ready, dptr, have = st
     kept = 0
     for r in range(nready):
         i = ready[r]
@@ -285,9 +307,12 @@ def _reads(
             ready[kept] = i
             kept += 1
             continue
-        if dptr[i] == doff[i + 1]:
-            return hsize, nready, i  # (the loop is then run again from the start)
-        d = dur[dptr[i]]
+        if dptr[i] == have[i]:
+            for r2 in range(r, nready):
+                ready[kept] = ready[r2]
+                kept += 1
+            return hsize, kept, i
+        d = dur[i, dptr[i]]
         dptr[i] += 1
         seq[i] += 1
         g_rv[i] = version
@@ -336,16 +361,21 @@ def _slowest(clock: Any, finished: Any) -> tuple[int, int]:
 
 @numba.njit(cache=True)
 def _running_at_stop(
-    stop: int, t_end: Any, in_flight: Any, g_start: Any, g_done: Any, pull: Any
-) -> tuple[Any, Any]:
-    """Compute start of each learner's computation in flight at the stop, and which have
-    one (a read at the stop instant has not happened; see the SimPy engine's tie rule)."""
-    n = len(in_flight)
-    running = np.zeros(n, g_start.dtype)
-    mask = np.zeros(n, np.bool_)
+    stop: int,
+    t_end: Any,
+    in_flight: Any,
+    g_start: Any,
+    g_done: Any,
+    pull: Any,
+    running: Any,
+    mask: Any,
+) -> None:
+    """Compute start of each learner's computation in flight at the stop into ``running``,
+    and which have one into ``mask`` (a read at the stop instant has not happened; see the
+    SimPy engine's tie rule)."""
     if stop != _BY_UPDATES and stop != _BY_TIME:
-        return running, mask
-    for i in range(n):
+        return
+    for i in range(len(in_flight)):
         if not in_flight[i]:
             continue
         if stop == _BY_UPDATES:
@@ -356,97 +386,77 @@ def _running_at_stop(
         if on:
             mask[i] = True
             running[i] = g_start[i]
-    return running, mask
 
 
-def _first_draws(scenario: Scenario, units: Any) -> list[int]:
-    """How many durations each learner draws at first (enough for most runs)."""
-    from dlsys.simulator.vector import cycle_means
-
-    n = scenario.n
-    proto = scenario.protocol
-    u = scenario.until_updates
-    cyc = cycle_means(scenario)
-    out = []
-    for i in range(n):
-        est = math.inf
-        if scenario.until_time is not None:
-            est = float(scenario.until_time) / cyc[i] * 1.1 + 16
-        if u is not None:
-            # A learner's share of the gradients if none waited; ssp bounds it.
-            k = proto.batch_size(n) or n
-            est = min(est, u * k / float(np.sum(cyc[i] / cyc)) * 1.1 + 16)
-            if proto.gated:  # held within s of the slowest: about u / n each
-                share = max(est, u / n * 1.1 + 16)
-                est = min(share, u // n + (proto.param or 0) + 2)
-        out.append(int(min(est, 2**31)))
-    return out
-
-
-def run(scenario: Scenario, rngs: list[np.random.Generator], reason: str) -> RawRun:
-    """Run a scenario of async, ssp or k-async on the compiled loop."""
-    from dlsys.simulator.vector import Durations, Units
+def run(
+    scenario: Scenario,
+    rngs: list[np.random.Generator],
+    reason: str,
+    sink: Callable[[dict[str, np.ndarray]], None] | None = None,
+) -> RawRun:
+    """Run a scenario of async, ssp or k-async on the compiled loop. With ``sink``, the rows
+    go there block by block and the result keeps none."""
+    from dlsys.simulator.vector import Units
 
     units = Units(scenario)
     n = scenario.n
     proto = scenario.protocol
-    durs = [Durations(scenario, i, rngs[i], units) for i in range(n)]
-    drawn = [d.take(m) for d, m in zip(durs, _first_draws(scenario, units), strict=True)]
     specs = scenario.learners
     start = np.array([units.of(x.start_delay) for x in specs], dtype=units.dtype)
-    first = np.array(
-        [units.of(Fraction(x.start_delay) + Fraction(x.pull_time)) for x in specs],
-        dtype=units.dtype,
+    net = (
+        start,
+        np.array(
+            [units.of(Fraction(x.start_delay) + Fraction(x.pull_time)) for x in specs],
+            dtype=units.dtype,
+        ),
+        np.array([units.of(x.pull_time) for x in specs], dtype=units.dtype),
+        np.array([units.of(x.push_time) for x in specs], dtype=units.dtype),
+        np.array([-1 if x.budget is None else x.budget for x in specs], dtype=np.int64),
+        np.argsort(start, kind="mergesort"),
     )
-    pull = np.array([units.of(x.pull_time) for x in specs], dtype=units.dtype)
-    push = np.array([units.of(x.push_time) for x in specs], dtype=units.dtype)
-    budget = np.array([-1 if x.budget is None else x.budget for x in specs], dtype=np.int64)
-    u = scenario.until_updates
-    tt = scenario.until_time
-    cap = sum(len(d) for d in drawn) + n
+    u, tt = scenario.until_updates, scenario.until_time
+    # Without a sink, one block for the whole trace where its size is known.
+    rows_cap = BLOCK_ROWS if sink is not None else min(expected_rows(scenario)[0], 2**40)
+    chunks: list[dict[str, np.ndarray]] = []
+    rows = Rows(units, max(n, int(rows_cap)), sink if sink is not None else chunks.append)
+    running = np.zeros(n, dtype=units.dtype)
+    mask = np.zeros(n, np.bool_)
+    rule = (
+        proto.batch_size(n) or 1,
+        (proto.param or 0) if proto.gated else -1,
+        -1 if u is None else u,
+        tt is not None,
+        units.of(tt) if tt is not None else units.dtype(0),
+        running,
+        mask,
+    )
+    draws = Draws(scenario, rngs, units)
+    lrn, sc, tm = new_state(n, units.dtype)
+    tm[_T] = tm[_T_LAST] = start[0]
+    ptr, finished = np.zeros(n, np.int64), lrn[2]
     while True:
-        doff = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum([len(d) for d in drawn], out=doff[1:])
-        dur = np.concatenate(drawn) if n else np.zeros(0, dtype=units.dtype)
-        out = (
-            np.empty(cap, np.int32),  # learner
-            np.empty(cap, np.int32),  # seq
-            np.empty(cap, np.int64),  # read_version
-            np.empty(cap, np.int64),  # version
-            *(np.empty(cap, units.dtype) for _ in range(4)),  # t_read, t_start, t_done, t_apply
-        )
-        code, nrows, updates, stop, t_end, running, mask, who, used = event_loop(
-            dur.astype(units.dtype),
-            doff,
-            budget,
-            start,
-            first,
-            pull,
-            push,
-            proto.batch_size(n) or 1,
-            (proto.param or 0) if proto.gated else -1,
-            -1 if u is None else u,
-            tt is not None,
-            units.of(tt) if tt is not None else units.dtype(0),
-            out,
-        )
+        draws.refill(ptr, finished)
+        code = event_loop((draws.dur, ptr, draws.have), net, rule, lrn, sc, tm, rows.cols)
         if code == _MORE_ROWS:
-            cap *= 2
+            rows.flush(int(sc[_NROWS]))
+            sc[_NROWS] = 0
+            if tt is not None:
+                now = SimpleNamespace(now=units.scalar(tm[_T]))
+                check_trace_growth(scenario, lambda: rows.emitted, now)
         elif code == _MORE_DRAWS:
-            if durs[who].done:
+            stuck = (ptr == draws.have) & draws.done & ~finished
+            if stuck.any():
+                who = int(np.flatnonzero(stuck)[0])
                 raise AssertionError(f"learner {who}: durations ran out before its budget")
-            # Every learner that has used most of its draws gets twice as many.
-            for i in range(n):
-                if i == who or (used[i] - doff[i] >= 0.8 * len(drawn[i]) and not durs[i].done):
-                    more = durs[i].take(max(16, len(drawn[i])))
-                    drawn[i] = np.concatenate([drawn[i], more])
         else:
             break
-    names = ("learner", "seq", "read_version", "version", "t_read", "t_start", "t_done", "t_apply")
-    cols = {c: a[:nrows] for c, a in zip(names, out, strict=True)}
-    for c in ("t_read", "t_start", "t_done", "t_apply"):
-        cols[c] = units.seconds(cols[c])
-    cols["status"] = np.zeros(nrows, dtype=np.int8)
+    row_bytes = sum(a.itemsize for a in rows.cols)
+    rows.flush(int(sc[_NROWS]))
     inflight = np.full(n, np.nan)
     inflight[mask] = units.seconds(running[mask])
-    return RawRun(cols, updates, units.scalar(t_end), STOP_NAMES[stop], inflight, "vector", reason)
+    stop = STOP_NAMES[int(sc[_STOP])]
+    raw = RawRun({}, int(sc[_VERSION]), units.scalar(tm[_T_END]), stop, inflight, "vector", reason)
+    raw.row_bytes = row_bytes
+    if sink is None:
+        raw.columns = rows.whole(chunks)
+    return raw

@@ -287,10 +287,11 @@ def rounds_loop(
         state[_POS] = pos
 
 
-class _Draws:
-    """Every learner's durations not used yet, ``dur[i, ptr[i]:have[i]]``, refilled from its
+class Draws:
+    """Every learner's durations not used yet, ``dur[i, ptr[i]:have[i]]`` (seconds, in
+    :class:`~dlsys.simulator.vector.Units`), refilled from its
     :class:`~dlsys.simulator.vector.Durations` (the SimPy engine's blocks) ``width`` at a
-    time."""
+    time. (The event loop of :mod:`.vector_events` draws through it too.)"""
 
     def __init__(self, scenario: Scenario, rngs: list[np.random.Generator], units: Units):
         n = scenario.n
@@ -326,9 +327,11 @@ def _width_bound(scenario: Scenario) -> int:
     return 2**62 if u is None else u + 1
 
 
-class _Rows:
-    """The trace rows of the loop: one block of columns at a time (in units), handed to
-    ``emit`` as float-second columns when full and at the end."""
+class Rows:
+    """Trace rows made by a compiled loop: one block of ``size`` rows at a time (learner,
+    seq, read_version, version, t_read, t_start, t_done, t_apply in :class:`Units`,
+    status), handed to ``emit`` as trace columns (times in float seconds) when full and at
+    the end. (The event loop of :mod:`.vector_events` writes through it too.)"""
 
     def __init__(self, units: Units, size: int, emit: Callable[[dict[str, np.ndarray]], None]):
         self.units, self.size, self.emit = units, size, emit
@@ -369,6 +372,13 @@ class _Rows:
         self.emit(self.columns(m))
         self.new()
 
+    def whole(self, chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """The trace columns of the ``chunks`` emitted (one chunk: itself, no copy)."""
+        if len(chunks) == 1:
+            return chunks[0]
+        first = chunks[0] if chunks else self.columns(0)  # (no chunk: a run without rows)
+        return {c: np.concatenate([x[c] for x in chunks] or [first[c]]) for c in first}
+
 
 def run(
     scenario: Scenario,
@@ -404,7 +414,7 @@ def run(
     # Without a sink, one block for the whole trace where its size is known.
     rows_cap = BLOCK_ROWS if sink is not None else min(expected_rows(scenario)[0], 2**40)
     chunks: list[dict[str, np.ndarray]] = []
-    rows = _Rows(units, max(n, int(rows_cap)), sink if sink is not None else chunks.append)
+    rows = Rows(units, max(n, int(rows_cap)), sink if sink is not None else chunks.append)
     rule = (
         proto.batch_size(n) or 0,
         -1 if u is None else u,
@@ -412,7 +422,7 @@ def run(
         units.of(tt) if tt is not None else units.dtype(0),
         rows.nan,
     )
-    draws = _Draws(scenario, rngs, units)
+    draws = Draws(scenario, rngs, units)
     state = np.zeros(3, np.int64)
     clock = np.zeros(3, dtype=units.dtype)
     running = np.zeros(n, dtype=units.dtype)
@@ -444,12 +454,8 @@ def run(
     )
     raw.row_bytes = row_bytes
     if sink is None:
-        if len(chunks) == 1:
-            raw.columns = chunks[0]
-        else:  # (no chunk: a run without rows)
-            first = chunks[0] if chunks else _Rows(units, 0, chunks.append).columns(0)
-            raw.columns = {c: np.concatenate([x[c] for x in chunks] or [first[c]]) for c in first}
+        raw.columns = rows.whole(chunks)
     return raw
 
 
-__all__ = ["BLOCK_ROWS", "STOP_NAMES", "rounds_loop", "run"]
+__all__ = ["BLOCK_ROWS", "STOP_NAMES", "Draws", "Rows", "rounds_loop", "run"]

@@ -55,3 +55,35 @@ def test_gate_with_exact_ties_and_times_that_run_out():
     # pushes its 3rd at 4 (slow has 1): held until 6; then 9, 12; slow runs out at 12 and
     # fast, alone, reads at every second
     assert fast[:8] == [0, 1, 3, 6, 9, 12, 13, 14]
+
+
+@pytest.mark.parametrize(
+    "proto", [Protocol("ssp", s=0), Protocol("ssp", s=2), Protocol("k-async", k=2)], ids=str
+)
+@pytest.mark.parametrize("dist", ["exponential", "fixed", "times"])
+@pytest.mark.parametrize("rows_block", [8, 4096])
+def test_tiny_blocks_resume_where_the_loop_stopped(monkeypatch, proto, dist, rows_block):
+    # Blocks of 16 durations per learner, and of 8 rows (the loop returns for rows at
+    # almost every instant) or 4096 (it returns when a learner runs out of durations, in
+    # the middle of an instant's reads): it goes on from its state, the run is the SimPy
+    # engine's, and --summary-only (rows streamed to the summary block by block) gives the
+    # full trace's summary.
+    from dlsys.simulator import vector_events, vector_rounds
+
+    monkeypatch.setattr(vector_rounds, "BLOCK_ROWS", 8)  # durations: 16 per learner
+    monkeypatch.setattr(vector_events, "BLOCK_ROWS", rows_block)
+    make = {
+        "exponential": lambda i: Exponential(0.5 + i),
+        "fixed": lambda i: Fixed([1, 0.5, 1.5][i % 3]),
+        "times": lambda i: Times(tuple(round(0.7 * (j + 1) * (1 + i / 3), 1) for j in range(30))),
+    }[dist]
+    learners = tuple(
+        Learner(f"L{i}", make(i), start_delay=0.5 * (i == 2), max_gradients=25 if i == 3 else None,
+                push_latency=0.1 * (i % 2))
+        for i in range(5)
+    )  # fmt: skip
+    for stop in ({"until_updates": 120}, {"until_time": 20.0}):
+        sc = Scenario(learners=learners, protocol=proto, **stop)
+        same(sc)
+        full, lean = simulate(sc), simulate(sc, trace=False)
+        assert json.dumps(lean.summary, sort_keys=True) == json.dumps(full.summary, sort_keys=True)

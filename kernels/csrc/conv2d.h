@@ -63,7 +63,13 @@ const char *algo_name(ForwardAlgo a);
 // The optimised CPU backward's strategies, picked per shape by choose_conv2d_backward
 // (elem_bytes: 4 for float32, 8 for float64); see conv2d_cpu.cpp for what each does.
 enum class GradInputAlgo { AsConv, GemmCol2im };
-enum class GradWeightAlgo { TransposedGemm8x3, TransposedGemm12x2, PixelDot, Im2colGemm };
+enum class GradWeightAlgo {
+  TransposedGemm8x3,
+  TransposedGemm12x2,
+  TransposedGemm10x2,
+  PixelDot,
+  Im2colGemm
+};
 struct ConvBackwardPlan {
   GradInputAlgo grad_input = GradInputAlgo::GemmCol2im;
   GradWeightAlgo grad_weight = GradWeightAlgo::Im2colGemm;

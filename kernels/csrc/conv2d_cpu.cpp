@@ -19,9 +19,10 @@
 // The backward's strategies are named (GradInputAlgo, GradWeightAlgo in conv2d.h) and picked
 // per shape by choose_conv2d_backward, which Python can call alone (_C.conv2d_backward_plan):
 //   grad input   AsConv (the forward above on grad_out) or GemmCol2im (few input channels)
-//   grad weight  TransposedGemm8x3 / 12x2 (CRS >= 4 vectors): output channels in the lanes,
-//                grad_out transposed per image, tiles of (q, channel vectors), broadcasts
-//                from U (WgradTransposed); PixelDot (short CRS, a first layer): dot products
+//   grad weight  TransposedGemm8x3 / 12x2 / 10x2 (CRS >= 4 vectors): output channels in the
+//                lanes, grad_out transposed per image, tiles of (q sharing a kernel row,
+//                channel vectors) over the pixels whose input row is not padding,
+//                broadcasts from U (WgradTransposed); PixelDot (short CRS, a first layer): dot products
 //                over pixel vectors, 4 x 6 tiles summed lane-wise per chunk (WgradPixelDot);
 //                Im2colGemm (stride_h > 1, WgradIm2col)
 // Other shapes (stride_h > 1) use im2col + gemm_packed (cpu_gemm.h): A packed in panels of MR
@@ -379,23 +380,23 @@ void wgrad_dot_image(int64_t Kg, int64_t CRS, int64_t P, const T *gyg, const T *
 // gwT[q, k] += sum_p U[off[q] + p] * gyT[p, k] over the flat output pixels p of one image,
 // with U the shifted copies of the input (above) and gyT (P, ldk) the image's grad_out
 // transposed, k zero-padded to ldk. A tile of NQ x NV accumulator vectors (12 x 2 or 8 x 3:
-// 24 zmm) takes per pixel NV aligned vector loads of gyT and NQ scalar broadcasts from U
+// 24 zmm; 10 x 2: 20) takes per pixel NV aligned vector loads of gyT and NQ scalar broadcasts from U
 // rows (4-byte loads never split a cache line): 14 or 11 loads per 24 FMAs, all from L1
 // (a gyT slice of NV vectors is P*NV*64 B, 21 KB for 169 pixels). It replaced dot products
 // along the pixels (10 loads per 24 FMAs, half of them unaligned and from L2, and a
 // horizontal sum per output; docs/kernels.md has the before and after).
 template <typename T, int NQ, int NV>
-void wgrad_tile(int64_t P, const T *u, const int64_t *offq, const T *gyT, int64_t ldk, T *out,
-                int64_t ldo) {
+void wgrad_tile(int64_t p0, int64_t p1, const T *u, const int64_t *offq, const T *gyT,
+                int64_t ldk, T *const *out) {
   using V = typename VecType<T>::type;
   constexpr int VL = Vec<T>::VL;
   V acc[NQ][NV];
   const T *uq[NQ];
   for (int i = 0; i < NQ; ++i) {
     uq[i] = u + offq[i];
-    for (int v = 0; v < NV; ++v) acc[i][v] = vload(out + i * ldo + v * VL);
+    for (int v = 0; v < NV; ++v) acc[i][v] = vload(out[i] + v * VL);
   }
-  for (int64_t p = 0; p < P; ++p) {
+  for (int64_t p = p0; p < p1; ++p) {
     V g[NV];
     for (int v = 0; v < NV; ++v) g[v] = vload(gyT + p * ldk + v * VL);
     for (int i = 0; i < NQ; ++i) {
@@ -404,17 +405,108 @@ void wgrad_tile(int64_t P, const T *u, const int64_t *offq, const T *gyT, int64_
     }
   }
   for (int i = 0; i < NQ; ++i)
-    for (int v = 0; v < NV; ++v) vstore(out + i * ldo + v * VL, acc[i][v]);
+    for (int v = 0; v < NV; ++v) vstore(out[i] + v * VL, acc[i][v]);
 }
 
-// One image's contribution to gwT (CRSp x ldk, CRSp = CRS rounded up to NQ; off padded alike).
+// dst (P, ldk) = src (Kg, P) transposed, columns Kg..ldk zero.
+template <typename T>
+void transpose_rows(int64_t Kg, int64_t P, const T *src, int64_t ldk, T *dst) {
+  for (int64_t p = 0; p < P; ++p) std::fill(dst + p * ldk + Kg, dst + (p + 1) * ldk, T(0));
+  for (int64_t k = 0; k < Kg; ++k) {  // reads along rows; the writes stay in L1
+    const T *row = src + k * P;
+    for (int64_t p = 0; p < P; ++p) dst[p * ldk + k] = row[p];
+  }
+}
+
+#if defined(__AVX512F__)
+// float32: 16 x 16 blocks transposed in registers (unpack, then 128-bit lane shuffles).
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * i + 2]), e = _mm512_castps_pd(t[4 * i + 3]);
+    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
+    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
+  }
+  // r[4i + j] now holds, in each 128-bit lane l, column 4l + j of rows 4i..4i+3
+  for (int j = 0; j < 4; ++j) {
+    const __m512 a = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44);   // lanes 0,1 | 0,1
+    const __m512 b = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);   // lanes 2,3 | 2,3
+    const __m512 c = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44);
+    const __m512 e = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
+    t[j] = _mm512_shuffle_f32x4(a, c, 0x88);       // column j
+    t[4 + j] = _mm512_shuffle_f32x4(a, c, 0xDD);   // column 4 + j
+    t[8 + j] = _mm512_shuffle_f32x4(b, e, 0x88);   // column 8 + j
+    t[12 + j] = _mm512_shuffle_f32x4(b, e, 0xDD);  // column 12 + j
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+
+template <>
+inline void transpose_rows<float>(int64_t Kg, int64_t P, const float *src, int64_t ldk,
+                                  float *dst) {
+  for (int64_t k0 = 0; k0 < ldk; k0 += 16)
+    for (int64_t p0 = 0; p0 < P; p0 += 16) {
+      const int64_t n = std::min<int64_t>(16, P - p0);
+      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i)
+        r[i] = k0 + i < Kg ? _mm512_maskz_loadu_ps(m, src + (k0 + i) * P + p0)
+                           : _mm512_setzero_ps();
+      transpose16(r);
+      for (int64_t j = 0; j < n; ++j) _mm512_storeu_ps(dst + (p0 + j) * ldk + k0, r[j]);
+    }
+}
+#endif
+
+// The taps of a grad weight tile: NQ rows q of gwT that share the kernel row r, and the flat
+// pixels [p0, p1) whose input row is inside the image for that r (the others read zero
+// padding and add nothing: 64 of the 70 row taps remain for 5x5 on 14x14). A kernel row's
+// last tile is filled up with dummy taps (q = CRS: a scratch row of gwT, never reduced).
+struct WgradTaps {
+  int64_t p0, p1;
+  std::vector<int64_t> q;  // NQ rows of gwT
+};
+
+inline std::vector<WgradTaps> wgrad_taps(const ConvDims &d, int nq) {
+  std::vector<WgradTaps> tiles;
+  const int64_t per_r = d.Cg() * d.S;
+  for (int64_t r = 0; r < d.R; ++r) {
+    const int64_t lo = std::clamp<int64_t>(d.pad_top - r * d.dil_h, 0, d.OH);
+    const int64_t hi = std::clamp<int64_t>(d.H + d.pad_top - r * d.dil_h, lo, d.OH);
+    for (int64_t t0 = 0; t0 < per_r; t0 += nq) {
+      WgradTaps t{lo * d.OW, hi * d.OW, std::vector<int64_t>(static_cast<size_t>(nq), d.CRS())};
+      for (int64_t i = 0; i < nq && t0 + i < per_r; ++i) {
+        const int64_t c = (t0 + i) / d.S, s = (t0 + i) % d.S;
+        t.q[static_cast<size_t>(i)] = (c * d.R + r) * d.S + s;
+      }
+      if (t.p1 > t.p0) tiles.push_back(std::move(t));
+    }
+  }
+  return tiles;
+}
+
+// One image's contribution to gwT (CRS + 1 rows x ldk; row CRS is the dummy taps' scratch).
 template <typename T, int NQ, int NV>
-void wgrad_image(int64_t P, int64_t CRSp, int64_t ldk, const T *u, const int64_t *off,
-                 const T *gyT, T *gwT) {
+void wgrad_image(const std::vector<WgradTaps> &tiles, const int64_t *off, int64_t ldk,
+                 const T *u, const T *gyT, T *gwT) {
   constexpr int VL = Vec<T>::VL;
-  for (int64_t kv = 0; kv < ldk; kv += NV * VL)  // the gyT slice stays in L1 over all q
-    for (int64_t q0 = 0; q0 < CRSp; q0 += NQ)
-      wgrad_tile<T, NQ, NV>(P, u, off + q0, gyT + kv, ldk, gwT + q0 * ldk + kv, ldk);
+  for (int64_t kv = 0; kv < ldk; kv += NV * VL)  // the gyT slice stays in cache over all q
+    for (const WgradTaps &t : tiles) {
+      int64_t offq[NQ];
+      T *out[NQ];
+      for (int i = 0; i < NQ; ++i) {
+        offq[i] = off[t.q[static_cast<size_t>(i)]];
+        out[i] = gwT + t.q[static_cast<size_t>(i)] * ldk + kv;
+      }
+      wgrad_tile<T, NQ, NV>(t.p0, t.p1, u, offq, gyT + kv, ldk, out);
+    }
 }
 
 
@@ -586,18 +678,22 @@ ConvBackwardPlan choose_conv2d_backward(const ConvDims &d, int elem_bytes) {
                        d.pad_left <= d.dil_w * (d.S - 1) && d.pad_right <= d.dil_w * (d.S - 1);
   plan.grad_input = as_conv ? GradInputAlgo::AsConv : GradInputAlgo::GemmCol2im;
   // grad weight, stride_h == 1: a GEMM with the output channels in the vector lanes when the
-  // reduction CRS is long enough that transposing grad_out (P*K/G scalar moves per image)
-  // costs little beside its P*K/G*CRS MACs, in 8 x 3 tiles when the channel vectors come in
-  // threes, else 12 x 2; dot products over the pixels for short reductions (a first layer);
-  // strided rows: GEMM on im2col.
-  const int64_t nvec = (d.Kg() + vl - 1) / vl;
+  // reduction CRS is long enough that transposing grad_out (P*K/G moves per image) costs
+  // little beside its P*K/G*CRS MACs, in 8 x 3 tiles when the channel vectors come in
+  // threes, else 12 x 2 or 10 x 2, whichever pads a kernel row's C/G*S taps less (tiles
+  // share a kernel row; 80 taps: 10 x 2 exactly, 12 x 2 with 4 dummies); dot products over
+  // the pixels for short reductions (a first layer); strided rows: GEMM on im2col.
+  const int64_t nvec = (d.Kg() + vl - 1) / vl, per_r = d.Cg() * d.S;
+  const auto padded = [per_r](int64_t nq) { return (per_r + nq - 1) / nq * nq; };
   if (d.stride_h != 1)
     plan.grad_weight = GradWeightAlgo::Im2colGemm;
   else if (d.CRS() < 4 * vl)
     plan.grad_weight = GradWeightAlgo::PixelDot;
+  else if (nvec % 3 == 0)
+    plan.grad_weight = GradWeightAlgo::TransposedGemm8x3;
   else
-    plan.grad_weight =
-        nvec % 3 == 0 ? GradWeightAlgo::TransposedGemm8x3 : GradWeightAlgo::TransposedGemm12x2;
+    plan.grad_weight = padded(10) < padded(12) ? GradWeightAlgo::TransposedGemm10x2
+                                               : GradWeightAlgo::TransposedGemm12x2;
   return plan;
 }
 
@@ -609,6 +705,7 @@ const char *algo_name(GradWeightAlgo a) {
   switch (a) {
     case GradWeightAlgo::TransposedGemm8x3: return "transposed_gemm_8x3";
     case GradWeightAlgo::TransposedGemm12x2: return "transposed_gemm_12x2";
+    case GradWeightAlgo::TransposedGemm10x2: return "transposed_gemm_10x2";
     case GradWeightAlgo::PixelDot: return "pixel_dot";
     default: return "im2col_gemm";
   }
@@ -678,22 +775,23 @@ void grad_input_by_gemm_col2im(const ConvDims &d, const T *w, const T *gy, T *gx
 // and adds the chunks' partials into gw (K, C/G, R, S) in chunk order with reduce() (an
 // orphaned `omp for`: called inside the driver's parallel region).
 
-// GradWeightAlgo::TransposedGemm*: partial per group gwT (CRSp, ldk) (see wgrad_tile).
+// GradWeightAlgo::TransposedGemm*: partial per group gwT (CRS + 1, ldk) (see wgrad_tile).
 template <typename T, int NQ, int NV>
 struct WgradTransposed {
   static constexpr int VL = Vec<T>::VL;
   static constexpr bool fuses_bias = true;
   const ConvDims &d;
   Shifted sh;
-  int64_t ldk, CRSp;
+  int64_t ldk, rows;
   std::vector<int64_t> off;
+  std::vector<WgradTaps> tiles;
   explicit WgradTransposed(const ConvDims &dims)
       : d(dims), sh(shifted_dims(dims, VL)),
-        ldk(((dims.Kg() + VL - 1) / VL + NV - 1) / NV * NV * VL),
-        CRSp((dims.CRS() + NQ - 1) / NQ * NQ), off(shifted_offsets(dims, sh)) {
-    off.resize(static_cast<size_t>(CRSp), 0);  // padding rows read U[0..P), unused
+        ldk(((dims.Kg() + VL - 1) / VL + NV - 1) / NV * NV * VL), rows(dims.CRS() + 1),
+        off(shifted_offsets(dims, sh)), tiles(wgrad_taps(dims, NQ)) {
+    off.push_back(0);  // the dummy taps read U[0..P), unused
   }
-  int64_t partial_size() const { return d.G * CRSp * ldk; }
+  int64_t partial_size() const { return d.G * rows * ldk; }
   void chunk(const T *x, const T *gy, int64_t n0, int64_t n1, T *pw, T *pb) const {
     const int64_t Kg = d.Kg(), P = d.P();
     std::vector<T> us(static_cast<size_t>(sh.size));
@@ -704,18 +802,14 @@ struct WgradTransposed {
         shift_input(d, sh, x + (n * d.C + g * d.Cg()) * d.H * d.W, us.data());
         const T *gyg = gy + (n * d.K + g * Kg) * P;  // (Kg, P)
         T *gt = gyT.data();
-        for (int64_t p = 0; p < P; ++p) {
-          for (int64_t k = 0; k < Kg; ++k) gt[p * ldk + k] = gyg[k * P + p];
-          for (int64_t k = Kg; k < ldk; ++k) gt[p * ldk + k] = T(0);
-        }
+        transpose_rows(Kg, P, gyg, ldk, gt);
         if (pb) {  // grad bias from the transposed copy, in L1
           T *bk = pb + g * Kg;
           for (int64_t p = 0; p < P; ++p)
 #pragma omp simd
             for (int64_t k = 0; k < Kg; ++k) bk[k] += gt[p * ldk + k];
         }
-        wgrad_image<T, NQ, NV>(P, CRSp, ldk, us.data(), off.data(), gt,
-                               pw + g * CRSp * ldk);
+        wgrad_image<T, NQ, NV>(tiles, off.data(), ldk, us.data(), gt, pw + g * rows * ldk);
       }
   }
   void reduce(const T *pw, int64_t nch, T *gw) const {
@@ -724,7 +818,7 @@ struct WgradTransposed {
     for (int64_t q = 0; q < CRS; ++q)
       for (int64_t g = 0; g < d.G; ++g)
         for (int64_t ch = 0; ch < nch; ++ch) {
-          const T *src = pw + ch * partial_size() + g * CRSp * ldk + q * ldk;
+          const T *src = pw + ch * partial_size() + g * rows * ldk + q * ldk;
           T *dst = gw + g * Kg * CRS + q;
           for (int64_t k = 0; k < Kg; ++k) dst[k * CRS] += src[k];
         }
@@ -876,6 +970,9 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
       break;
     case GradWeightAlgo::TransposedGemm12x2:
       grad_weight_bias(d, WgradTransposed<T, 12, 2>(d), x, gy, gw, gb, threads);
+      break;
+    case GradWeightAlgo::TransposedGemm10x2:
+      grad_weight_bias(d, WgradTransposed<T, 10, 2>(d), x, gy, gw, gb, threads);
       break;
     case GradWeightAlgo::PixelDot:
       grad_weight_bias(d, WgradPixelDot<T>(d), x, gy, gw, gb, threads);

@@ -47,6 +47,9 @@ CASES: list[tuple[Any, ...]] = [
     # 31 columns = row tiles of 14 + 14 + 3, 9 rows (the 2-row tiles end in a 1-row tile),
     # 'same' with an even kernel and dilation (2, 1): padding 3/3 rows, 1/2 columns
     (2, 8, 9, 31, 40, (4, 4), 1, "same", (2, 1), 1),
+    # conv layer 2's shape: grad weight 10 x 2 tiles (80 taps per kernel row), and the
+    # pixels of the top and bottom kernel rows' padding skipped
+    (2, 16, 14, 14, 32, (5, 5), 1, 2, 1, 1),
 ]
 
 GRAD_TOL = {torch.float32: (2e-4, 2e-3), torch.float64: (1e-10, 1e-9)}
@@ -315,8 +318,12 @@ def test_forward_path_chooser(dims: list[int], dtype: str, expected: str) -> Non
         # conv layer 1: one input channel (GEMM + col2im), CRS = 25 < 4 vectors (pixel dots)
         ([128, 1, 28, 28, 16, 5, 5, 28, 28, 1, 1, 2, 2, 2, 2, 1, 1, 1], "float32",
          ("gemm_col2im", "pixel_dot")),
-        # conv layer 2: 32 channels = 2 float32 vectors (12 x 2 tiles), CRS = 400
+        # conv layer 2: 32 channels = 2 float32 vectors, CRS = 400; tiles share a kernel
+        # row: its 16 * 5 = 80 taps fill 8 tiles of 10 (12 x 2 would pad to 84)
         ([128, 16, 14, 14, 32, 5, 5, 14, 14, 1, 1, 2, 2, 2, 2, 1, 1, 1], "float32",
+         ("as_conv", "transposed_gemm_10x2")),
+        # 20 channels in groups of 10 (1 vector), 8 * 3 = 24 taps per kernel row: 2 x 12
+        ([2, 16, 6, 5, 20, 3, 3, 4, 3, 1, 1, 1, 1, 1, 1, 2, 2, 2], "float32",
          ("as_conv", "transposed_gemm_12x2")),
         # inception 3x3: 96 channels = 6 vectors, a multiple of 3 (8 x 3 tiles)
         ([64, 160, 13, 13, 96, 3, 3, 13, 13, 1, 1, 1, 1, 1, 1, 1, 1, 1], "float32",

@@ -63,6 +63,14 @@ def test_ps_compare_reports_both_sides(
     assert 0.0 <= doc["tv_distance"] <= 1.0
     assert [r["learner"] for r in doc["real"]["per_learner"]] == ["w-0", "w-1", "w-2"]
     assert doc["why"]["ps_latency"] >= 0
+    assert 0.0 <= doc["why"]["draws_below_round_trip"] <= 1.0
+    # The noise floor is two simulations' distance: seed 2 (the scenario's) against seed 3.
+    from dlsys.distributed.compare import tv_distance
+    from dlsys.simulator import load_scenario, simulate
+
+    sims = [simulate(load_scenario(scenario).replace(seed=s, until_updates=30)) for s in (2, 3)]
+    want = tv_distance(*[r.trace["staleness"][r.trace["status"] == 0] for r in sims])
+    assert doc["why"]["tv_noise_floor"] == want
     assert (out / "comparison.png").is_file() and (out / "comparison.json").is_file()
 
 

@@ -415,10 +415,11 @@ def run(
         np.argsort(start, kind="mergesort"),
     )
     u, tt = scenario.until_updates, scenario.until_time
-    # Without a sink, one block for the whole trace where its size is known.
+    # Without a sink, one block for the whole trace where its size is known (the loops ask
+    # for room for n more rows before each step).
     rows_cap = BLOCK_ROWS if sink is not None else min(expected_rows(scenario)[0], 2**40)
     chunks: list[dict[str, np.ndarray]] = []
-    rows = Rows(units, max(n, int(rows_cap)), sink if sink is not None else chunks.append)
+    rows = Rows(units, int(rows_cap) + n, sink if sink is not None else chunks.append)
     running = np.zeros(n, dtype=units.dtype)
     mask = np.zeros(n, np.bool_)
     rule = (

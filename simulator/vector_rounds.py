@@ -341,7 +341,7 @@ class Rows:
 
     def new(self) -> None:
         t = self.units.dtype
-        self.cols = (
+        self.cols: tuple[np.ndarray, ...] = (
             np.empty(self.size, np.int32),
             np.empty(self.size, np.int32),
             np.empty(self.size, np.int64),

@@ -32,7 +32,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -53,6 +53,29 @@ class LearnerSetup:
     kernels: str
     batch: int
     seed: int
+
+
+class Job(NamedTuple):
+    """One gradient a learner is asked for (sent as one argument: one serialisation per call).
+
+    ``learner``: learner index; ``stream`` / ``seq``: its sample stream and 1-based gradient
+    number; ``duration``: the drawn compute time in scenario seconds; ``anchor``: when the
+    scenario says the learner read the weights (seconds since ``t0``, never after the PS
+    handed them out); ``pull`` / ``push``: wall seconds; ``windows``: slow-down windows
+    ``(begin, end, factor)`` in scenario seconds; ``t0``: the run's start (``time.time()``),
+    all times are seconds since then; ``scale``: wall seconds per scenario second.
+    """
+
+    learner: int
+    stream: int
+    seq: int
+    duration: float
+    anchor: float
+    pull: float
+    push: float
+    windows: Sequence[tuple[float, float, float]]
+    t0: float
+    scale: float
 
 
 @dataclass
@@ -132,27 +155,9 @@ class Learner:
         flat = torch.cat([g.reshape(-1) for g in grads]).numpy()
         return flat, float(loss.detach())
 
-    async def compute(
-        self,
-        weights: np.ndarray,
-        learner: int,
-        stream: int,
-        seq: int,
-        duration: float,
-        anchor: float,
-        pull: float = 0.0,
-        push: float = 0.0,
-        windows: Sequence[tuple[float, float, float]] = (),
-        t0: float = 0.0,
-        scale: float = 1.0,
-    ) -> Pushed:
-        """Gradient ``seq`` of learner ``learner`` (sample stream ``stream``), see the module
-        docstring; ``duration``: the drawn compute time in scenario seconds; ``anchor``: when
-        the scenario says the learner read ``weights`` (seconds since ``t0``, never after the
-        PS handed them out); ``pull`` / ``push``: wall seconds; ``windows``:
-        slow-down windows ``(begin, end, factor)`` in scenario seconds; ``t0``: the run's
-        start (``time.time()``), all times are seconds since then; ``scale``: wall seconds per
-        scenario second."""
+    async def compute(self, weights: np.ndarray, job: Job) -> Pushed:
+        """The gradient ``job`` asks for at ``weights``, timed as the module docstring says."""
+        learner, stream, seq, duration, anchor, pull, push, windows, t0, scale = job
         begin = anchor + pull  # the compute start the scenario says
         wait = begin - (time.time() - t0)
         if wait > 0:
@@ -186,4 +191,4 @@ def actor_class(ray: Any, num_cpus: float) -> Any:
     return ray.remote(num_cpus=num_cpus, max_restarts=0)(Learner)
 
 
-__all__ = ["Learner", "LearnerSetup", "Pushed", "actor_class"]
+__all__ = ["Job", "Learner", "LearnerSetup", "Pushed", "actor_class"]

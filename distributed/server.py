@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from dlsys.distributed.cluster import INLINE_BYTES
+from dlsys.distributed.learner import Job
 from dlsys.distributed.state import (
     COMPUTING,
     DONE,
@@ -237,16 +238,18 @@ class ParameterServer:
         lrn = self.sc.learners[s.idx]
         ref = s.handle.compute.remote(
             s.weights,
-            s.idx,
-            s.stream,
-            s.seq,
-            d,
-            anchor,
-            0.0 if s.reuse else float(lrn.pull_time) * self.scale,
-            float(lrn.push_time) * self.scale,
-            s.windows,
-            self.t0,
-            self.scale,
+            Job(
+                s.idx,
+                s.stream,
+                s.seq,
+                d,
+                anchor,
+                0.0 if s.reuse else float(lrn.pull_time) * self.scale,
+                float(lrn.push_time) * self.scale,
+                s.windows,
+                self.t0,
+                self.scale,
+            ),
         )
         s.ref = ref
         s.t_issue = now

@@ -20,7 +20,9 @@ pauses, PS service ends, ``until_time``):
   continues or is woken reads after the updates its arrival caused.
 * **Compute times** are the scenario's, drawn from the simulator's own per-learner streams
   (:func:`dlsys.simulator.engine.learner_streams`, the same draw order), so on the same seed
-  the real run and the simulation see the same durations.
+  the real run and the simulation see the same durations. A learner counts a duration from
+  the scenario's time of the event that made it read (:meth:`ParameterServer.clock`), so
+  the PS's own latency is spent inside the drawn time instead of lengthening every cycle.
 * **Faults**: a crash kills the learner actor (its in-flight gradient is recorded as lost);
   a restart brings up a new actor (started at the crash, so its start-up overlaps the down
   time) and hands it work at the restart time. A learner that dies unexpectedly is noticed

@@ -151,12 +151,22 @@ def split_timelines(
 # ----------------------------------------------------------------------------- merge
 
 
+#: An entry of a merge order: (learner << LEARNER_SHIFT) | gradient index. Gradients are
+#: numbered learner by learner, so entries compare as indices do.
+LEARNER_SHIFT = 40
+INDEX_MASK = (1 << LEARNER_SHIFT) - 1
+
+
 @numba.njit(cache=True)
-def _sort_by_time(t: np.ndarray, order: np.ndarray, bucket: np.ndarray) -> None:
-    """``order`` := indices that sort ``t`` by (value, index): a bucket sort (buckets of
-    about four values, in time order: IEEE division and floor are monotone, so bucket order
-    is time order) with an insertion sort inside each bucket. Linear time for spread-out
-    times. ``bucket``: scratch of len(t) entries."""
+def _sort_by_time(
+    t: np.ndarray, offsets: np.ndarray, order: np.ndarray, st: np.ndarray, bucket: np.ndarray
+) -> None:
+    """``order`` := the entries (learner, index) of ``t`` sorted by (value, index): a bucket
+    sort (buckets of about four values, in time order: IEEE division and floor are
+    monotone, so bucket order is time order) with an insertion sort inside each bucket.
+    Linear time for spread-out times. ``offsets``: learner i's values are
+    ``t[offsets[i]:offsets[i + 1]]``; ``st`` := the sorted values (carried along, so that
+    no step reads ``t`` at random); ``bucket``: scratch of len(t) entries."""
     total = len(t)
     if total == 0:
         return
@@ -175,19 +185,22 @@ def _sort_by_time(t: np.ndarray, order: np.ndarray, bucket: np.ndarray) -> None:
     for b in range(nb):
         start[b + 1] += start[b]
     fill = start[:-1].copy()
-    for g in range(total):  # indices ascending inside each bucket
-        b = bucket[g]
-        order[fill[b]] = g
-        fill[b] += 1
+    for i in range(len(offsets) - 1):  # indices ascending inside each bucket
+        for g in range(offsets[i], offsets[i + 1]):
+            b = bucket[g]
+            order[fill[b]] = (i << LEARNER_SHIFT) | g
+            st[fill[b]] = t[g]
+            fill[b] += 1
     for b in range(nb):
         for r in range(start[b] + 1, start[b + 1]):
-            x = order[r]
-            tx = t[x]
+            x, tx = order[r], st[r]
             s = r - 1
-            while s >= start[b] and (t[order[s]] > tx or (t[order[s]] == tx and order[s] > x)):
+            while s >= start[b] and (st[s] > tx or (st[s] == tx and order[s] > x)):
                 order[s + 1] = order[s]
+                st[s + 1] = st[s]
                 s -= 1
             order[s + 1] = x
+            st[s + 1] = tx
 
 
 def merge_window(
@@ -219,9 +232,6 @@ def merge_window(
     """
     total = len(cols[2])
     dt = cols[2].dtype
-    order = np.empty(total, dtype=np.int64)
-    scratch = np.empty(total, dtype=np.int64)  # bucket numbers, then read versions
-    _sort_by_time(cols[2], order, scratch)
     out: dict[str, np.ndarray] = {
         "learner": np.empty(total, dtype=np.int32),
         "seq": np.empty(total, dtype=np.int32),
@@ -235,6 +245,8 @@ def merge_window(
     else:
         out["t_start"] = out["t_read"]
         out["t_done"] = out["arrive"]
+    order = np.empty(total, dtype=np.int64)
+    _sort_by_time(cols[2], offsets, order, out["arrive"], np.empty(total, dtype=np.int64))
     reads_le, last_le = _merge(
         cols,
         offsets,
@@ -244,8 +256,6 @@ def merge_window(
         base,
         k,
         order,
-        scratch,
-        np.repeat(np.arange(len(offsets) - 1, dtype=np.int32), np.diff(offsets)),
         out["learner"],
         out["seq"],
         out["read_version"],
@@ -268,24 +278,23 @@ def _merge(
     base: int,
     k: int,
     order: np.ndarray,
-    read_version: np.ndarray,
-    lrn: np.ndarray,
     o_learner: np.ndarray,
     o_seq: np.ndarray,
     o_rv: np.ndarray,
     o_read: np.ndarray,
     o_start: np.ndarray,
     o_done: np.ndarray,
-    o_arrive: np.ndarray,
+    st: np.ndarray,
     network: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One walk over the runs of equal arrival times, in time order (``order``; gradients
-    are numbered learner by learner, so (time, index) order is (time, learner); ``lrn``:
-    each gradient's learner). A gradient's read version is known when its run is reached
-    (its learner's previous arrival came earlier, or in the same run, whose end is known
-    first); then the run is put in tie-rule order (read version, learner index) and
-    written out."""
-    start, done, arrive = cols
+    """One walk over the runs of equal arrival times, in time order (``order`` and the
+    sorted times ``st`` of :func:`_sort_by_time`). A gradient's read version is its
+    learner's ``next_rv`` when it is reached: set by the learner's previous arrival
+    (earlier, or earlier in the same run: a run's end is known first) or, for its first
+    gradient here, from ``first_read``; it reads at that arrival (``last_t``). Then the run
+    is put in tie-rule order (read version, learner index) and written out. Only the
+    learners' small arrays are read at random (and t_start, t_done with a network)."""
+    start, done, _ = cols
     n = len(offsets) - 1
     total = offsets[n]
     # Arrivals of this window at or before each learner's first read: queries in time order
@@ -295,47 +304,46 @@ def _merge(
     p = 0
     for j in range(n):
         i = q_order[j]
-        while p < total and arrive[order[p]] <= first_read[i]:
+        while p < total and st[p] <= first_read[i]:
             p += 1
         reads_le[i] = p
-    for i in range(n):
-        if offsets[i] < offsets[i + 1]:
-            read_version[offsets[i]] = (first_base[i] + reads_le[i]) // k
+    next_rv = (first_base + reads_le) // k
+    last_t = first_read.copy()
     last_le = np.full(n, -1, dtype=np.int64)
     p = 0
     while p < total:
-        t = arrive[order[p]]
+        t = st[p]
         q = p + 1
-        while q < total and arrive[order[q]] == t:
+        while q < total and st[q] == t:
             q += 1
         le = base + q  # arrivals (all windows) at or before t
+        rv = le if k == 1 else le // k  # read version of a read at t
         for r in range(p, q):
-            x = order[r]
-            i = lrn[x]
-            if x + 1 < offsets[i + 1]:  # its next gradient reads at this arrival
-                read_version[x + 1] = le if k == 1 else le // k
-            else:
+            key = order[r]
+            i = key >> LEARNER_SHIFT
+            o_rv[r] = next_rv[i]
+            next_rv[i] = rv  # its next gradient reads at this arrival
+            if (key & INDEX_MASK) + 1 == offsets[i + 1]:
                 last_le[i] = le
         for r in range(p + 1, q):  # the tie rule inside the run: insertion sort
-            x = order[r]
+            key, v, tr = order[r], o_rv[r], st[r]
             s = r - 1
-            while s >= p and (
-                read_version[order[s]] > read_version[x]
-                or (read_version[order[s]] == read_version[x] and order[s] > x)
-            ):
+            while s >= p and (o_rv[s] > v or (o_rv[s] == v and order[s] > key)):
                 order[s + 1] = order[s]
+                o_rv[s + 1] = o_rv[s]
+                st[s + 1] = st[s]
                 s -= 1
-            order[s + 1] = x
+            order[s + 1] = key
+            o_rv[s + 1] = v
+            st[s + 1] = tr
         for r in range(p, q):
-            x = order[r]
-            i = lrn[x]
+            key = order[r]
+            i = key >> LEARNER_SHIFT
+            x = key & INDEX_MASK
             o_learner[r] = i
             o_seq[r] = seq0[i] + x - offsets[i] + 1
-            o_rv[r] = read_version[x]
-            # (a gradient reads at its learner's previous arrival: arrive[x - 1], next to
-            # arrive[x] in memory, instead of a gather from ``read``)
-            o_read[r] = first_read[i] if x == offsets[i] else arrive[x - 1]
-            o_arrive[r] = arrive[x]
+            o_read[r] = last_t[i]
+            last_t[i] = st[r]
             if network:
                 o_start[r] = start[x]
                 o_done[r] = done[x]

@@ -51,9 +51,9 @@ Closed forms and engines
 :mod:`dlsys.simulator.theory` (None where there is none); ``vector_path`` names how the
 vector engine runs the protocol: ``"merge"`` (learners never wait: per-learner running
 sums, merged), ``"rounds"`` (every live learner reads at each update: order statistics per
-round), ``"events"`` (learners wait: a compiled event loop) or ``"cancel"`` (the
-protocols that keep computing past an update and have their gradients cancelled or dropped
-later: no vector path, SimPy runs them).
+round), ``"events"`` (learners wait: a compiled event loop) or ``"cancel"`` (k-batch-sync:
+a learner computes on past its push and is cancelled at the update: no vector path, SimPy
+runs it).
 """
 
 from __future__ import annotations
@@ -121,6 +121,9 @@ class Protocol:
     after_push: ClassVar[str] = WAIT
     on_update: ClassVar[str] = WAKE_BATCH
     gated: ClassVar[bool] = False
+    #: True where the PS rule uses only gradients read at the current version (older ones
+    #: are dropped when the PS sees them) and an update empties the queue (see ``take``).
+    current_only: ClassVar[bool] = False
     vector_path: ClassVar[str] = "events"
     #: True where, with exponential compute times, staleness is a mixture of geometrics.
     geometric_staleness: ClassVar[bool] = False
@@ -346,6 +349,7 @@ class _Rounds(Protocol):
     """Protocols that use only gradients computed on the current version: older ones are
     dropped as they are seen, and the gradients beyond the ``need``-th of a round too."""
 
+    current_only = True
     vector_path = "cancel"
 
     def need(self, n: int) -> int:
@@ -407,6 +411,7 @@ class Backup(_Rounds):
     KIND = "backup"
     PARAM = "b"
     LOW = 0
+    vector_path = "events"  # stragglers run on into the next round: the event loop
 
     def need(self, n: int) -> int:
         return n - (self.param or 0)

@@ -34,7 +34,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from dlsys.simulator.core import RawRun
+from dlsys.simulator.core import APPLIED, DROPPED, RawRun
 from dlsys.simulator.limits import check_trace_growth, expected_rows
 from dlsys.simulator.scenario import Scenario
 from dlsys.simulator.vector_rounds import BLOCK_ROWS, Draws, Rows
@@ -129,7 +129,7 @@ def event_loop(
     ``lrn``, ``sc``, ``tm``: :func:`new_state`; ``out``: the :class:`.Rows` columns."""
     dur, dptr, have = draws
     start, first_start, pull, push, budget, order = net
-    k, s, until_updates, has_time, until_time, running, mask = rule
+    k, fresh, s, until_updates, has_time, until_time, running, mask, nan = rule
     seq, clock, finished, started, g_rv, g_read, g_start, g_done = lrn[:8]
     in_flight, in_queue, ready, gated, queue, ht, hl, arr = lrn[8:]
     n = len(start)
@@ -166,24 +166,12 @@ def event_loop(
             )
             # 2. they join the queue by (read version, learner), and updates are taken
             qlen = _join_queue(arr, na, g_rv, queue, qlen, in_queue)
-            while qlen >= k:
-                for a in range(k):
-                    i = queue[a]
-                    out[0][nrows], out[1][nrows], out[2][nrows] = i, seq[i], g_rv[i]
-                    out[3][nrows], out[4][nrows], out[5][nrows] = version, g_read[i], g_start[i]
-                    out[6][nrows], out[7][nrows], out[8][nrows] = g_done[i], t, 0
-                    nrows += 1
-                    in_queue[i] = False
-                    if not finished[i]:
-                        ready[nready] = i
-                        nready += 1
-                for a in range(qlen - k):  # (no temporary: this runs once per update)
-                    queue[a] = queue[a + k]
-                qlen -= k
-                version += 1
-                if version == until_updates:
-                    stop = _BY_UPDATES
-                    break
+            counts = (qlen, nready, nrows, version)
+            qlen, nready, nrows, version = _updates(
+                t, k, fresh, nan, counts, lrn, out, until_updates
+            )
+            if version == until_updates:
+                stop = _BY_UPDATES
             if stop >= 0:
                 break
             while nstart < n and start[order[nstart]] == t:
@@ -223,6 +211,71 @@ def event_loop(
         tm[_T_END] = t_end
         _running_at_stop(stop, t_end, in_flight, g_start, g_done, pull, running, mask)
     return code
+
+
+@numba.njit(cache=True, inline="always")
+def _row(out: tuple, r: int, i: int, lrn: tuple, version: int, t_apply: Any, status: int) -> None:
+    """Write learner ``i``'s queued gradient as row ``r`` of ``out``."""
+    seq, g_rv, g_read, g_start, g_done = lrn[0], lrn[4], lrn[5], lrn[6], lrn[7]
+    out[0][r], out[1][r], out[2][r] = i, seq[i], g_rv[i]
+    out[3][r], out[4][r], out[5][r] = version, g_read[i], g_start[i]
+    out[6][r], out[7][r], out[8][r] = g_done[i], t_apply, status
+
+
+@numba.njit(cache=True, inline="always")
+def _updates(
+    t: Any, k: int, fresh: bool, nan: Any, counts: tuple, lrn: tuple, out: tuple, until: int
+) -> tuple:
+    """Step 2 of an instant, after the arrivals joined the queue: the PS takes updates of
+    ``k`` gradients from its head while it can (stopping at the ``until``-th update). With
+    ``fresh`` (the protocol's ``current_only``), gradients read at an older version are
+    dropped first, and an update takes the whole queue (its first ``k`` applied, the rest
+    dropped); rows are written as the SimPy engine writes them, drops first. Learners of
+    applied and dropped gradients become ready to read. ``counts``: (queue length, ready
+    learners, rows, version); returns them updated."""
+    qlen, nready, nrows, version = counts
+    g_rv, finished, in_queue, ready, queue = lrn[4], lrn[2], lrn[9], lrn[10], lrn[12]
+    while qlen > 0:
+        kept = 0
+        for a in range(qlen):
+            i = queue[a]
+            if fresh and g_rv[i] != version:  # read at an older version: dropped
+                _row(out, nrows, i, lrn, -1, nan, DROPPED)
+                nrows += 1
+                in_queue[i] = False
+                if not finished[i]:
+                    ready[nready] = i
+                    nready += 1
+            else:
+                queue[kept] = i
+                kept += 1
+        qlen = kept
+        if qlen < k:
+            break
+        for a in range(k, qlen if fresh else k):  # beyond the update: dropped, written first
+            i = queue[a]
+            _row(out, nrows, i, lrn, -1, nan, DROPPED)
+            nrows += 1
+            in_queue[i] = False
+            if not finished[i]:
+                ready[nready] = i
+                nready += 1
+        for a in range(k):
+            i = queue[a]
+            _row(out, nrows, i, lrn, version, t, APPLIED)
+            nrows += 1
+            in_queue[i] = False
+            if not finished[i]:
+                ready[nready] = i
+                nready += 1
+        rest = 0 if fresh else qlen - k
+        for a in range(rest):  # (no temporary: this runs once per update)
+            queue[a] = queue[a + k]
+        qlen = rest
+        version += 1
+        if version == until:
+            break
+    return qlen, nready, nrows, version
 
 
 @numba.njit(cache=True, inline="always")
@@ -424,12 +477,14 @@ def run(
     mask = np.zeros(n, np.bool_)
     rule = (
         proto.batch_size(n) or 1,
+        proto.current_only,
         (proto.param or 0) if proto.gated else -1,
         -1 if u is None else u,
         tt is not None,
         units.of(tt) if tt is not None else units.dtype(0),
         running,
         mask,
+        rows.nan,
     )
     draws = Draws(scenario, rngs, units)
     lrn, sc, tm = new_state(n, units.dtype)

@@ -1,21 +1,23 @@
 """The vector engine's compiled event loop: protocols whose learners wait for the PS.
 
-async, ssp and k-async learners push a gradient and wait for the update that uses it (ssp
-also waits at its gate), so no learner's times can be summed on their own (sync and k-sync,
-whose learners all read at each update, go round by round: :mod:`.vector_rounds`). This loop
-(numba, over arrays) steps from instant to instant as the SimPy engine does, with the
-SimPy engine's tie rule:
+async, ssp, k-async and backup learners push a gradient and wait for the update that uses
+it (or, backup, for its drop; ssp also waits at its gate), so no learner's times can be
+summed on their own (sync and k-sync, whose learners all read at each update, go round by
+round: :mod:`.vector_rounds`). This loop (numba, over arrays) steps from instant to instant
+as the SimPy engine does, with the SimPy engine's tie rule:
 
 1. every gradient arriving at instant ``t`` raises its learner's clock (a learner that has
    pushed its last gradient finishes here);
 2. they join the PS queue in order of (read version, learner index), and the PS takes
-   updates from the queue by the protocol's rule (``k`` first gradients -- for k-async
-   they are ``k`` distinct learners, as a waiting learner has one gradient queued at most);
-3. then the learners of those updates (and learners that start at ``t``, and gated ones
-   once the smallest live clock has moved) read at ``t`` if the gate lets them (ssp:
-   clock - smallest live clock <= s; the order of reads within an instant changes nothing), seeing
-   every update of ``t``, and start pull, compute and push: ``t + pull``, ``+ compute``,
-   ``+ push``, the same additions SimPy makes.
+   updates from the queue by the protocol's rule: ``k`` first gradients (for k-async they
+   are ``k`` distinct learners, as a waiting learner has one gradient queued at most); for
+   a ``current_only`` protocol (backup) gradients read at an older version are dropped
+   first and an update takes the whole queue, its first ``k`` applied, the rest dropped;
+3. then the learners of those updates and drops (and learners that start at ``t``, and
+   gated ones once the smallest live clock has moved) read at ``t`` if the gate lets them
+   (ssp: clock - smallest live clock <= s; the order of reads within an instant changes
+   nothing), seeing every update of ``t``, and start pull, compute and push: ``t + pull``,
+   ``+ compute``, ``+ push``, the same additions SimPy makes.
 
 The compute durations are drawn in blocks (same streams and blocks as SimPy), and the rows
 go out in blocks: the loop keeps its whole state in arrays, returns when a learner runs out
@@ -447,7 +449,7 @@ def run(
     reason: str,
     sink: Callable[[dict[str, np.ndarray]], None] | None = None,
 ) -> RawRun:
-    """Run a scenario of async, ssp or k-async on the compiled loop. With ``sink``, the rows
+    """Run a scenario of async, ssp, k-async or backup on the compiled loop. With ``sink``, the rows
     go there block by block and the result keeps none."""
     from dlsys.simulator.vector import Units
 

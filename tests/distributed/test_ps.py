@@ -227,7 +227,8 @@ def test_learners_count_their_cycles_from_the_scenarios_event_time() -> None:
 
     from dlsys.distributed.server import ParameterServer
 
-    ps = ParameterServer()
+    # Without __init__ (it sets this process's torch threads to 1, as an actor does).
+    ps = ParameterServer.__new__(ParameterServer)
     ps.t0 = time.time() - 10.0  # the run started 10 s ago
     ps.event_time = None
     assert 10.0 <= ps.clock() < 11.0

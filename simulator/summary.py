@@ -116,6 +116,21 @@ def _add_rows(
         a = fill[i]
 
 
+@numba.njit(cache=True)
+def _waits(
+    t_apply: np.ndarray,
+    t_done: np.ndarray,
+    push: np.ndarray,
+    learner: np.ndarray,
+    service: float,
+    out: np.ndarray,
+) -> None:
+    """``out`` := PS queue waits in seconds, ``(t_apply - service) - (t_done + push)``,
+    the IEEE operations numpy's ``t_apply - service - (t_done + push[learner])`` makes."""
+    for r in range(len(t_apply)):
+        out[r] = (t_apply[r] - service) - (t_done[r] + push[learner[r]])
+
+
 class BlockSum:
     """A float sum in fixed blocks of :data:`BLOCK` values: each block summed by numpy
     (pairwise), block sums added in order; independent of how values arrive."""
@@ -170,7 +185,6 @@ class SummaryStats:
         n = scenario.n
         self.n = n
         self.push = np.array([float(lrn.push_time) for lrn in scenario.learners])
-        self.any_push = bool(np.any(self.push))
         self.service = float(scenario.service_time)
         self.lr = scenario.lr
         self.busy = np.zeros(n)
@@ -226,8 +240,8 @@ class SummaryStats:
             ok_stale, ok_learner = stale[ok], learner[ok]
         self.last_apply = max(self.last_apply, float(np.max(t_apply)))
         self.lr_sum.add(self.lr.rates(ok_stale))
-        arrive = t_done + self.push[ok_learner] if self.any_push else t_done + 0.0
-        wait = t_apply - self.service - arrive
+        wait = np.empty(len(t_apply))
+        _waits(t_apply, t_done, self.push, ok_learner, self.service, wait)
         self.wait_sum.add(wait)
         self.wait_max = max(self.wait_max, float(np.max(wait)))
 

@@ -164,7 +164,7 @@ class Durations:
         """The next up to ``m`` durations (fewer once the budget or the values run out)."""
         if self.budget is not None:
             m = min(m, self.budget - self.given)
-        parts = [self.left]
+        parts = [self.left] if len(self.left) else []
         have = len(self.left)
         if have < m and self.joined is not None:  # random: whole blocks, one call
             parts.append(self.joined(m - have))
@@ -175,7 +175,10 @@ class Durations:
                 break
             parts.append(b)
             have += len(b)
-        out = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        if len(parts) == 1:
+            out = parts[0]
+        else:
+            out = np.concatenate(parts) if parts else self.left
         self.left = out[m:]
         out = out[:m]
         self.given += len(out)

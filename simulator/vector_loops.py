@@ -158,15 +158,13 @@ INDEX_MASK = (1 << LEARNER_SHIFT) - 1
 
 
 @numba.njit(cache=True)
-def _sort_by_time(
-    t: np.ndarray, offsets: np.ndarray, order: np.ndarray, st: np.ndarray, bucket: np.ndarray
-) -> None:
+def _sort_by_time(t: np.ndarray, offsets: np.ndarray, order: np.ndarray, st: np.ndarray) -> None:
     """``order`` := the entries (learner, index) of ``t`` sorted by (value, index): a bucket
     sort (buckets of about four values, in time order: IEEE division and floor are
     monotone, so bucket order is time order) with an insertion sort inside each bucket.
     Linear time for spread-out times. ``offsets``: learner i's values are
     ``t[offsets[i]:offsets[i + 1]]``; ``st`` := the sorted values (carried along, so that
-    no step reads ``t`` at random); ``bucket``: scratch of len(t) entries."""
+    no step reads ``t`` at random)."""
     total = len(t)
     if total == 0:
         return
@@ -179,15 +177,13 @@ def _sort_by_time(
     scale = (nb - 1) / span if span > 0 else 0.0
     start = np.zeros(nb + 1, dtype=np.int64)
     for g in range(total):
-        b = int(float(t[g] - lo) * scale)
-        bucket[g] = b
-        start[b + 1] += 1
+        start[int(float(t[g] - lo) * scale) + 1] += 1
     for b in range(nb):
         start[b + 1] += start[b]
     fill = start[:-1].copy()
     for i in range(len(offsets) - 1):  # indices ascending inside each bucket
         for g in range(offsets[i], offsets[i + 1]):
-            b = bucket[g]
+            b = int(float(t[g] - lo) * scale)  # (recomputed: cheaper than stored)
             order[fill[b]] = (i << LEARNER_SHIFT) | g
             st[fill[b]] = t[g]
             fill[b] += 1
@@ -246,7 +242,7 @@ def merge_window(
         out["t_start"] = out["t_read"]
         out["t_done"] = out["arrive"]
     order = np.empty(total, dtype=np.int64)
-    _sort_by_time(cols[2], offsets, order, out["arrive"], np.empty(total, dtype=np.int64))
+    _sort_by_time(cols[2], offsets, order, out["arrive"])
     reads_le, last_le = _merge(
         cols,
         offsets,

@@ -168,9 +168,9 @@ def event_loop(
             )
             # 2. they join the queue by (read version, learner), and updates are taken
             qlen = _join_queue(arr, na, g_rv, queue, qlen, in_queue)
-            counts = (qlen, nready, nrows, version)
+            tally = (qlen, nready, nrows, version)
             qlen, nready, nrows, version = _updates(
-                t, k, fresh, nan, counts, lrn, out, until_updates
+                t, k, fresh, nan, tally, lrn, out, until_updates
             )
             if version == until_updates:
                 stop = _BY_UPDATES

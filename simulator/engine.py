@@ -38,7 +38,7 @@ from simpy.core import StopSimulation
 from simpy.events import URGENT
 
 from dlsys.common import check_choice
-from dlsys.simulator import vector, vector_events, vector_rounds
+from dlsys.simulator import vector, vector_chains, vector_events, vector_rounds
 from dlsys.simulator.core import (
     APPLIED,
     CANCELLED,
@@ -133,6 +133,8 @@ def _run_vector(
         return vector.run_merge(scenario, rngs, reason, sink)
     if path == "rounds":
         return vector_rounds.run(scenario, rngs, reason, sink)
+    if path == "chains":
+        return vector_chains.run(scenario, rngs, reason, sink)
     return vector_events.run(scenario, rngs, reason, sink)
 
 

@@ -51,9 +51,9 @@ Closed forms and engines
 :mod:`dlsys.simulator.theory` (None where there is none); ``vector_path`` names how the
 vector engine runs the protocol: ``"merge"`` (learners never wait: per-learner running
 sums, merged), ``"rounds"`` (every live learner reads at each update: order statistics per
-round), ``"events"`` (learners wait: a compiled event loop) or ``"cancel"`` (k-batch-sync:
-a learner computes on past its push and is cancelled at the update: no vector path, SimPy
-runs it).
+round), ``"chains"`` (k-batch-sync: the same, with a chain of gradients per learner and
+round, as a learner computes on after its push until the update cancels it) or
+``"events"`` (learners wait: a compiled event loop).
 """
 
 from __future__ import annotations
@@ -350,7 +350,6 @@ class _Rounds(Protocol):
     dropped as they are seen, and the gradients beyond the ``need``-th of a round too."""
 
     current_only = True
-    vector_path = "cancel"
 
     def need(self, n: int) -> int:
         """Gradients per update with ``n`` learners."""
@@ -395,7 +394,7 @@ class KBatchSync(KSync):
 
     KIND = "k-batch-sync"
     after_push = REUSE
-    vector_path = "cancel"  # a pushed learner computes on past the round: no round path
+    vector_path = "chains"  # a pushed learner computes on: a chain per learner a round
 
     def time_per_update(self, n: int, rate: float, shift: float = 0.0) -> float | None:
         if shift:

@@ -40,7 +40,7 @@ import numpy as np
 
 from dlsys.simulator.core import APPLIED, CANCELLED, DROPPED, RawRun
 from dlsys.simulator.limits import check_trace_growth, expected_rows
-from dlsys.simulator.protocols import CANCEL_ALL
+from dlsys.simulator.protocols import CANCEL_ALL, REUSE
 from dlsys.simulator.scenario import Scenario
 from dlsys.simulator.vector import Durations, Units
 
@@ -295,7 +295,11 @@ class Draws:
 
     def __init__(self, scenario: Scenario, rngs: list[np.random.Generator], units: Units):
         n = scenario.n
-        self.width = max(16, min(BLOCK_ROWS // max(n, 1), _width_bound(scenario)))
+        # keep: what a learner may use in one round stays drawn (k + 2 for k-batch-sync,
+        # whose learners compute on after their pushes; 1 elsewhere)
+        proto = scenario.protocol
+        self.keep = (proto.batch_size(n) or 0) + 2 if proto.after_push == REUSE else 1
+        self.width = max(16 + self.keep, min(BLOCK_ROWS // max(n, 1), _width_bound(scenario)))
         self.durs = [Durations(scenario, i, rngs[i], units) for i in range(n)]
         if scenario.protocol.on_update == CANCEL_ALL:
             # A cancelled computation used its duration but pushed nothing: max_gradients
@@ -307,9 +311,12 @@ class Draws:
         self.done = np.zeros(n, dtype=np.bool_)
 
     def refill(self, ptr: np.ndarray, fin: np.ndarray) -> None:
-        """Top up every live learner that has used half of its durations or more."""
+        """Top up every live learner that has used half of its durations or more, or has
+        fewer than ``keep`` left."""
         for i, d in enumerate(self.durs):
-            if fin[i] or self.done[i] or ptr[i] < self.have[i] // 2:
+            if fin[i] or self.done[i]:
+                continue
+            if ptr[i] < self.have[i] // 2 and self.have[i] - ptr[i] >= self.keep:
                 continue
             rest = self.dur[i, ptr[i] : self.have[i]].copy()
             more = d.take(self.width - len(rest))
@@ -388,6 +395,18 @@ def run(
 ) -> RawRun:
     """Run a sync or k-sync ``scenario`` round by round (see the module docstring). With
     ``sink``, the rows go there block by block and the result keeps none."""
+    return drive(rounds_loop, scenario, rngs, reason, sink)
+
+
+def drive(
+    loop: Callable[..., int],
+    scenario: Scenario,
+    rngs: list[np.random.Generator],
+    reason: str,
+    sink: Callable[[dict[str, np.ndarray]], None] | None,
+) -> RawRun:
+    """Run ``loop`` (:func:`rounds_loop`, or one with its arguments and results) to the end
+    of ``scenario``: draw durations, hand on row blocks, and make the run's result."""
     units = Units(scenario)
     n = scenario.n
     proto = scenario.protocol
@@ -412,10 +431,10 @@ def run(
     )
     u, tt = scenario.until_updates, scenario.until_time
     # Without a sink, one block for the whole trace where its size is known (the loops ask
-    # for room for n more rows before each step).
+    # for room for up to 3 n more rows before each step).
     rows_cap = BLOCK_ROWS if sink is not None else min(expected_rows(scenario)[0], 2**40)
     chunks: list[dict[str, np.ndarray]] = []
-    rows = Rows(units, int(rows_cap) + n, sink if sink is not None else chunks.append)
+    rows = Rows(units, int(rows_cap) + 3 * n, sink if sink is not None else chunks.append)
     rule = (
         proto.batch_size(n) or 0,
         -1 if u is None else u,
@@ -431,8 +450,8 @@ def run(
     row_bytes = sum(a.itemsize for a in rows.cols)
     while True:
         draws.refill(lrn[4], lrn[2])
-        code = rounds_loop(draws.dur, draws.have, draws.done, lrn, net, rule, state, clock,
-                           rows.cols, running, mask)  # fmt: skip
+        code = loop(draws.dur, draws.have, draws.done, lrn, net, rule, state, clock, rows.cols,
+                    running, mask)  # fmt: skip
         if code == _NEED_ROOM:
             rows.flush(int(state[_POS]))
             state[_POS] = 0
@@ -459,4 +478,4 @@ def run(
     return raw
 
 
-__all__ = ["BLOCK_ROWS", "STOP_NAMES", "Draws", "Rows", "rounds_loop", "run"]
+__all__ = ["BLOCK_ROWS", "STOP_NAMES", "Draws", "Rows", "drive", "rounds_loop", "run"]

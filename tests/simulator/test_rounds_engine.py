@@ -1,8 +1,9 @@
-"""The vector engine's round path (sync, k-sync: :mod:`dlsys.simulator.vector_rounds`)
-against the SimPy engine, the reference: byte-identical trace CSV and summary on a table of
-both protocols x every compute distribution x network / start delays / budgets, with tiny
-blocks that cut runs between rounds, on hand-checked ties, and on hypothesis-drawn small
-scenarios (late starters joining rounds, learners running out, stalls)."""
+"""The vector engine's round paths (sync, k-sync: :mod:`dlsys.simulator.vector_rounds`;
+k-batch-sync: :mod:`dlsys.simulator.vector_chains`) against the SimPy engine, the
+reference: byte-identical trace CSV and summary on a table of the protocols x every compute
+distribution x network / start delays / budgets, with tiny blocks that cut runs between
+rounds, on hand-checked ties and chains, and on hypothesis-drawn small scenarios (late
+starters joining rounds, learners running out, stalls)."""
 
 from __future__ import annotations
 
@@ -76,6 +77,9 @@ ROUNDS = [
     Protocol("k-sync", k=1),
     Protocol("k-sync", k=2),
     Protocol("k-sync", k=4),
+    Protocol("k-batch-sync", k=1),
+    Protocol("k-batch-sync", k=3),
+    Protocol("k-batch-sync", k=4),
 ]
 STOPS = (
     (False, {"until_updates": 150}),
@@ -172,22 +176,30 @@ def test_learners_that_run_out_of_times_leave_the_rounds():
     assert res.summary["stop_reason"] == "learners finished"
 
 
-def test_k_batch_sync_still_refused():
-    # A k-batch-sync learner computes on past its push and is cancelled at the update:
-    # neither the rounds nor the event loop model that, so SimPy runs it.
-    sc = table_scenario(Protocol("k-batch-sync", k=2), "exponential", False, {"until_updates": 10})
-    with pytest.raises(
-        ValueError, match=r"^engine: protocol 'k-batch-sync' .* needs engine='simpy'$"
-    ):
-        simulate(sc, engine="vector")
-    assert simulate(sc).summary["engine"]["name"] == "simpy"
+def test_k_batch_sync_chains_by_hand():
+    # k = 2; a takes 1 s, b 2.5 s. Round 1: a pushes at 1 and, on the same weights, at 2:
+    # the update at 2 takes both; a's third gradient (begun at 2, right after its push) and
+    # b's first (done at 2.5) are cancelled at 2. Round 2 reads at 2: a pushes at 3 and 4.
+    sc = Scenario(
+        learners=(Learner("a", Fixed(1)), Learner("b", Fixed(2.5))),
+        protocol=Protocol("k-batch-sync", k=2),
+        until_updates=2,
+    )
+    assert same(sc) == ("simpy", "vector")
+    tr = simulate(sc).trace
+    assert tr["learner"].tolist() == [0, 0, 0, 1, 0, 0]
+    assert tr["status_name"].tolist() == [*("applied",) * 2, *("cancelled",) * 2, *("applied",) * 2]
+    assert tr["seq"].tolist() == [1, 2, 3, 1, 4, 5]
+    assert tr["read_version"].tolist() == [0, 0, 0, 0, 1, 1]
+    assert tr["t_start"].tolist() == [0, 1, 2, 0, 2, 3]
+    assert tr["t_done"].tolist() == [1, 2, 2, 2, 3, 4]
 
 
 @st.composite
 def round_scenarios(draw):
     n = draw(st.integers(1, 5))
-    kind = draw(st.sampled_from(["sync", "k-sync"]))
-    proto = Protocol("sync") if kind == "sync" else Protocol("k-sync", k=draw(st.integers(1, n)))
+    kind = draw(st.sampled_from(["sync", "k-sync", "k-batch-sync"]))
+    proto = Protocol("sync") if kind == "sync" else Protocol(kind, k=draw(st.integers(1, n)))
     exact = draw(st.booleans())
     pool = ["fixed", "times", "trace"] if exact else ["exponential", "uniform", "pareto", "normal"]
     learners = tuple(

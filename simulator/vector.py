@@ -502,5 +502,5 @@ def _concat(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 def streams(scenario: Scenario) -> bool:
     """True if, with a ``sink``, the vector engine keeps no rows (the merge path: window by
-    window; the round path and the event loop: block by block)."""
-    return scenario.protocol.vector_path in ("merge", "rounds", "events")
+    window; the round, chain and event paths: block by block)."""
+    return scenario.protocol.vector_path in ("merge", "rounds", "chains", "events")

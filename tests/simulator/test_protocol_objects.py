@@ -116,3 +116,26 @@ def test_ssp_gate():
     assert p.may_start(5, 3) and not p.may_start(6, 3)  # 6 - 3 = 3 > s = 2
     assert p.may_start(6, None)  # no live learner to wait for
     assert Protocol("async").may_start(100, 0)
+
+
+def _one(kind: str) -> Protocol:
+    param = PROTOCOLS[kind]
+    return Protocol(kind, **({param: 1} if param else {}))
+
+
+@pytest.mark.parametrize("kind", list(PROTOCOLS))
+def test_current_only_says_what_take_does_with_an_old_gradient(kind):
+    # The event loop drops gradients read at an older version where the protocol object
+    # says ``current_only``: that flag must be what ``take`` itself does. A gradient read
+    # at version 0 reaches a PS at version 1 (two live learners, one gradient per update).
+    proto = _one(kind)
+    old = Gradient(learner=0, seq=1, read_version=0, t_read=0, t_start=0, t_done=1)
+    queue = [old]
+    take = proto.take(queue, version=1, live={0}, n=2)
+    dropped = take is not None and old in take.dropped
+    assert dropped == proto.current_only
+
+
+@pytest.mark.parametrize("kind", list(PROTOCOLS))
+def test_every_protocol_has_a_vector_path(kind):
+    assert _one(kind).vector_path in ("merge", "rounds", "chains", "events")

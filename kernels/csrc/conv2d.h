@@ -90,6 +90,16 @@ void conv2d_forward_cpu_images(const ConvDims &d, const T *x, const T *w, const 
 template <typename T>
 void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy, T *gx, T *gw,
                          T *gb, int threads);
+// The backward image by image: image n's output gradient (K, OH, OW) is written by
+// source(n, buffer) into a buffer of the OpenMP thread that owns n, and read for grad input
+// and grad weight while it is in cache (one parallel region for the whole batch). Returns
+// false, computing nothing, where the grad input's path is not AsConv (the caller then
+// builds the output gradient and calls conv2d_backward_cpu). Same results, bitwise, for any
+// thread count.
+template <typename T>
+bool conv2d_backward_cpu_images(const ConvDims &d, const T *x, const T *w, T *gx, T *gw,
+                                T *gb, int threads,
+                                const std::function<void(int64_t, T *)> &source);
 
 #if DLSYS_WITH_CUDA
 // CUDA float32, launched on `stream` (a cudaStream_t passed as an integer). Throws

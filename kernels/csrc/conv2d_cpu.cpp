@@ -385,8 +385,10 @@ void wgrad_dot_image(int64_t Kg, int64_t CRS, int64_t P, const T *gyg, const T *
 // (a gyT slice of NV vectors is P*NV*64 B, 21 KB for 169 pixels). It replaced dot products
 // along the pixels (10 loads per 24 FMAs, half of them unaligned and from L2, and a
 // horizontal sum per output; docs/kernels.md has the before and after).
+// NOTE: never inlined: inlined into a large caller GCC kept some accumulators on the stack
+// (an FMA with a memory accumulator), 22% slower.
 template <typename T, int NQ, int NV>
-void wgrad_tile(int64_t p0, int64_t p1, const T *u, const int64_t *offq, const T *gyT,
+__attribute__((noinline)) void wgrad_tile(int64_t p0, int64_t p1, const T *u, const int64_t *offq, const T *gyT,
                 int64_t ldk, T *const *out) {
   using V = typename VecType<T>::type;
   constexpr int VL = Vec<T>::VL;
@@ -713,10 +715,10 @@ const char *algo_name(GradWeightAlgo a) {
 
 namespace {
 
-// GradInputAlgo::AsConv (see choose_conv2d_backward).
-template <typename T>
-void grad_input_by_conv(const ConvDims &d, const T *w, const T *gy, T *gx, int threads) {
-  const int64_t Kg = d.Kg(), Cg = d.Cg(), R = d.R, S = d.S;
+// GradInputAlgo::AsConv (see choose_conv2d_backward): the dims of that conv, of gy (K
+// channels, OH x OW) with the weights flipped in r and s and transposed per group to
+// (C, K/G, R, S), padded by dil*(R-1) - pad, giving an (H, W) output.
+inline ConvDims flipped_dims(const ConvDims &d) {
   ConvDims t = d;
   t.C = d.K;
   t.H = d.OH;
@@ -724,11 +726,17 @@ void grad_input_by_conv(const ConvDims &d, const T *w, const T *gy, T *gx, int t
   t.K = d.C;
   t.OH = d.H;
   t.OW = d.W;
-  t.pad_top = d.dil_h * (R - 1) - d.pad_top;
-  t.pad_bottom = d.dil_h * (R - 1) - d.pad_bottom;
-  t.pad_left = d.dil_w * (S - 1) - d.pad_left;
-  t.pad_right = d.dil_w * (S - 1) - d.pad_right;
-  // wt[g*Cg + c, k, r, s] = w[g*Kg + k, c, R-1-r, S-1-s]; wt is (C, Kg, R, S)
+  t.pad_top = d.dil_h * (d.R - 1) - d.pad_top;
+  t.pad_bottom = d.dil_h * (d.R - 1) - d.pad_bottom;
+  t.pad_left = d.dil_w * (d.S - 1) - d.pad_left;
+  t.pad_right = d.dil_w * (d.S - 1) - d.pad_right;
+  return t;
+}
+
+// wt[g*Cg + c, k, r, s] = w[g*Kg + k, c, R-1-r, S-1-s]; wt is (C, Kg, R, S)
+template <typename T>
+std::vector<T> flipped_weights(const ConvDims &d, const T *w) {
+  const int64_t Kg = d.Kg(), Cg = d.Cg(), R = d.R, S = d.S;
   std::vector<T> wt(static_cast<size_t>(d.w_numel()));
   for (int64_t g = 0; g < d.G; ++g)
     for (int64_t c = 0; c < Cg; ++c)
@@ -737,8 +745,29 @@ void grad_input_by_conv(const ConvDims &d, const T *w, const T *gy, T *gx, int t
           for (int64_t s = 0; s < S; ++s)
             wt[static_cast<size_t>((((g * Cg + c) * Kg + k) * R + r) * S + s)] =
                 w[(((g * Kg + k) * Cg + c) * R + (R - 1 - r)) * S + (S - 1 - s)];
-  conv2d_forward_cpu<T>(t, gy, wt.data(), nullptr, gx, threads);
+  return wt;
 }
+
+template <typename T>
+void grad_input_by_conv(const ConvDims &d, const T *w, const T *gy, T *gx, int threads) {
+  const std::vector<T> wt = flipped_weights(d, w);
+  conv2d_forward_cpu<T>(flipped_dims(d), gy, wt.data(), nullptr, gx, threads);
+}
+
+// The same, one image at a time (conv2d_backward_cpu_images): the flipped conv's forward
+// plan built once.
+template <typename T>
+struct GradInputConv {
+  ConvDims t;
+  std::vector<T> wt;
+  ForwardPlan<T> plan;
+  GradInputConv(const ConvDims &d, const T *w)
+      : t(flipped_dims(d)), wt(flipped_weights(d, w)), plan(t, wt.data(), nullptr) {}
+  // gxn (C, H, W) of one image from its grad_out gyn (K, OH, OW).
+  void run(const T *gyn, T *gxn, typename ForwardPlan<T>::Scratch &s) const {
+    for (int64_t g = 0; g < t.G; ++g) plan.run(gyn, nullptr, 0, g, gxn + g * t.Kg() * t.P(), s);
+  }
+};
 
 // GradInputAlgo::GemmCol2im: per image and group dXcol = W^T * dY (W^T packed once), then
 // col2im into gx.
@@ -792,16 +821,21 @@ struct WgradTransposed {
     off.push_back(0);  // the dummy taps read U[0..P), unused
   }
   int64_t partial_size() const { return d.G * rows * ldk; }
-  void chunk(const T *x, const T *gy, int64_t n0, int64_t n1, T *pw, T *pb) const {
+  struct Scratch {
+    std::vector<T> us;
+    Aligned<T> gyT;
+    explicit Scratch(const WgradTransposed &st)
+        : us(static_cast<size_t>(st.sh.size)), gyT(st.d.P() * st.ldk) {}
+  };
+  void start(T *pw) const { std::fill(pw, pw + partial_size(), T(0)); }
+  // Images [n0, n1), image n's grad_out at gyb + (n - n0) * K * P.
+  void add(const T *x, const T *gyb, int64_t n0, int64_t n1, T *pw, T *pb, Scratch &sc) const {
     const int64_t Kg = d.Kg(), P = d.P();
-    std::vector<T> us(static_cast<size_t>(sh.size));
-    Aligned<T> gyT(P * ldk);
-    std::fill(pw, pw + partial_size(), T(0));
     for (int64_t n = n0; n < n1; ++n)
       for (int64_t g = 0; g < d.G; ++g) {
-        shift_input(d, sh, x + (n * d.C + g * d.Cg()) * d.H * d.W, us.data());
-        const T *gyg = gy + (n * d.K + g * Kg) * P;  // (Kg, P)
-        T *gt = gyT.data();
+        shift_input(d, sh, x + (n * d.C + g * d.Cg()) * d.H * d.W, sc.us.data());
+        const T *gyg = gyb + ((n - n0) * d.K + g * Kg) * P;  // (Kg, P)
+        T *gt = sc.gyT.data();
         transpose_rows(Kg, P, gyg, ldk, gt);
         if (pb) {  // grad bias from the transposed copy, in L1
           T *bk = pb + g * Kg;
@@ -809,9 +843,10 @@ struct WgradTransposed {
 #pragma omp simd
             for (int64_t k = 0; k < Kg; ++k) bk[k] += gt[p * ldk + k];
         }
-        wgrad_image<T, NQ, NV>(tiles, off.data(), ldk, us.data(), gt, pw + g * rows * ldk);
+        wgrad_image<T, NQ, NV>(tiles, off.data(), ldk, sc.us.data(), gt, pw + g * rows * ldk);
       }
   }
+  void finish(T *, T *) const {}
   void reduce(const T *pw, int64_t nch, T *gw) const {
     const int64_t Kg = d.Kg(), CRS = d.CRS();
 #pragma omp for schedule(static)
@@ -837,28 +872,35 @@ struct WgradPixelDot {
   explicit WgradPixelDot(const ConvDims &dims)
       : d(dims), sh(shifted_dims(dims, VL)), off(shifted_offsets(dims, sh)) {}
   int64_t partial_size() const { return d.G * d.CRS() * d.Kg() * VL + d.K * VL; }
-  void chunk(const T *x, const T *gy, int64_t n0, int64_t n1, T *pw, T *pb) const {
+  struct Scratch {
+    std::vector<T> us;
+    explicit Scratch(const WgradPixelDot &st) : us(static_cast<size_t>(st.sh.size)) {}
+  };
+  void start(T *pw) const { std::fill(pw, pw + partial_size(), T(0)); }
+  void add(const T *x, const T *gyb, int64_t n0, int64_t n1, T *pw, T *pb, Scratch &sc) const {
     const int64_t Kg = d.Kg(), CRS = d.CRS(), P = d.P();
-    std::vector<T> us(static_cast<size_t>(sh.size));
-    std::fill(pw, pw + partial_size(), T(0));
     T *bsum = pw + d.G * CRS * Kg * VL;  // (K, VL)
     for (int64_t n = n0; n < n1; ++n)
       for (int64_t g = 0; g < d.G; ++g) {
-        shift_input(d, sh, x + (n * d.C + g * d.Cg()) * d.H * d.W, us.data());
-        wgrad_dot_image(Kg, CRS, P, gy + (n * d.K + g * Kg) * P, us.data(), off.data(),
-                        pw + g * Kg * CRS * VL, pb ? bsum + g * Kg * VL : nullptr);
+        shift_input(d, sh, x + (n * d.C + g * d.Cg()) * d.H * d.W, sc.us.data());
+        wgrad_dot_image(Kg, CRS, P, gyb + ((n - n0) * d.K + g * Kg) * P, sc.us.data(),
+                        off.data(), pw + g * Kg * CRS * VL, pb ? bsum + g * Kg * VL : nullptr);
+      }
+  }
+  void finish(T *pw, T *pb) const {
+    const int64_t Kg = d.Kg(), CRS = d.CRS();
+    const T *bsum = pw + d.G * CRS * Kg * VL;
+    if (pb)  // before the compaction below overwrites the front of pw
+      for (int64_t k = 0; k < d.K; ++k) {
+        T sum = 0;
+        for (int j = 0; j < VL; ++j) sum += bsum[k * VL + j];
+        pb[k] = sum;
       }
     for (int64_t e = 0; e < d.G * Kg * CRS; ++e) {  // lane sums, in a fixed order
       T sum = 0;
       for (int j = 0; j < VL; ++j) sum += pw[e * VL + j];
       pw[e] = sum;  // e <= e * VL: compacted in place to (K, CRS)
     }
-    if (pb)
-      for (int64_t k = 0; k < d.K; ++k) {
-        T sum = 0;
-        for (int j = 0; j < VL; ++j) sum += bsum[k * VL + j];
-        pb[k] = sum;
-      }
   }
   void reduce(const T *pw, int64_t nch, T *gw) const {
     const int64_t CRS = d.CRS();
@@ -879,23 +921,30 @@ struct WgradIm2col {
   const ConvDims &d;
   explicit WgradIm2col(const ConvDims &dims) : d(dims) {}
   int64_t partial_size() const { return d.G * d.CRS() * d.Kg(); }
-  void chunk(const T *x, const T *gy, int64_t n0, int64_t n1, T *pw, T *) const {
+  struct Scratch {
+    std::vector<T> col, ap, gyt, btmp;
+    explicit Scratch(const WgradIm2col &st)
+        : col(static_cast<size_t>(st.d.CRS() * st.d.P())),
+          ap(static_cast<size_t>(packed_size<T>(st.d.CRS(), st.d.P()))),
+          gyt(static_cast<size_t>(st.d.P() * st.d.Kg())),
+          btmp(static_cast<size_t>(kKC * Tile<T>::NR)) {}
+  };
+  void start(T *pw) const { std::fill(pw, pw + partial_size(), T(0)); }
+  void add(const T *x, const T *gyb, int64_t n0, int64_t n1, T *pw, T *, Scratch &sc) const {
     const int64_t Kg = d.Kg(), CRS = d.CRS(), P = d.P();
-    std::vector<T> col(static_cast<size_t>(CRS * P));
-    std::vector<T> ap(static_cast<size_t>(packed_size<T>(CRS, P)));
-    std::vector<T> gyt(static_cast<size_t>(P * Kg));
-    std::vector<T> btmp(static_cast<size_t>(kKC * Tile<T>::NR));
     for (int64_t n = n0; n < n1; ++n)
       for (int64_t g = 0; g < d.G; ++g) {
-        const T *gyg = gy + (n * d.K + g * Kg) * P;  // (Kg, P)
-        im2col(d, x + (n * d.C + g * d.Cg()) * d.H * d.W, col.data());
-        pack_a(CRS, P, col.data(), P, ap.data());
+        const T *gyg = gyb + ((n - n0) * d.K + g * Kg) * P;  // (Kg, P)
+        im2col(d, x + (n * d.C + g * d.Cg()) * d.H * d.W, sc.col.data());
+        pack_a(CRS, P, sc.col.data(), P, sc.ap.data());
         for (int64_t k = 0; k < Kg; ++k)
-          for (int64_t p = 0; p < P; ++p) gyt[static_cast<size_t>(p * Kg + k)] = gyg[k * P + p];
-        gemm_packed<T>(CRS, Kg, P, ap.data(), gyt.data(), Kg, pw + g * CRS * Kg, Kg, n > n0,
-                       btmp.data());
+          for (int64_t p = 0; p < P; ++p)
+            sc.gyt[static_cast<size_t>(p * Kg + k)] = gyg[k * P + p];
+        gemm_packed<T>(CRS, Kg, P, sc.ap.data(), sc.gyt.data(), Kg, pw + g * CRS * Kg, Kg, true,
+                       sc.btmp.data());
       }
   }
+  void finish(T *, T *) const {}
   void reduce(const T *pw, int64_t nch, T *gw) const {
     const int64_t Kg = d.Kg(), CRS = d.CRS();
 #pragma omp for schedule(static)
@@ -938,7 +987,73 @@ void grad_weight_bias(const ConvDims &d, const Strategy &st, const T *x, const T
             for (int64_t p = 0; p < P; ++p) s += gyk[p];
             pbc[k] += s;
           }
-      if (gw) st.chunk(x, gy, n0, n1, pw.get() + ch * wsz, fuse_bias ? pbc : nullptr);
+      if (gw) {
+        T *pwc = pw.get() + ch * wsz;
+        typename Strategy::Scratch sc(st);
+        st.start(pwc);
+        st.add(x, gy + n0 * d.K * P, n0, n1, pwc, fuse_bias ? pbc : nullptr, sc);
+        st.finish(pwc, fuse_bias ? pbc : nullptr);
+      }
+    }
+    if (gb) {
+#pragma omp for schedule(static)
+      for (int64_t k = 0; k < d.K; ++k)
+        for (int64_t ch = 0; ch < nch; ++ch) gb[k] += pb[static_cast<size_t>(ch * d.K + k)];
+    }
+    if (gw) st.reduce(pw.get(), nch, gw);
+  }
+}
+
+// The backward image by image (conv2d_backward_cpu_images): chunks of the batch as in
+// grad_weight_bias; within a chunk, sub-blocks of images whose grad_out (written by source
+// into a buffer of the thread, at most kSubBlockBytes) stays in L2 while it is read for
+// grad input, then for grad weight. One parallel region for the whole batch.
+constexpr int64_t kSubBlockBytes = int64_t{1} << 20;
+
+template <typename T, typename Strategy>
+void backward_by_image(const ConvDims &d, const Strategy &st, const GradInputConv<T> *gi,
+                       const T *x, T *gx, T *gw, T *gb, int threads,
+                       const std::function<void(int64_t, T *)> &source) {
+  const int64_t nch = std::min<int64_t>(d.N, 16), wsz = gw ? st.partial_size() : 0;
+  const int64_t P = d.P(), img = d.K * P, ximg = d.C * d.H * d.W;
+  const int64_t sb = std::clamp<int64_t>(
+      kSubBlockBytes / std::max<int64_t>(1, img * static_cast<int64_t>(sizeof(T))), 1,
+      (d.N + nch - 1) / nch);
+  std::unique_ptr<T[]> pw(gw ? new T[static_cast<size_t>(nch * wsz)] : nullptr);
+  std::vector<T> pb(gb ? static_cast<size_t>(nch * d.K) : 0);
+#pragma omp parallel num_threads(threads) if (nch > 1)
+  {
+    std::vector<T> gyb(static_cast<size_t>(sb * img));
+    std::unique_ptr<typename ForwardPlan<T>::Scratch> fs(
+        gi ? new typename ForwardPlan<T>::Scratch(gi->plan) : nullptr);
+    std::unique_ptr<typename Strategy::Scratch> ws(gw ? new typename Strategy::Scratch(st)
+                                                      : nullptr);
+    // dynamic: a thread that loses its core to another process leaves its chunks to the
+    // others (each chunk's sums are its own, so the result does not depend on who runs it)
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t ch = 0; ch < nch; ++ch) {
+      const int64_t n0 = ch * d.N / nch, n1 = (ch + 1) * d.N / nch;
+      T *pbc = gb ? pb.data() + ch * d.K : nullptr;
+      if (pbc) std::fill(pbc, pbc + d.K, T(0));
+      const bool fuse_bias = pbc && gw && Strategy::fuses_bias;
+      T *pwc = gw ? pw.get() + ch * wsz : nullptr;
+      if (gw) st.start(pwc);
+      for (int64_t a = n0; a < n1; a += sb) {
+        const int64_t b = std::min(n1, a + sb);
+        for (int64_t n = a; n < b; ++n) source(n, gyb.data() + (n - a) * img);
+        if (gi)
+          for (int64_t n = a; n < b; ++n) gi->run(gyb.data() + (n - a) * img, gx + n * ximg, *fs);
+        if (pbc && !fuse_bias)
+          for (int64_t e = 0; e < (b - a) * d.K; ++e) {
+            const T *gyk = gyb.data() + e * P;
+            T s = 0;
+#pragma omp simd reduction(+ : s)
+            for (int64_t p = 0; p < P; ++p) s += gyk[p];
+            pbc[e % d.K] += s;
+          }
+        if (gw) st.add(x, gyb.data(), a, b, pwc, fuse_bias ? pbc : nullptr, *ws);
+      }
+      if (gw) st.finish(pwc, fuse_bias ? pbc : nullptr);
     }
     if (gb) {
 #pragma omp for schedule(static)
@@ -982,6 +1097,41 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
   }
 }
 
+template <typename T>
+bool conv2d_backward_cpu_images(const ConvDims &d, const T *x, const T *w, T *gx, T *gw,
+                                T *gb, int threads,
+                                const std::function<void(int64_t, T *)> &source) {
+  const ConvBackwardPlan plan = choose_conv2d_backward(d, static_cast<int>(sizeof(T)));
+  if (d.N == 0 || (gx && plan.grad_input != GradInputAlgo::AsConv)) return false;
+  if (gw) std::fill(gw, gw + d.w_numel(), T(0));
+  if (gb) std::fill(gb, gb + d.K, T(0));
+  std::unique_ptr<GradInputConv<T>> gi(gx ? new GradInputConv<T>(d, w) : nullptr);
+  switch (plan.grad_weight) {
+    case GradWeightAlgo::TransposedGemm8x3:
+      backward_by_image(d, WgradTransposed<T, 8, 3>(d), gi.get(), x, gx, gw, gb, threads, source);
+      break;
+    case GradWeightAlgo::TransposedGemm12x2:
+      backward_by_image(d, WgradTransposed<T, 12, 2>(d), gi.get(), x, gx, gw, gb, threads, source);
+      break;
+    case GradWeightAlgo::TransposedGemm10x2:
+      backward_by_image(d, WgradTransposed<T, 10, 2>(d), gi.get(), x, gx, gw, gb, threads, source);
+      break;
+    case GradWeightAlgo::PixelDot:
+      backward_by_image(d, WgradPixelDot<T>(d), gi.get(), x, gx, gw, gb, threads, source);
+      break;
+    default:
+      backward_by_image(d, WgradIm2col<T>(d), gi.get(), x, gx, gw, gb, threads, source);
+  }
+  return true;
+}
+
+template bool conv2d_backward_cpu_images<float>(const ConvDims &, const float *, const float *,
+                                                float *, float *, float *, int,
+                                                const std::function<void(int64_t, float *)> &);
+template bool conv2d_backward_cpu_images<double>(const ConvDims &, const double *,
+                                                 const double *, double *, double *, double *,
+                                                 int,
+                                                 const std::function<void(int64_t, double *)> &);
 template void conv2d_forward_cpu<float>(const ConvDims &, const float *, const float *,
                                         const float *, float *, int);
 template void conv2d_forward_cpu<double>(const ConvDims &, const double *, const double *,

@@ -26,8 +26,9 @@ namespace dlsys {
 namespace cpu {
 
 // Accumulators of one tile: RT rows x W columns x NV vectors.
+// Never inlined, so that its accumulators get the registers whatever the caller.
 template <typename T, int NV, int RT, int W>
-inline void lanes_tile(const ConvDims &d, int64_t Hp, int64_t Wp, int64_t Kpad, const T *xp,
+__attribute__((noinline)) void lanes_tile(const ConvDims &d, int64_t Hp, int64_t Wp, int64_t Kpad, const T *xp,
                        const T *wp, const T *bias_v, int64_t oh, int64_t ow0, int64_t r_lo,
                        int64_t r_hi, T *tmp) {
   using V = typename VecType<T>::type;

@@ -5,11 +5,13 @@
 // in L2), and the ReLU and the pool run on it there; only the pooled output and a one-byte
 // argmax per pooled output reach memory (the unfused ops write the conv output, read it for
 // the ReLU, write and read the ReLU output, and write int64 pool indices).
-// Backward, block by block of images: the block's conv output gradient gz is rebuilt plane
-// by plane (zero, scatter the pooled gradient where the argmax and the ReLU say) into a
-// workspace small enough to stay in L2, conv2d_backward_cpu runs on the block, and the
-// blocks' weight and bias gradients are added in order. The workspace belongs to the
-// calling thread and is kept between calls, so its pages are mapped once.
+// Backward, where the conv's grad input is itself a conv (or not needed): one parallel region
+// over the batch (conv2d_backward_cpu_images); each thread rebuilds its images' conv output
+// gradient gz plane by plane (the pooled gradient placed where the argmax and the ReLU say,
+// zeros elsewhere) into a buffer that stays in L2, and reads it at once for grad input and
+// grad weight. Otherwise block by block of images: the block's gz is rebuilt into a
+// workspace of the calling thread (kept between calls, so its pages are mapped once),
+// conv2d_backward_cpu runs on the block, and the blocks' sums are added in order.
 #include <omp.h>
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -199,6 +201,21 @@ void conv_relu_pool_backward_cpu(const ConvDims &d, const PoolDims &p, const T *
                                  T *gb, int threads) {
   const int64_t P = d.P(), Q = p.QH * p.QW, img = d.K * P;
   const bool fast = is_2x2_stride_2(p);
+  // Image by image in one parallel region where the conv backward allows it: each image's
+  // gz is rebuilt into a buffer of its thread and read at once for grad input and weight.
+  const auto unpool_image = [&](int64_t n, T *g) {
+    for (int64_t k = 0; k < d.K; ++k) {
+      const int64_t e = (n * d.K + k) * Q;
+      if (fast) {
+        unpool_plane_2x2(p, d.OH, d.OW, gout + e, out + e, arg + e, g + k * P);
+      } else {
+        std::fill(g + k * P, g + (k + 1) * P, T(0));
+        unpool_plane(p, d.OW, gout + e, out + e, arg + e, g + k * P);
+      }
+    }
+  };
+  if (conv2d_backward_cpu_images<T>(d, x, w, gx, gw, gb, threads, unpool_image)) return;
+  // Otherwise (a grad input by GEMM + col2im) block by block of images:
   if (gw) std::fill(gw, gw + d.w_numel(), T(0));
   if (gb) std::fill(gb, gb + d.K, T(0));
   const int64_t per = std::max<int64_t>(
@@ -209,18 +226,8 @@ void conv_relu_pool_backward_cpu(const ConvDims &d, const PoolDims &p, const T *
   for (int64_t n0 = 0; n0 < d.N; n0 += B) {
     ConvDims db = d;
     db.N = std::min(B, d.N - n0);
-    const int64_t planes = db.N * d.K, e0 = n0 * d.K;
-#pragma omp parallel for num_threads(threads) schedule(static) if (planes > 1)
-    for (int64_t nk = 0; nk < planes; ++nk) {
-      T *g = gz + nk * P;
-      const int64_t e = (e0 + nk) * Q;
-      if (fast) {
-        unpool_plane_2x2(p, d.OH, d.OW, gout + e, out + e, arg + e, g);
-      } else {
-        std::fill(g, g + P, T(0));
-        unpool_plane(p, d.OW, gout + e, out + e, arg + e, g);
-      }
-    }
+#pragma omp parallel for num_threads(threads) schedule(static) if (db.N > 1)
+    for (int64_t nb = 0; nb < db.N; ++nb) unpool_image(n0 + nb, gz + nb * img);
     const int64_t xo = n0 * d.C * d.H * d.W;
     conv2d_backward_cpu<T>(db, x ? x + xo : nullptr, w, gz, gx ? gx + xo : nullptr,
                            gw ? gwb : nullptr, gb ? gbb : nullptr, threads);

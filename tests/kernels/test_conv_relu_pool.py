@@ -341,8 +341,11 @@ def test_training_models_use_the_fused_block_and_match_the_unfused_model(name: s
 
 
 def test_backward_in_blocks_of_images_matches_torch_and_any_thread_count() -> None:
-    # The CPU backward runs blocks of max(16, 1 MB / image gradient) images: for 16 x 28 x 28
-    # float32 (50,176 B per image) blocks of 20, so 45 images are blocks 20 + 20 + 5.
+    # Without grad input (autograd: x needs no gradient) the CPU backward runs image by image
+    # in 16 chunks of the batch (45 images: chunks of 2 and 3), sub-blocks of at most 1 MB of
+    # image gradients; with grad input by GEMM + col2im (one input channel; _raw computes
+    # it) blocks of max(16, 1 MB / image gradient) images: for 16 x 28 x 28 float32 (50,176 B
+    # per image) blocks of 20, so 45 images are blocks 20 + 20 + 5.
     case = (45, 1, 28, 28, 16, (5, 5), 1, 2, 1, 1)
     x, w, b = _make(case, torch.float32)
     ours = [w.clone().requires_grad_(), b.clone().requires_grad_()]

@@ -13,9 +13,10 @@ the tie rule of the SimPy engine.
   with arrival ``k (u + 1)``); a gradient's read version is the number of updates at or
   before its read (reads see every update of their instant); sorting arrivals by (time,
   read version, learner) gives the queue, so version = queue position // k.
-* ``rounds`` and ``loop`` (sync, k-sync, backup, k-batch-sync, k-async, ssp): the state a
-  learner needs is global (a barrier, a gate), so :mod:`dlsys.simulator.vector_loops` runs
-  a compiled event loop over arrays.
+* ``rounds`` and ``chains`` (sync, k-sync, k-batch-sync: every learner reads at each
+  update, :mod:`dlsys.simulator.vector_rounds`, :mod:`dlsys.simulator.vector_chains`) and
+  ``events`` (k-async, ssp, backup: the state a learner needs is global, a gate or a drop
+  rule, so :mod:`dlsys.simulator.vector_events` runs a compiled event loop over arrays).
 
 :func:`unsupported` names what a scenario has that this engine cannot do exactly (faults,
 PS service time, mixed exact and random compute times, ...); ``engine="auto"`` then runs
@@ -59,11 +60,6 @@ def unsupported(scenario: Scenario) -> str | None:
     if len(kinds) > 1:
         return (
             "mixing deterministic (fixed, times, trace) and random compute times needs "
-            "engine='simpy'"
-        )
-    if scenario.protocol.vector_path == "cancel":
-        return (
-            f"protocol {scenario.protocol.kind!r} (cancelled and dropped gradients) needs "
             "engine='simpy'"
         )
     if True in kinds and _denominator(scenario) is None:

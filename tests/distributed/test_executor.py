@@ -63,11 +63,15 @@ def test_sweep_on_ray_equals_the_local_sweep(ray_local: RaySession) -> None:
     # Ray executor gives the very rows of the in-process sweep.
     from dlsys.simulator import sweep
 
+    # The simulator compiles its numba functions in every fresh Ray worker (seconds each,
+    # tens of seconds for several at once on 2 cores while the cache is cold, as in a fresh
+    # clone): the SimPy engine compiles fewer, and tasks of both CPUs run in one worker, which
+    # compiles once and fills the cache for later ones. The executor is what is tested here.
     grid = {"simulation.protocol.k": [1, 2]}
     path = K_SYNC
-    local = sweep(path, grid, replications=3, processes=1)
-    with RayExecutor(cpus_per_task=0.5) as ex:
-        remote = sweep(path, grid, replications=3, executor=ex)
+    local = sweep(path, grid, replications=3, processes=1, engine="simpy")
+    with RayExecutor(cpus_per_task=2.0) as ex:
+        remote = sweep(path, grid, replications=3, executor=ex, engine="simpy")
     assert remote.rows == local.rows
 
 
@@ -76,7 +80,7 @@ def test_simulate_sweep_ray_flag(ray_local: RaySession, capsys: pytest.CaptureFi
 
     from dlsys.cli.main import main
 
-    args = ["simulate", "sweep", K_SYNC, "--grid"]
+    args = ["simulate", "sweep", K_SYNC, "--engine", "simpy", "--grid"]
     assert main([*args, "simulation.protocol.k=1,2", "--replications", "2", "--ray", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [r["simulation.protocol.k"] for r in doc["rows"]] == [1, 2]

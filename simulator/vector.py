@@ -39,9 +39,9 @@ from dlsys.simulator.scenario import Crash, PSPause, Scenario, Slowdown
 from dlsys.simulator.simpy_fast import uses_fast_path
 from dlsys.simulator.vector_loops import (
     Columns,
+    cut_timelines,
     extend_timelines,
     merge_window,
-    split_timelines,
 )
 
 #: Largest integer time (in units of 1 / denominator) the exact mode accepts: beyond 2**53
@@ -248,15 +248,17 @@ class Timelines:
             self.push,
         )
 
-    def take_until(self, cut: Any) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
-        """Hand out the pending gradients that arrive at or before ``cut``: their four
-        times (learner by learner) and the learners' offsets in them."""
-        win, off, self.pend, self.pend_off = split_timelines(self.pend, self.pend_off, cut)
-        counts = np.diff(off)
+    def take_until(self, cut: Any) -> tuple[Columns, np.ndarray, np.ndarray]:
+        """Hand out the pending gradients that arrive at or before ``cut``: the store that
+        holds them (t_start, t_done, t_arrive) and each learner's range ``lo[i]:hi[i]`` in
+        it (the rest stay pending)."""
+        cols, lo = self.pend, self.pend_off[:-1]
+        counts, self.pend, self.pend_off = cut_timelines(self.pend, self.pend_off, cut)
+        hi = lo + counts
         has = counts > 0
         self.emitted += counts
-        self.last_emitted[has] = win[2][off[1:][has] - 1]
-        return win, off
+        self.last_emitted[has] = cols[2][hi[has] - 1]
+        return cols, lo, hi
 
 
 # ----------------------------------------------------------------------------- merge
@@ -355,20 +357,21 @@ class _Merge:
     def _window(self, cut: Any, emit: Callable[[dict[str, np.ndarray]], None]) -> tuple:
         """Merge the arrivals up to ``cut``; emit complete updates. Returns (done, t_end,
         stop reason)."""
-        k, n = self.k, self.sc.n
+        k = self.k
         tl = self.tl
         seq0 = tl.emitted.copy()
         started = seq0 > 0
         first_read = np.where(started, tl.last_emitted, tl.start)
-        (start, done, arrive), offsets = tl.take_until(cut)
-        counts = np.diff(offsets)
+        cols, lo, hi = tl.take_until(cut)
+        counts = hi - lo
         first_base = np.where(started, self.carry_le, self.start_le)
         # (a started learner's first read here is an arrival of an earlier window: all of
         # the window's arrivals come after it, so it counts none of them)
         network = bool(np.any(tl.pull) or np.any(tl.push))
         rows, reads_le, last_le = merge_window(
-            (start, done, arrive),
-            offsets,
+            cols,
+            lo,
+            hi,
             first_read,
             first_base,
             seq0,
@@ -379,13 +382,13 @@ class _Merge:
         self.start_le[~started] += reads_le[~started]
         has = counts > 0
         self.carry_le[has] = last_le[has]
-        if len(arrive):
-            m = np.max(arrive)
+        if np.any(has):  # (each learner's arrivals ascend: its last is its largest)
+            m = np.max(cols[2][hi[has] - 1])
             self.max_arrival = m if self.max_arrival is None else max(self.max_arrival, m)
         if self.held is not None:
             rows = {c: np.concatenate([self.held[c], rows[c]]) for c in rows}
         first_pos = self.base - (0 if self.held is None else len(self.held["learner"]))
-        self.base += len(arrive)
+        self.base += int(np.sum(counts))
         complete = (self.base // k) * k - first_pos  # rows of this window's complete updates
         upd = rows["arrive"][k - 1 : complete : k]
         v0 = first_pos // k
@@ -408,7 +411,7 @@ class _Merge:
         self._emit(rows, take, v0, upd, emit)
         rest = slice(take * k if finished else complete, None)
         self.held = {c: a[rest] for c, a in rows.items()} if not finished else None
-        self.window_rows = (start, done, np.repeat(np.arange(n, dtype=np.int32), counts))
+        self.last_window = (cols, lo, hi)
         return finished, t_end, stop
 
     def _emit(self, rows: dict, take: int, v0: int, upd: np.ndarray, emit: Callable) -> None:
@@ -443,7 +446,11 @@ class _Merge:
         if stop == "learners finished":
             return inflight
         tl = self.tl
-        w_start, w_done, w_learner = self.window_rows
+        cols, lo, hi = self.last_window  # the last window's gradients, in their store
+        p_size = np.diff(np.append(lo, len(cols[0])))
+        w_learner = np.repeat(np.arange(n, dtype=np.int32), p_size)
+        in_window = np.arange(len(w_learner)) < hi[w_learner]
+        w_start, w_done, w_learner = cols[0][in_window], cols[1][in_window], w_learner[in_window]
         p_learner = np.repeat(np.arange(n, dtype=np.int32), np.diff(tl.pend_off))
         parts = ((w_start, w_done, w_learner), (tl.pend[0], tl.pend[1], p_learner))
         # (only computations that end after the stop can be in flight: select those first)

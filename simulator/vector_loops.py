@@ -3,7 +3,7 @@ operation is the one IEEE operation SimPy makes, so results are bit-for-bit the 
 
 * :func:`extend_timelines` -- each learner's next gradients as running sums of its pull,
   compute and push times;
-* :func:`split_timelines` -- hand out the gradients that arrive up to a cut;
+* :func:`cut_timelines` -- hand out the gradients that arrive up to a cut;
 * :func:`merge_window` -- the merge of every learner's arrivals into the PS queue order
   (time, then read version, then learner: the tie rule), with each gradient's read version,
   written out as the window's trace rows.
@@ -115,37 +115,27 @@ def _cut_counts(arrive: np.ndarray, pend_off: np.ndarray, cut: Any) -> np.ndarra
 
 
 @numba.njit(cache=True)
-def _split(
-    pend: Columns,
-    pend_off: np.ndarray,
-    win: Columns,
-    take: np.ndarray,
-    rest: Columns,
-    keep: np.ndarray,
+def _rest(
+    pend: Columns, pend_off: np.ndarray, take: np.ndarray, rest: Columns, keep: np.ndarray
 ) -> None:
     for i in range(len(pend_off) - 1):
-        a = pend_off[i]
-        m = take[i + 1] - take[i]
+        a = pend_off[i] + take[i]
         for c in range(3):
-            win[c][take[i] : take[i + 1]] = pend[c][a : a + m]
-            rest[c][keep[i] : keep[i + 1]] = pend[c][a + m : pend_off[i + 1]]
+            rest[c][keep[i] : keep[i + 1]] = pend[c][a : pend_off[i + 1]]
 
 
-def split_timelines(
+def cut_timelines(
     pend: Columns, pend_off: np.ndarray, cut: Any
-) -> tuple[Columns, np.ndarray, Columns, np.ndarray]:
-    """Split each learner's pending gradients at ``cut``: those arriving at or before it
-    (the window, learner by learner, and its offsets) and the rest (the new pending, and
-    its offsets)."""
-    counts = _cut_counts(pend[2], pend_off, cut)
-    take = np.zeros(len(pend_off), dtype=np.int64)
-    np.cumsum(counts, out=take[1:])
+) -> tuple[np.ndarray, Columns, np.ndarray]:
+    """Cut each learner's pending gradients at ``cut``: how many of each learner's arrive
+    at or before it (the window: ``pend[c][pend_off[i]:pend_off[i] + take[i]]``, left in
+    place) and a copy of the rest (the new pending) with its offsets."""
+    take = _cut_counts(pend[2], pend_off, cut)
     keep = np.zeros(len(pend_off), dtype=np.int64)
-    np.cumsum(np.diff(pend_off) - counts, out=keep[1:])
-    dt = pend[2].dtype
-    win, rest = _empty3(int(take[-1]), dt), _empty3(int(keep[-1]), dt)
-    _split(pend, pend_off, win, take, rest, keep)
-    return win, take, rest, keep
+    np.cumsum(np.diff(pend_off) - take, out=keep[1:])
+    rest = _empty3(int(keep[-1]), pend[2].dtype)
+    _rest(pend, pend_off, take, rest, keep)
+    return take, rest, keep
 
 
 # ----------------------------------------------------------------------------- merge
@@ -158,32 +148,40 @@ INDEX_MASK = (1 << LEARNER_SHIFT) - 1
 
 
 @numba.njit(cache=True)
-def _sort_by_time(t: np.ndarray, offsets: np.ndarray, order: np.ndarray, st: np.ndarray) -> None:
+def _sort_by_time(
+    t: np.ndarray, lo: np.ndarray, hi: np.ndarray, order: np.ndarray, st: np.ndarray
+) -> None:
     """``order`` := the entries (learner, index) of ``t`` sorted by (value, index): a bucket
     sort (buckets of about four values, in time order: IEEE division and floor are
     monotone, so bucket order is time order) with an insertion sort inside each bucket.
-    Linear time for spread-out times. ``offsets``: learner i's values are
-    ``t[offsets[i]:offsets[i + 1]]``; ``st`` := the sorted values (carried along, so that
-    no step reads ``t`` at random)."""
-    total = len(t)
+    Linear time for spread-out times. Learner i's values are ``t[lo[i]:hi[i]]``, ascending;
+    ``st`` := the sorted values (carried along, so that no step reads ``t`` at random)."""
+    n = len(lo)
+    total = np.sum(hi - lo)
     if total == 0:
         return
-    lo, hi = t[0], t[0]
-    for v in t:
-        lo = min(lo, v)
-        hi = max(hi, v)
+    first = True
+    t_lo, t_hi = t[0], t[0]  # (ascending per learner: its first and last are its extremes)
+    for i in range(n):
+        if lo[i] < hi[i]:
+            if first or t[lo[i]] < t_lo:
+                t_lo = t[lo[i]]
+            if first or t[hi[i] - 1] > t_hi:
+                t_hi = t[hi[i] - 1]
+            first = False
     nb = total // 4 + 1
-    span = float(hi - lo)
+    span = float(t_hi - t_lo)
     scale = (nb - 1) / span if span > 0 else 0.0
     start = np.zeros(nb + 1, dtype=np.int64)
-    for g in range(total):
-        start[int(float(t[g] - lo) * scale) + 1] += 1
+    for i in range(n):
+        for g in range(lo[i], hi[i]):
+            start[int(float(t[g] - t_lo) * scale) + 1] += 1
     for b in range(nb):
         start[b + 1] += start[b]
     fill = start[:-1].copy()
-    for i in range(len(offsets) - 1):  # indices ascending inside each bucket
-        for g in range(offsets[i], offsets[i + 1]):
-            b = int(float(t[g] - lo) * scale)  # (recomputed: cheaper than stored)
+    for i in range(n):  # indices ascending inside each bucket
+        for g in range(lo[i], hi[i]):
+            b = int(float(t[g] - t_lo) * scale)  # (recomputed: cheaper than stored)
             order[fill[b]] = (i << LEARNER_SHIFT) | g
             st[fill[b]] = t[g]
             fill[b] += 1
@@ -201,7 +199,8 @@ def _sort_by_time(t: np.ndarray, offsets: np.ndarray, order: np.ndarray, st: np.
 
 def merge_window(
     cols: Columns,
-    offsets: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
     first_read: np.ndarray,
     first_base: np.ndarray,
     seq0: np.ndarray,
@@ -211,11 +210,11 @@ def merge_window(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """A window's rows in PS queue order, with their read versions.
 
-    ``cols``: (t_start, t_done, t_arrive) of the window's gradients, learner by
-    learner (each learner's ascending), learner ``i``'s at ``offsets[i]:offsets[i + 1]``;
-    every earlier window's ``base`` arrivals came before all of these. ``first_read``:
-    each learner's first read time in the window (its later reads are at its previous
-    arrival); ``first_base``: arrivals of earlier windows at or before that read;
+    ``cols``: (t_start, t_done, t_arrive) of gradients, learner by learner (each learner's
+    ascending); the window holds learner ``i``'s at ``lo[i]:hi[i]``; every earlier
+    window's ``base`` arrivals came before all of these. ``first_read``: each learner's
+    first read time in the window (its later reads are at its previous arrival);
+    ``first_base``: arrivals of earlier windows at or before that read;
     ``seq0``: gradients each learner handed out before; ``k``: gradients per update. The
     read version is the number of updates at or before the read: floor(arrivals at or
     before it / k). Without ``network`` (no pull or push times) t_start is t_read and
@@ -226,7 +225,7 @@ def merge_window(
     ``last_le`` (per learner: ``base`` + arrivals at or before its last arrival here; -1
     if it has none).
     """
-    total = len(cols[2])
+    total = int(np.sum(hi - lo))
     dt = cols[2].dtype
     out: dict[str, np.ndarray] = {
         "learner": np.empty(total, dtype=np.int32),
@@ -242,10 +241,11 @@ def merge_window(
         out["t_start"] = out["t_read"]
         out["t_done"] = out["arrive"]
     order = np.empty(total, dtype=np.int64)
-    _sort_by_time(cols[2], offsets, order, out["arrive"])
+    _sort_by_time(cols[2], lo, hi, order, out["arrive"])
     reads_le, last_le = _merge(
         cols,
-        offsets,
+        lo,
+        hi,
         first_read,
         first_base,
         seq0,
@@ -267,7 +267,8 @@ def merge_window(
 @numba.njit(cache=True)
 def _merge(
     cols: Columns,
-    offsets: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
     first_read: np.ndarray,
     first_base: np.ndarray,
     seq0: np.ndarray,
@@ -291,8 +292,8 @@ def _merge(
     is put in tie-rule order (read version, learner index) and written out. Only the
     learners' small arrays are read at random (and t_start, t_done with a network)."""
     start, done, _ = cols
-    n = len(offsets) - 1
-    total = offsets[n]
+    n = len(lo)
+    total = len(st)
     # Arrivals of this window at or before each learner's first read: queries in time order
     # against the sorted arrivals (searchsorted, side="right").
     q_order = np.argsort(first_read)
@@ -319,7 +320,7 @@ def _merge(
             i = key >> LEARNER_SHIFT
             o_rv[r] = next_rv[i]
             next_rv[i] = rv  # its next gradient reads at this arrival
-            if (key & INDEX_MASK) + 1 == offsets[i + 1]:
+            if (key & INDEX_MASK) + 1 == hi[i]:
                 last_le[i] = le
         for r in range(p + 1, q):  # the tie rule inside the run: insertion sort
             key, v, tr = order[r], o_rv[r], st[r]
@@ -337,7 +338,7 @@ def _merge(
             i = key >> LEARNER_SHIFT
             x = key & INDEX_MASK
             o_learner[r] = i
-            o_seq[r] = seq0[i] + x - offsets[i] + 1
+            o_seq[r] = seq0[i] + x - lo[i] + 1
             o_read[r] = last_t[i]
             last_t[i] = st[r]
             if network:

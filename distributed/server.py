@@ -165,10 +165,9 @@ class ParameterServer:
     def clock(self) -> float:
         """When the event being handled happened by the scenario (seconds since the start):
         an arrival's compute end (``Pushed.t_due``) plus the scenario's push time, a timer's
-        due time; the
-        wall clock outside events. Never later than the wall clock. Learners count their
-        drawn compute time from it, so the PS's own latency (the gradient's return, the
-        update, the next call) does not lengthen their cycles."""
+        due time; the wall clock outside events. Never later than the wall clock. Learners
+        count their drawn compute time from it, so the PS's own latency (the gradient's
+        return, the update, the next call) does not lengthen their cycles."""
         now = self.now()
         return now if self.event_time is None else min(self.event_time, now)
 

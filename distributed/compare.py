@@ -116,8 +116,12 @@ class Comparison:
         """A side-by-side table and the measured reasons for the differences."""
         d = self.to_json()
         lines = [
+            "simulated: the scenario as written (same seed and compute draws); real: the "
+            "Ray parameter server, its learners counting each drawn time from the scenario's "
+            "read time",
+            "",
             f"{'learner':<12}{'grads sim':>10}{'grads real':>11}{'mean sim':>10}"
-            f"{'mean real':>10}{'p95 sim':>9}{'p95 real':>9}{'max sim':>9}{'max real':>9}"
+            f"{'mean real':>10}{'p95 sim':>9}{'p95 real':>9}{'max sim':>9}{'max real':>9}",
         ]
         for a, b in zip(self.simulated["per_learner"], self.real["per_learner"], strict=True):
             lines.append(

@@ -41,6 +41,7 @@ from dlsys.simulator.vector_loops import (
     Columns,
     cut_timelines,
     extend_timelines,
+    in_flight,
     merge_window,
 )
 
@@ -447,24 +448,10 @@ class _Merge:
             return inflight
         tl = self.tl
         cols, lo, hi = self.last_window  # the last window's gradients, in their store
-        p_size = np.diff(np.append(lo, len(cols[0])))
-        w_learner = np.repeat(np.arange(n, dtype=np.int32), p_size)
-        in_window = np.arange(len(w_learner)) < hi[w_learner]
-        w_start, w_done, w_learner = cols[0][in_window], cols[1][in_window], w_learner[in_window]
-        p_learner = np.repeat(np.arange(n, dtype=np.int32), np.diff(tl.pend_off))
-        parts = ((w_start, w_done, w_learner), (tl.pend[0], tl.pend[1], p_learner))
-        # (only computations that end after the stop can be in flight: select those first)
-        late = [d > t_end if stop == "until_updates" else d >= t_end for _, d, _ in parts]
-        start, done, learner = (
-            np.concatenate([p[j][m] for p, m in zip(parts, late, strict=True)]) for j in range(3)
+        found, start = in_flight(
+            cols, lo, hi, tl.pend, tl.pend_off, t_end, tl.pull != 0, stop == "until_updates"
         )
-        pulls = (tl.pull != 0)[learner]
-        if stop == "until_updates":
-            running = ((start < t_end) | ((start == t_end) & pulls)) & (done > t_end)
-        else:
-            running = (start < t_end) & (done >= t_end)
-        idx = np.flatnonzero(running)
-        inflight[learner[idx]] = self.units.seconds(start[idx])
+        inflight[found] = self.units.seconds(start[found])
         return inflight
 
 

@@ -346,3 +346,44 @@ def _merge(
                 o_done[r] = done[x]
         p = q
     return reads_le, last_le
+
+
+@numba.njit(cache=True)
+def in_flight(
+    win: Columns,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    pend: Columns,
+    pend_off: np.ndarray,
+    t_end: Any,
+    pulls: np.ndarray,
+    by_updates: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per learner: whether a computation is in flight at ``t_end`` and its compute start.
+
+    Learner i's gradients are ``win[c][lo[i]:hi[i]]`` then ``pend[c][pend_off[i]:pend_off[i
+    + 1]]`` (t_start, t_done, t_arrive; in time order). At an ``until_updates`` stop
+    (``by_updates``) a computation is in flight if it started before ``t_end`` (or at it,
+    after a pull) and ends after it; at an ``until_time`` stop if it started before and
+    ends at or after it. The last such gradient counts; compute ends ascend, so the scan
+    runs backwards and stops at the first that ends too early."""
+    n = len(lo)
+    found = np.zeros(n, dtype=np.bool_)
+    start = np.zeros(n, dtype=win[0].dtype)
+    for i in range(n):
+        for part in range(2):
+            cols = pend if part == 0 else win
+            a = pend_off[i] if part == 0 else lo[i]
+            b = pend_off[i + 1] if part == 0 else hi[i]
+            for g in range(b - 1, a - 1, -1):
+                s, d = cols[0][g], cols[1][g]
+                if (d <= t_end) if by_updates else (d < t_end):
+                    break
+                if s < t_end or (by_updates and s == t_end and pulls[i]):
+                    found[i] = True
+                    start[i] = s
+                    break
+            else:
+                continue
+            break
+    return found, start

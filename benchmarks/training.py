@@ -67,6 +67,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
     torch.manual_seed(0)
     n = args.samples
     x = torch.rand(n, 1, 28, 28)
@@ -134,7 +135,8 @@ def main() -> None:
     print(f"# dlsys training benchmark: {n} samples/epoch, median of {args.repeats} epochs")
     print(
         f"# torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
-        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+        f"load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
+        f"after {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     head = ("case", "ours", "s", "peer", "s", "ratio", "target", "met")
     print("| " + " | ".join(head) + " |")

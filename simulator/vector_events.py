@@ -168,10 +168,30 @@ def event_loop(
             )
             # 2. they join the queue by (read version, learner), and updates are taken
             qlen = _join_queue(arr, na, g_rv, queue, qlen, in_queue)
-            tally = (qlen, nready, nrows, version)
-            qlen, nready, nrows, version = _updates(
-                t, k, fresh, nan, tally, lrn, out, until_updates
-            )
+            if fresh:  # (a call of its own: inlined, it slowed the other protocols' loop)
+                tally = (qlen, nready, nrows, version)
+                pq = ((seq, g_rv, g_read, g_start, g_done), finished, in_queue, ready, queue)
+                qlen, nready, nrows, version = _take_current(
+                    t, k, nan, tally, pq, out, until_updates
+                )
+            else:  # the first k gradients form an update, while there are k
+                while qlen >= k:
+                    for a in range(k):
+                        i = queue[a]
+                        out[0][nrows], out[1][nrows], out[2][nrows] = i, seq[i], g_rv[i]
+                        out[3][nrows], out[4][nrows], out[5][nrows] = version, g_read[i], g_start[i]
+                        out[6][nrows], out[7][nrows], out[8][nrows] = g_done[i], t, 0
+                        nrows += 1
+                        in_queue[i] = False
+                        if not finished[i]:
+                            ready[nready] = i
+                            nready += 1
+                    for a in range(qlen - k):
+                        queue[a] = queue[a + k]
+                    qlen -= k
+                    version += 1
+                    if version == until_updates:
+                        break
             if version == until_updates:
                 stop = _BY_UPDATES
             if stop >= 0:
@@ -216,64 +236,60 @@ def event_loop(
 
 
 @numba.njit(cache=True, inline="always")
-def _row(out: tuple, r: int, i: int, lrn: tuple, version: int, t_apply: Any, status: int) -> None:
-    """Write learner ``i``'s queued gradient as row ``r`` of ``out``."""
-    seq, g_rv, g_read, g_start, g_done = lrn[0], lrn[4], lrn[5], lrn[6], lrn[7]
+def _row(out: tuple, r: int, i: int, src: tuple, version: int, t_apply: Any, status: int) -> None:
+    """Write learner ``i``'s queued gradient as row ``r`` of ``out``; ``src`` is (seq,
+    read version, t_read, t_start, t_done) per learner."""
+    seq, g_rv, g_read, g_start, g_done = src
     out[0][r], out[1][r], out[2][r] = i, seq[i], g_rv[i]
     out[3][r], out[4][r], out[5][r] = version, g_read[i], g_start[i]
     out[6][r], out[7][r], out[8][r] = g_done[i], t_apply, status
 
 
-@numba.njit(cache=True, inline="always")
-def _updates(
-    t: Any, k: int, fresh: bool, nan: Any, counts: tuple, lrn: tuple, out: tuple, until: int
+@numba.njit(cache=True)
+def _take_current(
+    t: Any, k: int, nan: Any, counts: tuple, lrn: tuple, out: tuple, until: int
 ) -> tuple:
-    """Step 2 of an instant, after the arrivals joined the queue: the PS takes updates of
-    ``k`` gradients from its head while it can (stopping at the ``until``-th update). With
-    ``fresh`` (the protocol's ``current_only``), gradients read at an older version are
-    dropped first, and an update takes the whole queue (its first ``k`` applied, the rest
-    dropped); rows are written as the SimPy engine writes them, drops first. Learners of
-    applied and dropped gradients become ready to read. ``counts``: (queue length, ready
-    learners, rows, version); returns them updated."""
+    """Step 2 of an instant for a ``current_only`` protocol (backup), after the arrivals
+    joined the queue: gradients read at an older version are dropped, and once ``k`` are
+    left the first ``k`` form an update and the rest are dropped (stopping at the
+    ``until``-th update); rows as the SimPy engine writes them, drops first. Learners of
+    dropped and applied gradients become ready to read. ``counts``: (queue length, ready
+    learners, rows, version), returned updated; ``lrn``: ((seq, read version, t_read,
+    t_start, t_done), finished, in queue, ready, queue), per learner."""
     qlen, nready, nrows, version = counts
-    g_rv, finished, in_queue, ready, queue = lrn[4], lrn[2], lrn[9], lrn[10], lrn[12]
+    src, finished, in_queue, ready, queue = lrn
+    g_rv = src[1]
     while qlen > 0:
         kept = 0
         for a in range(qlen):
             i = queue[a]
-            if fresh and g_rv[i] != version:  # read at an older version: dropped
-                _row(out, nrows, i, lrn, -1, nan, DROPPED)
-                nrows += 1
-                in_queue[i] = False
-                if not finished[i]:
-                    ready[nready] = i
-                    nready += 1
-            else:
+            if g_rv[i] == version:
                 queue[kept] = i
                 kept += 1
+                continue
+            _row(out, nrows, i, src, -1, nan, DROPPED)  # read at an older version
+            nrows += 1
+            in_queue[i] = False
+            if not finished[i]:
+                ready[nready] = i
+                nready += 1
         qlen = kept
         if qlen < k:
             break
-        for a in range(k, qlen if fresh else k):  # beyond the update: dropped, written first
+        extra = qlen - k
+        for j in range(qlen):  # the rest dropped (written first), then the first k applied
+            a = k + j if j < extra else j - extra
             i = queue[a]
-            _row(out, nrows, i, lrn, -1, nan, DROPPED)
+            if a >= k:
+                _row(out, nrows, i, src, -1, nan, DROPPED)
+            else:
+                _row(out, nrows, i, src, version, t, APPLIED)
             nrows += 1
             in_queue[i] = False
             if not finished[i]:
                 ready[nready] = i
                 nready += 1
-        for a in range(k):
-            i = queue[a]
-            _row(out, nrows, i, lrn, version, t, APPLIED)
-            nrows += 1
-            in_queue[i] = False
-            if not finished[i]:
-                ready[nready] = i
-                nready += 1
-        rest = 0 if fresh else qlen - k
-        for a in range(rest):  # (no temporary: this runs once per update)
-            queue[a] = queue[a + k]
-        qlen = rest
+        qlen = 0
         version += 1
         if version == until:
             break

@@ -48,38 +48,51 @@ _BY_UPDATES, _BY_TIME, _FINISHED, _STALLED = 0, 1, 2, 3
 STOP_NAMES = ("until_updates", "until_time", "learners finished", "stalled")
 
 
+#: Children per node of the arrival heap (a 4-ary heap is shallower than a binary one).
+_ARITY = 4
+
+
+@numba.njit(cache=True, inline="always")
+def _before(ta: Any, la: int, tb: Any, lb: int) -> bool:
+    """The heap order: (time, learner)."""
+    return ta < tb or (ta == tb and la < lb)
+
+
 @numba.njit(cache=True, inline="always")
 def _heap_push(ht: Any, hl: Any, size: int, t: Any, i: int) -> int:
+    """Add arrival (``t``, learner ``i``) to the heap ``ht``/``hl`` of ``size``; return the
+    new size."""
     j = size
-    ht[j], hl[j] = t, i
     while j > 0:
-        p = (j - 1) // 2
-        if ht[j] < ht[p] or (ht[j] == ht[p] and hl[j] < hl[p]):
-            ht[j], ht[p] = ht[p], ht[j]
-            hl[j], hl[p] = hl[p], hl[j]
-            j = p
-        else:
+        p = (j - 1) // _ARITY
+        if not _before(t, i, ht[p], hl[p]):
             break
+        ht[j], hl[j] = ht[p], hl[p]
+        j = p
+    ht[j], hl[j] = t, i
     return size + 1
 
 
 @numba.njit(cache=True, inline="always")
 def _heap_pop(ht: Any, hl: Any, size: int) -> int:
+    """Remove the heap's first arrival (read it first at ``ht[0]``, ``hl[0]``); return the
+    new size."""
     size -= 1
-    ht[0], hl[0] = ht[size], hl[size]
-    i = 0
+    t, i = ht[size], hl[size]
+    j = 0
     while True:
-        c = 2 * i + 1
+        c = _ARITY * j + 1
         if c >= size:
             break
-        if c + 1 < size and (ht[c + 1] < ht[c] or (ht[c + 1] == ht[c] and hl[c + 1] < hl[c])):
-            c += 1
-        if ht[c] < ht[i] or (ht[c] == ht[i] and hl[c] < hl[i]):
-            ht[c], ht[i] = ht[i], ht[c]
-            hl[c], hl[i] = hl[i], hl[c]
-            i = c
-        else:
+        best = c
+        for x in range(c + 1, min(c + _ARITY, size)):
+            if _before(ht[x], hl[x], ht[best], hl[best]):
+                best = x
+        if not _before(ht[best], hl[best], t, i):
             break
+        ht[j], hl[j] = ht[best], hl[best]
+        j = best
+    ht[j], hl[j] = t, i
     return size
 
 

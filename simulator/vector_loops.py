@@ -141,15 +141,14 @@ def cut_timelines(
 # ----------------------------------------------------------------------------- merge
 
 
-#: An entry of a merge order: (learner << LEARNER_SHIFT) | gradient index. Gradients are
+#: An entry of a merge order: (learner << shift) | gradient index, ``shift`` the bits of
+#: the largest index (:func:`merge_window` picks it per window). Gradients are
 #: numbered learner by learner, so entries compare as indices do.
-LEARNER_SHIFT = 40
-INDEX_MASK = (1 << LEARNER_SHIFT) - 1
 
 
 @numba.njit(cache=True)
 def _sort_by_time(
-    t: np.ndarray, lo: np.ndarray, hi: np.ndarray, order: np.ndarray, st: np.ndarray
+    t: np.ndarray, lo: np.ndarray, hi: np.ndarray, order: np.ndarray, st: np.ndarray, shift: int
 ) -> None:
     """``order`` := the entries (learner, index) of ``t`` sorted by (value, index): a bucket
     sort (buckets of about four values, in time order: IEEE division and floor are
@@ -182,7 +181,7 @@ def _sort_by_time(
     for i in range(n):  # indices ascending inside each bucket
         for g in range(lo[i], hi[i]):
             b = int(float(t[g] - t_lo) * scale)  # (recomputed: cheaper than stored)
-            order[fill[b]] = (i << LEARNER_SHIFT) | g
+            order[fill[b]] = (i << shift) | g
             st[fill[b]] = t[g]
             fill[b] += 1
     for b in range(nb):
@@ -241,7 +240,12 @@ def merge_window(
         out["t_start"] = out["t_read"]
         out["t_done"] = out["arrive"]
     order = np.empty(total, dtype=np.int64)
-    _sort_by_time(cols[2], lo, hi, order, out["arrive"])
+    shift = max(len(cols[2]).bit_length(), 1)
+    if len(lo) >= 1 << (63 - shift):
+        raise OverflowError(
+            f"merge: {len(lo)} learners x {len(cols[2])} gradients overflow 63 bits"
+        )
+    _sort_by_time(cols[2], lo, hi, order, out["arrive"], shift)
     reads_le, last_le = _merge(
         cols,
         lo,
@@ -260,6 +264,7 @@ def merge_window(
         out["t_done"],
         out["arrive"],
         network,
+        shift,
     )
     return out, reads_le, last_le
 
@@ -283,6 +288,7 @@ def _merge(
     o_done: np.ndarray,
     st: np.ndarray,
     network: bool,
+    shift: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One walk over the runs of equal arrival times, in time order (``order`` and the
     sorted times ``st`` of :func:`_sort_by_time`). A gradient's read version is its
@@ -294,6 +300,7 @@ def _merge(
     start, done, _ = cols
     n = len(lo)
     total = len(st)
+    mask = (1 << shift) - 1
     # Arrivals of this window at or before each learner's first read: queries in time order
     # against the sorted arrivals (searchsorted, side="right").
     q_order = np.argsort(first_read)
@@ -317,10 +324,10 @@ def _merge(
         rv = le if k == 1 else le // k  # read version of a read at t
         for r in range(p, q):
             key = order[r]
-            i = key >> LEARNER_SHIFT
+            i = key >> shift
             o_rv[r] = next_rv[i]
             next_rv[i] = rv  # its next gradient reads at this arrival
-            if (key & INDEX_MASK) + 1 == hi[i]:
+            if (key & mask) + 1 == hi[i]:
                 last_le[i] = le
         for r in range(p + 1, q):  # the tie rule inside the run: insertion sort
             key, v, tr = order[r], o_rv[r], st[r]
@@ -335,8 +342,8 @@ def _merge(
             st[s + 1] = tr
         for r in range(p, q):
             key = order[r]
-            i = key >> LEARNER_SHIFT
-            x = key & INDEX_MASK
+            i = key >> shift
+            x = key & mask
             o_learner[r] = i
             o_seq[r] = seq0[i] + x - lo[i] + 1
             o_read[r] = last_t[i]

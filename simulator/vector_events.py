@@ -227,7 +227,8 @@ def event_loop(
         if need >= 0:
             code = _MORE_DRAWS
             break
-        gated[ngated : ngated + nready] = ready[:nready]
+        for r in range(nready):  # (a loop: cheaper than a slice copy of 0 or 1 learners)
+            gated[ngated + r] = ready[r]
         ngated += nready
         nready = 0
     sc[_NREADY], sc[_NGATED], sc[_QLEN], sc[_HSIZE], sc[_NSTART] = (

@@ -421,35 +421,7 @@ void transpose_rows(int64_t Kg, int64_t P, const T *src, int64_t ldk, T *dst) {
 }
 
 #if defined(__AVX512F__)
-// float32: 16 x 16 blocks transposed in registers (unpack, then 128-bit lane shuffles).
-inline void transpose16(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; ++i) {
-    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
-    const __m512d c = _mm512_castps_pd(t[4 * i + 2]), e = _mm512_castps_pd(t[4 * i + 3]);
-    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
-    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
-  }
-  // r[4i + j] now holds, in each 128-bit lane l, column 4l + j of rows 4i..4i+3
-  for (int j = 0; j < 4; ++j) {
-    const __m512 a = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44);   // lanes 0,1 | 0,1
-    const __m512 b = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);   // lanes 2,3 | 2,3
-    const __m512 c = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44);
-    const __m512 e = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
-    t[j] = _mm512_shuffle_f32x4(a, c, 0x88);       // column j
-    t[4 + j] = _mm512_shuffle_f32x4(a, c, 0xDD);   // column 4 + j
-    t[8 + j] = _mm512_shuffle_f32x4(b, e, 0x88);   // column 8 + j
-    t[12 + j] = _mm512_shuffle_f32x4(b, e, 0xDD);  // column 12 + j
-  }
-  for (int i = 0; i < 16; ++i) r[i] = t[i];
-}
-
+// float32: 16 x 16 blocks transposed in registers (transpose16, cpu_gemm.h).
 template <>
 inline void transpose_rows<float>(int64_t Kg, int64_t P, const float *src, int64_t ldk,
                                   float *dst) {

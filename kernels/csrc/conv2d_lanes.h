@@ -10,8 +10,8 @@
 // Kernel rows r that fall into the zero padding for every row of the tile are skipped (the
 // top and bottom rows of a 14x14 map with a 5x5 kernel: 64 of the 70 row taps remain), and
 // no lane is wasted when Kg is a multiple of the vector (the flat-pixel implicit GEMM fills
-// 196 of 208 lanes of a 14x14 map). The tile is written to NCHW through a small transposing
-// copy (channels x pixels).
+// 196 of 208 lanes of a 14x14 map). The tile is written to NCHW by a transposing store (16 x
+// 16 register transposes for float32 with AVX-512, a copy through a small buffer otherwise).
 #pragma once
 
 #include <algorithm>
@@ -28,9 +28,10 @@ namespace cpu {
 // Accumulators of one tile: RT rows x W columns x NV vectors.
 // Never inlined, so that its accumulators get the registers whatever the caller.
 template <typename T, int NV, int RT, int W>
-__attribute__((noinline)) void lanes_tile(const ConvDims &d, int64_t Hp, int64_t Wp, int64_t Kpad, const T *xp,
-                       const T *wp, const T *bias_v, int64_t oh, int64_t ow0, int64_t r_lo,
-                       int64_t r_hi, T *tmp) {
+__attribute__((noinline)) void lanes_tile(const ConvDims &d, int64_t Hp, int64_t Wp, int64_t Kpad,
+                                          const T *xp, const T *wp, const T *bias_v, int64_t oh,
+                                          int64_t ow0, int64_t r_lo, int64_t r_hi, T *tmp,
+                                          T *y, int64_t kc) {
   using V = typename VecType<T>::type;
   constexpr int VL = Vec<T>::VL;
   V acc[RT][W][NV];
@@ -58,9 +59,34 @@ __attribute__((noinline)) void lanes_tile(const ConvDims &d, int64_t Hp, int64_t
       }
     }
   }
+  // y (channels kc of this block, OH, OW) at rows oh.., columns ow0..: the accumulators hold
+  // channels in the lanes, NCHW wants pixels along a row: a transposing store.
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4 && W <= 16) {
+    const int64_t P = d.OH * d.OW;
+    const __mmask16 m = static_cast<__mmask16>((1u << W) - 1u);
+    for (int v = 0; v < NV; ++v)
+      for (int rr = 0; rr < RT; ++rr) {
+        __m512 r[16];
+        for (int j = 0; j < 16; ++j)
+          r[j] = j < W ? reinterpret_cast<__m512>(acc[rr][j][v]) : _mm512_setzero_ps();
+        transpose16(r);  // r[k]: channel v * 16 + k at the W pixels
+        const int64_t nk = std::min<int64_t>(16, kc - v * 16);
+        T *yr = y + (v * 16) * P + (oh + rr) * d.OW + ow0;
+        for (int64_t k = 0; k < nk; ++k) _mm512_mask_storeu_ps(yr + k * P, m, r[k]);
+      }
+    return;
+  }
+#endif
   for (int rr = 0; rr < RT; ++rr)
     for (int j = 0; j < W; ++j)
       for (int v = 0; v < NV; ++v) vstore(tmp + ((rr * W + j) * NV + v) * VL, acc[rr][j][v]);
+  const int64_t P = d.OH * d.OW, ld = NV * VL;
+  for (int64_t k = 0; k < kc; ++k) {
+    T *yk = y + k * P + oh * d.OW + ow0;
+    for (int rr = 0; rr < RT; ++rr)
+      for (int j = 0; j < W; ++j) yk[rr * d.OW + j] = tmp[(rr * W + j) * ld + k];
+  }
 }
 
 // The tile widths 1..WMAX as a switch (the last chunk of a row is narrower).
@@ -68,18 +94,19 @@ template <typename T, int NV, int RT, int W>
 struct LanesDispatch {
   static void run(int w, const ConvDims &d, int64_t Hp, int64_t Wp, int64_t Kpad, const T *xp,
                   const T *wp, const T *bias_v, int64_t oh, int64_t ow0, int64_t r_lo,
-                  int64_t r_hi, T *tmp) {
+                  int64_t r_hi, T *tmp, T *y, int64_t kc) {
     if (w == W)
-      lanes_tile<T, NV, RT, W>(d, Hp, Wp, Kpad, xp, wp, bias_v, oh, ow0, r_lo, r_hi, tmp);
+      lanes_tile<T, NV, RT, W>(d, Hp, Wp, Kpad, xp, wp, bias_v, oh, ow0, r_lo, r_hi, tmp, y,
+                               kc);
     else
       LanesDispatch<T, NV, RT, W - 1>::run(w, d, Hp, Wp, Kpad, xp, wp, bias_v, oh, ow0, r_lo,
-                                           r_hi, tmp);
+                                           r_hi, tmp, y, kc);
   }
 };
 template <typename T, int NV, int RT>
 struct LanesDispatch<T, NV, RT, 0> {
   static void run(int, const ConvDims &, int64_t, int64_t, int64_t, const T *, const T *,
-                  const T *, int64_t, int64_t, int64_t, int64_t, T *) {}
+                  const T *, int64_t, int64_t, int64_t, int64_t, T *, T *, int64_t) {}
 };
 
 // Tile sizes: two channel vectors x 14 columns of one row, or one vector x 2 rows x 14.
@@ -157,22 +184,19 @@ struct LanesPlan {
         row_range(oh, rows, r_lo, r_hi);
         for (int64_t ow0 = 0; ow0 < OW; ow0 += kLanesWMax) {
           const int w = static_cast<int>(std::min<int64_t>(kLanesWMax, OW - ow0));
+          T *yb = yg + v0 * VL * P;  // this block's first channel
           if (nv == 2)
             LanesDispatch<T, 2, 1, kLanesWMax>::run(w, d, Hp, Wp, Kpad, xp, wg + v0 * VL,
-                                                    bg + v0 * VL, oh, ow0, r_lo, r_hi, tmp);
+                                                    bg + v0 * VL, oh, ow0, r_lo, r_hi, tmp, yb,
+                                                    kc);
           else if (rows == 2)
             LanesDispatch<T, 1, 2, kLanesWMax>::run(w, d, Hp, Wp, Kpad, xp, wg + v0 * VL,
-                                                    bg + v0 * VL, oh, ow0, r_lo, r_hi, tmp);
+                                                    bg + v0 * VL, oh, ow0, r_lo, r_hi, tmp, yb,
+                                                    kc);
           else
             LanesDispatch<T, 1, 1, kLanesWMax>::run(w, d, Hp, Wp, Kpad, xp, wg + v0 * VL,
-                                                    bg + v0 * VL, oh, ow0, r_lo, r_hi, tmp);
-          // tmp is (rows, w, nv * VL): channel k of pixel (oh + rr, ow0 + j)
-          const int64_t ld = nv * VL;
-          for (int64_t k = 0; k < kc; ++k) {
-            T *yk = yg + (v0 * VL + k) * P + oh * OW + ow0;
-            for (int rr = 0; rr < rows; ++rr)
-              for (int j = 0; j < w; ++j) yk[rr * OW + j] = tmp[(rr * w + j) * ld + k];
-          }
+                                                    bg + v0 * VL, oh, ow0, r_lo, r_hi, tmp, yb,
+                                                    kc);
         }
       }
       v0 += nv;

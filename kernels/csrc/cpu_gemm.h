@@ -228,6 +228,38 @@ struct Vec {
   static constexpr int VL = kVecBytes / static_cast<int>(sizeof(T));
 };
 
+#if defined(__AVX512F__)
+// r[i][j] -> r[j][i] for a 16 x 16 float32 block in registers (unpack, then 128-bit lane
+// shuffles).
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * i + 2]), e = _mm512_castps_pd(t[4 * i + 3]);
+    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
+    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
+  }
+  // r[4i + j] now holds, in each 128-bit lane l, column 4l + j of rows 4i..4i+3
+  for (int j = 0; j < 4; ++j) {
+    const __m512 a = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44);   // lanes 0,1 | 0,1
+    const __m512 b = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);   // lanes 2,3 | 2,3
+    const __m512 c = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44);
+    const __m512 e = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
+    t[j] = _mm512_shuffle_f32x4(a, c, 0x88);       // column j
+    t[4 + j] = _mm512_shuffle_f32x4(a, c, 0xDD);   // column 4 + j
+    t[8 + j] = _mm512_shuffle_f32x4(b, e, 0x88);   // column 8 + j
+    t[12 + j] = _mm512_shuffle_f32x4(b, e, 0xDD);  // column 12 + j
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+#endif
+
 // A buffer of n elements whose data() is 64-byte aligned.
 template <typename T>
 struct Aligned {

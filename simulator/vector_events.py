@@ -39,13 +39,19 @@ import numpy as np
 from dlsys.simulator.core import APPLIED, DROPPED, RawRun
 from dlsys.simulator.limits import check_trace_growth, expected_rows
 from dlsys.simulator.scenario import Scenario
-from dlsys.simulator.vector_rounds import BLOCK_ROWS, Draws, Rows
+from dlsys.simulator.vector_rounds import (  # stop reasons: one list for both loops
+    _BY_TIME,
+    _BY_UPDATES,
+    _FINISHED,
+    _STALLED,
+    BLOCK_ROWS,
+    STOP_NAMES,
+    Draws,
+    Rows,
+)
 
 # Loop results.
 _OK, _MORE_DRAWS, _MORE_ROWS = 0, 1, 2
-# Stop reasons.
-_BY_UPDATES, _BY_TIME, _FINISHED, _STALLED = 0, 1, 2, 3
-STOP_NAMES = ("until_updates", "until_time", "learners finished", "stalled")
 
 
 #: Children per node of the arrival heap (a 4-ary heap is shallower than a binary one).

@@ -49,7 +49,7 @@ BLOCK_ROWS = 1 << 20
 
 # Loop results.
 _DONE, _NEED_DRAWS, _NEED_ROOM = 0, 1, 2
-# Stop reasons (the names of vector_events.STOP_NAMES).
+# Stop reasons and their names (the event loop's too).
 _BY_UPDATES, _BY_TIME, _FINISHED, _STALLED = 0, 1, 2, 3
 STOP_NAMES = ("until_updates", "until_time", "learners finished", "stalled")
 # Indices of the loop's integer state (``state``) and time state (``clock``).

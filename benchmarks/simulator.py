@@ -15,8 +15,11 @@ Cases (the targets of issue 12):
   process (its peak RSS from getrusage). Target: < 60 s and < 1 GiB.
 * trace storage: bytes per update of the async trace. Target: <= 64.
 
-Each pair runs interleaved (script, dlsys, script, dlsys, ...) ``--repeat`` times; medians
-are compared. Sizes scale with ``--scale`` (0.01 for a quick look).
+Each pair runs interleaved (script, dlsys, script, dlsys, ...) ``--repeat`` times, after
+one untimed run of each at the same size (``--cold`` skips it): a process's first run at a
+size touches memory it never had, and those first-touch page faults (about 13,000 for the
+dlsys async case, 0.1-0.2 s on this virtual machine) are not the engine's speed. Medians are
+compared. Sizes scale with ``--scale`` (0.01 for a quick look).
 
     .venv/bin/python benchmarks/simulator.py                 # the issue's sizes
     .venv/bin/python benchmarks/simulator.py --scale 0.02 --repeat 1   # quick
@@ -164,11 +167,16 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
-def pair(script: Callable[[], object], ours: Callable[[], object], repeat: int) -> dict:
-    """Interleaved medians of the script and dlsys (after one untimed dlsys warm-up run
-    at a small size is left to the caller)."""
+def pair(
+    script: Callable[[], object], ours: Callable[[], object], repeat: int, warm: bool = True
+) -> dict:
+    """Interleaved medians of the script and dlsys, after one untimed run of each (``warm``;
+    numba's compiled loops are loaded by the caller's small warm-up runs)."""
     st, dt = [], []
     s_out = d_out = None
+    if warm:
+        script()
+        ours()
     for _ in range(repeat):
         t, s_out = timed(script)
         st.append(t)
@@ -220,6 +228,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="interleaved runs (default 3)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip", default="", help="comma list of cases to skip")
+    ap.add_argument("--cold", action="store_true", help="no untimed run before the timed ones")
     ap.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -237,7 +246,7 @@ def main() -> None:
     if "async" not in skip:
         n, u = 1000, int(1_000_000 * sz)
         sc = scenario(n, u, Protocol("async"))
-        r = pair(lambda: script_async(n, u, a.seed), lambda: simulate(sc), a.repeat)
+        r = pair(lambda: script_async(n, u, a.seed), lambda: simulate(sc), a.repeat, not a.cold)
         res = r["dlsys_out"]
         bpu = res.trace.nbytes / res.summary["updates"]  # type: ignore[attr-defined]
         rows.append((f"async 1000 x {u:,}, full trace", r, 20.0))
@@ -245,17 +254,18 @@ def main() -> None:
             lambda: script_async(n, u, a.seed),
             lambda: simulate(sc, engine="simpy"),
             a.repeat,
+            not a.cold,
         )
         rows.append(("  SimPy engine (regression)", rs, None))
     if "sync" not in skip:
         n, rounds = 100, int(100_000 * sz)
         sc = scenario(n, rounds, Protocol("sync"), hetero=False)
-        r = pair(lambda: script_sync(n, rounds, a.seed), lambda: simulate(sc), a.repeat)
+        r = pair(lambda: script_sync(n, rounds, a.seed), lambda: simulate(sc), a.repeat, not a.cold)
         rows.append((f"sync 100 x {rounds:,} rounds", r, 20.0))
     if "ssp" not in skip:
         n, u = 100, int(1_000_000 * sz)
         sc = scenario(n, u, Protocol("ssp", s=3))
-        r = pair(lambda: script_ssp(n, u, 3, a.seed), lambda: simulate(sc), a.repeat)
+        r = pair(lambda: script_ssp(n, u, 3, a.seed), lambda: simulate(sc), a.repeat, not a.cold)
         rows.append((f"ssp s=3 100 x {u:,}", r, 10.0))
 
     print(f"{'case':34}{'script s':>10}{'dlsys s':>10}{'speed-up':>10}{'target':>8}  verdict")

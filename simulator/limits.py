@@ -15,8 +15,8 @@ naming the field and the implied size. This module holds the simulator's estimat
   window of the vector engine before it draws its durations (:func:`check_window`);
 - a sweep's grid points x replications (:func:`check_sweep`).
 
-Summary-only runs are charged their rows too, except on the vector engine's merge path,
-which streams them window by window (``check_run(streams=True)``).
+Summary-only runs are charged their rows too, except on the vector engine, whose paths
+stream them block by block (``check_run(streams=True)``).
 """
 
 from __future__ import annotations
@@ -111,13 +111,12 @@ def check_run(
 ) -> None:
     """Refuse a run whose learners and rows cannot fit in memory.
 
-    Without ``trace`` (``--summary-only``) the rows are charged all the same: the SimPy
-    engines keep every row until the run ends, and the vector engine's event loop builds
-    its rows in full (146 to 172 bytes a row measured on the SimPy engine
+    Without ``trace`` (``--summary-only``) the rows are charged all the same on the SimPy
+    engines, which keep every row until the run ends (146 to 172 bytes a row measured
     with ``trace=False``); only the advice changes. ``prefix`` is put before
     ``until_updates`` / ``until_time`` in the message (``"simulation."``: the scenario's
     table). ``streams``: the run hands its rows to a summary window by window and keeps
-    none (the vector engine's merge path without a trace): only its learners are charged.
+    none (the vector engine without a trace): only its learners are charged.
     """
     n = int(scenario.n)
     rows, bound = expected_rows(scenario)

@@ -30,8 +30,10 @@ from dlsys.simulator.scenario import Scenario
 BLOCK = 1 << 16
 
 
-#: Rows up to which the per-learner histograms count in int32 (no bin can overflow):
-#: half the memory and cache traffic of int64; a longer run widens them to int64.
+#: Applied rows of one learner up to which the per-learner histograms count in uint16,
+#: and rows of the run up to which they count in int32 (no bin can overflow below either);
+#: beyond, they widen (to int32, then int64). Narrow bins: less memory and cache traffic.
+HIST16_ROWS = 2**16 - 1
 HIST32_ROWS = 2**31 - 1
 
 
@@ -43,22 +45,22 @@ def _scan_rows(
     read_version: np.ndarray,
     n: int,
     stale: np.ndarray,
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray]:
     """``stale`` := staleness of each row (version - read_version if applied, else 0);
-    returns the largest staleness of each learner's rows (0 for none) and the number of
-    applied rows."""
+    returns the largest staleness of each learner's rows (0 for none) and each learner's
+    number of applied rows."""
     top = np.zeros(n, np.int64)
-    applied = 0
+    got = np.zeros(n, np.int64)
     for r in range(len(learner)):
         if status[r] == 0:
             s = version[r] - read_version[r]
             stale[r] = s
             if s > top[learner[r]]:
                 top[learner[r]] = s
-            applied += 1
+            got[learner[r]] += 1
         else:
             stale[r] = 0
-    return top, applied
+    return top, got
 
 
 @numba.njit(cache=True)
@@ -192,7 +194,8 @@ class SummaryStats:
         # Per-learner staleness histograms, one flat array (learner i's bins from
         # offsets[i]); each grows to that learner's own largest staleness.
         self.offsets = np.arange(0, 16 * (n + 1), 16, dtype=np.int64)
-        self.hist = np.zeros(16 * n, dtype=np.int32)  # int64 beyond HIST32_ROWS rows
+        self.hist = np.zeros(16 * n, dtype=np.uint16)  # widened as rows come (HIST16_ROWS)
+        self.top = np.zeros(n, dtype=np.int64)  # largest staleness of each learner
         self.total_hist = np.zeros(16, dtype=np.int64)
         self.stale_sum = np.zeros(n, dtype=np.int64)  # exact staleness sum per learner
         self.last_apply = -math.inf
@@ -209,11 +212,15 @@ class SummaryStats:
         status = cols["status"]
         # (large arrays come from numpy, on huge pages: cheaper to touch first)
         stale = np.empty(len(learner), dtype=np.int64)
-        top, applied = _scan_rows(
-            learner, status, cols["version"], cols["read_version"], self.n, stale
-        )
-        if self.hist.dtype == np.int32 and self.rows + len(learner) > HIST32_ROWS:
-            self.hist = self.hist.astype(np.int64)
+        top, got = _scan_rows(learner, status, cols["version"], cols["read_version"], self.n, stale)
+        applied = int(got.sum())
+        np.maximum(self.top, top, out=self.top)
+        most = int(np.max(self.counts[APPLIED] + got))  # a learner's rows: bound of its bins
+        dtype = np.uint16 if most <= HIST16_ROWS else np.int32
+        if self.rows + len(learner) > HIST32_ROWS:
+            dtype = np.int64
+        if np.dtype(dtype).itemsize > self.hist.itemsize:
+            self.hist = self.hist.astype(dtype)
         self._fit(top)
         _add_rows(
             learner,
@@ -272,27 +279,29 @@ class SummaryStats:
 
 
 @numba.njit(cache=True)
-def _learner_picks(hist: np.ndarray, offsets: np.ndarray, m: np.ndarray) -> np.ndarray:
+def _learner_picks(
+    hist: np.ndarray, offsets: np.ndarray, m: np.ndarray, top: np.ndarray
+) -> np.ndarray:
     """Per learner: the staleness values at sorted indices ceil(q m) - 1 for q = 0.50,
-    0.95, 0.99 and at m - 1 (from the flat histograms; a learner's scan stops at its
-    largest value)."""
+    0.95, 0.99 (from the flat histograms; a learner's scan stops at its p99) and at m - 1
+    (its largest, ``top``)."""
     n = len(m)
     picks = np.zeros((n, 4), np.int64)
     for i in range(n):
         if m[i] == 0:
             continue
-        want = np.empty(4, np.int64)
+        want = np.empty(3, np.int64)
         for j, q in enumerate((0.50, 0.95, 0.99)):
             want[j] = math.ceil(q * m[i]) - 1
-        want[3] = m[i] - 1
+        picks[i, 3] = top[i]
         cum = 0
         j = 0
         for v in range(offsets[i + 1] - offsets[i]):
             cum += hist[offsets[i] + v]
-            while j < 4 and cum >= want[j] + 1:
+            while j < 3 and cum >= want[j] + 1:
                 picks[i, j] = v
                 j += 1
-            if j == 4:
+            if j == 3:
                 break
     return picks
 
@@ -326,7 +335,7 @@ def summary(scenario: Scenario, raw: Any, stats: SummaryStats, trace_bytes: int)
     busy = stats.busy + np.nan_to_num(t_end - raw.inflight_start, nan=0.0)
     counts = stats.counts
     sums = stats.stale_sum
-    picks = _learner_picks(stats.hist, stats.offsets, counts[APPLIED])
+    picks = _learner_picks(stats.hist, stats.offsets, counts[APPLIED], stats.top)
     per = []
     for i, spec in enumerate(scenario.learners):
         m = int(counts[APPLIED, i])

@@ -92,22 +92,34 @@ def test_block_sum_is_numpy_sum_within_a_block():
     assert b.sum() == float(np.sum(x))
 
 
-def test_histograms_widen_to_int64_before_a_bin_could_overflow(monkeypatch):
-    # The histograms count in int32 up to HIST32_ROWS rows; here that bound is 500, so the
-    # second chunk of 300 rows (300 + 300 > 500) widens them, keeping every count.
+def test_histograms_widen_before_a_bin_could_overflow(monkeypatch):
+    # The histograms count in uint16 while no learner has more than HIST16_ROWS applied
+    # rows, in int32 while the run has at most HIST32_ROWS rows, else in int64. With the
+    # bounds at 100 and 500 and chunks of 100 rows, all three are used; the dtype each chunk
+    # needs is worked out here from the trace's own learner counts.
     from dlsys.simulator import summary as summary_mod
 
+    monkeypatch.setattr(summary_mod, "HIST16_ROWS", 100)
     monkeypatch.setattr(summary_mod, "HIST32_ROWS", 500)
     sc = hetero(n=4, until_updates=1500, protocol=Protocol("k-batch-async", k=2))
     res = simulate(sc, seed=2)
     cols = res.trace.stored()
+    assert len(res.trace) == 3000 and (cols["status"] == 0).all()  # 1500 updates x 2
     stats = SummaryStats(sc)
-    dtypes = []
-    for a in range(0, len(res.trace), 300):
-        stats.add({k: v[a : a + 300] for k, v in cols.items()})
+    dtypes, expected, width = [], [], 2
+    for a in range(0, 3000, 100):
+        stats.add({k: v[a : a + 100] for k, v in cols.items()})
         dtypes.append(stats.hist.dtype)
-    assert len(dtypes) == 10  # 1500 updates x 2 gradients = 3000 rows
-    assert dtypes == [np.int32] + [np.int64] * 9
+        most = np.bincount(cols["learner"][: a + 100]).max()  # one learner's rows so far
+        need = 8 if a + 100 > 500 else (2 if most <= 100 else 4)
+        width = max(width, need)  # histograms only widen
+        expected.append({2: np.uint16, 4: np.int32, 8: np.int64}[width])
+    assert dtypes == expected
+    assert {np.dtype(d) for d in dtypes} == {
+        np.dtype(np.uint16),
+        np.dtype(np.int32),
+        np.dtype(np.int64),
+    }
     chunked = summary(res.scenario, res.raw, stats, res.trace.nbytes)
     plain = dict(res.summary)
     plain.pop("theory")

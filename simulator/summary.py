@@ -216,10 +216,10 @@ class SummaryStats:
         applied = int(got.sum())
         np.maximum(self.top, top, out=self.top)
         most = int(np.max(self.counts[APPLIED] + got))  # a learner's rows: bound of its bins
-        dtype = np.uint16 if most <= HIST16_ROWS else np.int32
+        dtype = np.dtype(np.uint16 if most <= HIST16_ROWS else np.int32)
         if self.rows + len(learner) > HIST32_ROWS:
-            dtype = np.int64
-        if np.dtype(dtype).itemsize > self.hist.itemsize:
+            dtype = np.dtype(np.int64)
+        if dtype.itemsize > self.hist.itemsize:
             self.hist = self.hist.astype(dtype)
         self._fit(top)
         _add_rows(

@@ -114,12 +114,13 @@ class Distribution:
     def joined_sampler(
         self, rng: np.random.Generator, speed: Fraction | int = 1
     ) -> Callable[[int], np.ndarray]:
-        """A function ``draw(m)`` returning the next whole blocks of :meth:`block_sampler`
-        that hold at least ``m`` values (m >= 1), joined into one float64 array.
+        """A function ``draw(m)`` returning the next values of the sequence
+        :meth:`block_sampler`'s blocks make, at least ``m`` of them (m >= 1), as one float64
+        array: the same values, in the same order, whatever the cut.
 
-        The values and the stream position are exactly those of drawing the blocks one by
-        one. Where :attr:`joinable`, the blocks are one numpy call (the vector engine's
-        draws cost one call per learner per window, not one per block).
+        Where :attr:`joinable` the cut does not matter to the stream, so ``draw(m)`` is one
+        numpy call of exactly ``m`` values (the vector engine draws once per learner per
+        window, and no more than it uses); otherwise it draws whole blocks one by one.
         """
         if not self.joinable:
             blocks = self.block_sampler(rng, speed)
@@ -132,16 +133,10 @@ class Distribution:
                 return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
             return draw_each
-        state = {"size": FIRST_BLOCK}
         scale = 1.0 / float(speed)
 
         def draw_joined(m: int) -> np.ndarray:
-            size, total = state["size"], 0
-            while total < m:  # the block sizes block_sampler would draw, summed
-                total += size
-                size = min(2 * size, MAX_BLOCK)
-            state["size"] = size
-            out = self._draw(rng, total)
+            out = self._draw(rng, m)
             if scale != 1.0:
                 out = out * scale
             return out
@@ -150,7 +145,7 @@ class Distribution:
 
     #: True where one draw of a + b values gives the values of a draw of a followed by a
     #: draw of b (numpy draws them value by value and keeps no state between calls; no
-    #: redraws): then :meth:`joined_sampler` draws several blocks in one call.
+    #: redraws): then :meth:`joined_sampler` may cut the sequence anywhere.
     joinable = False
 
     def _draw(self, rng: np.random.Generator, n: int) -> np.ndarray:

@@ -147,17 +147,22 @@ class BlockSum:
         """Add the values ``x`` (in order)."""
         if len(x) == 0:
             return
-        self.buf.append(x)
-        self.held += len(x)
         self.count += len(x)
-        if self.held > BLOCK:  # (a run of at most BLOCK values is summed in one go)
-            a = np.concatenate(self.buf)
-            full = len(a) // BLOCK * BLOCK
-            for j in range(0, full, BLOCK):
-                self.total += float(np.sum(a[j : j + BLOCK]))
-            rest = a[full:]
-            self.buf = [rest] if len(rest) else []
-            self.held = len(rest)
+        if self.held + len(x) <= BLOCK:  # (a run of at most BLOCK values is summed in one go)
+            self.buf.append(x)
+            self.held += len(x)
+            return
+        i = 0
+        if self.held:  # complete the block begun by earlier values
+            i = BLOCK - self.held
+            self.total += float(np.sum(np.concatenate([*self.buf, x[:i]])))
+        # NOTE: the later full blocks are summed where they lie in x (no copy of x)
+        full = (len(x) - i) // BLOCK * BLOCK
+        for j in range(i, i + full, BLOCK):
+            self.total += float(np.sum(x[j : j + BLOCK]))
+        rest = x[i + full :]
+        self.buf = [rest] if len(rest) else []
+        self.held = len(rest)
 
     def sum(self) -> float:
         """The sum of every value added."""

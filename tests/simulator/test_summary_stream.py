@@ -124,3 +124,21 @@ def test_histograms_widen_before_a_bin_could_overflow(monkeypatch):
     plain = dict(res.summary)
     plain.pop("theory")
     assert dump(chunked) == dump(plain)
+
+
+def test_block_sum_is_blockwise_whatever_the_pieces():
+    # 3 full blocks and 17 values: numpy's sum of each block, added in order, then the 17.
+    v = np.random.default_rng(5).lognormal(0.0, 2.0, 3 * BLOCK + 17)
+    want = 0.0
+    for j in range(0, 3 * BLOCK, BLOCK):
+        want += float(np.sum(v[j : j + BLOCK]))
+    want += float(np.sum(v[3 * BLOCK :]))
+    rng = np.random.default_rng(6)
+    for pieces in ([len(v)], [BLOCK, BLOCK, BLOCK, 17], [5, 2 * BLOCK, len(v) - 2 * BLOCK - 5]):
+        for _ in range(3):
+            b = BlockSum()
+            for part in np.split(v, np.cumsum(pieces)[:-1]):
+                b.add(part)
+            assert b.sum() == want and b.count == len(v)
+            cuts = np.sort(rng.choice(np.arange(1, len(v)), size=9, replace=False))
+            pieces = np.diff([0, *cuts, len(v)]).tolist()

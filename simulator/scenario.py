@@ -69,14 +69,18 @@ class LRRule:
         """Learning rates for an array of staleness values (negative entries give NaN)."""
         import numpy as np
 
-        tau = np.asarray(staleness, dtype=np.float64)
-        if self.rule == "constant":
-            out = np.full_like(tau, self.alpha)
+        tau = np.asarray(staleness)
+        if tau.dtype.kind not in "iuf":
+            tau = tau.astype(np.float64)
+        if self.rule == "constant":  # (integer staleness compares as is: no float copy)
+            out = np.full(tau.shape, self.alpha, dtype=np.float64)
         elif self.rule == "inverse-staleness":
             out = self.alpha / np.maximum(tau, 1.0)
         else:
             out = self.alpha / (1.0 + np.maximum(tau, 0.0)) ** self.a
-        out[tau < 0] = np.nan
+        neg = tau < 0
+        if neg.any():
+            out[neg] = np.nan
         return out
 
 

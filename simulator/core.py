@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .streams import fast_streams
+
 #: Row status codes of the trace.
 APPLIED, LOST, CANCELLED, DROPPED = 0, 1, 2, 3
 STATUS_NAMES = ("applied", "lost", "cancelled", "dropped")
@@ -77,9 +79,9 @@ def learner_streams(seed: int | np.random.SeedSequence, n: int) -> list[np.rando
     draws unchanged.
     """
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    # spawn() advances the parent's counter; use a fresh copy so repeated calls agree.
-    fresh = np.random.SeedSequence(ss.entropy, spawn_key=ss.spawn_key, pool_size=ss.pool_size)
-    return [np.random.default_rng(c) for c in fresh.spawn(n)]
+    # As spawn() on a fresh copy of ss (spawn() advances the parent's counter; repeated
+    # calls must agree), seeded for all learners at once (simulator/streams.py).
+    return fast_streams(ss, n)
 
 
 def row_bytes(columns: dict[str, np.ndarray]) -> int:

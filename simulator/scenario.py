@@ -30,6 +30,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,10 @@ class Learner:
             object.__setattr__(self, k, v)
         check_int("message_bytes", self.message_bytes, minimum=0)
 
+    # NOTE: pull_time, push_time and budget are read per learner by every engine, summary
+    # and check: computed once (the fields are frozen; the cache sits in the instance's
+    # __dict__, outside the dataclass fields, eq and hash).
+
     def _transfer(self, latency: Time) -> Time:
         t: Time = latency
         if self.message_bytes:
@@ -131,17 +136,17 @@ class Learner:
             t = int(t) if t.denominator == 1 else t
         return t
 
-    @property
+    @cached_property
     def pull_time(self) -> Time:
         """Seconds to pull the weights: pull_latency + message_bytes / bandwidth."""
         return self._transfer(self.pull_latency)
 
-    @property
+    @cached_property
     def push_time(self) -> Time:
         """Seconds to push a gradient: push_latency + message_bytes / bandwidth."""
         return self._transfer(self.push_latency)
 
-    @property
+    @cached_property
     def budget(self) -> int | None:
         """Most gradients this learner can push (None: unbounded)."""
         lim = [x for x in (self.max_gradients, self.compute.length) if x is not None]

@@ -63,8 +63,15 @@ def unsupported(scenario: Scenario) -> str | None:
             "mixing deterministic (fixed, times, trace) and random compute times needs "
             "engine='simpy'"
         )
-    if True in kinds and _denominator(scenario) is None:
-        return "deterministic times too fine for exact 53-bit arithmetic need engine='simpy'"
+    if True in kinds:
+        den = _denominator(scenario)
+        if den is None:
+            return "deterministic times too fine for exact 53-bit arithmetic need engine='simpy'"
+        if max(abs(Fraction(v)) for v in _exact_values(scenario)) * den >= _EXACT_LIMIT:
+            return (
+                f"deterministic times of 2**53 units of 1/{den} s or more (until_time included) "
+                "need engine='simpy'"
+            )
     return None
 
 

@@ -118,6 +118,22 @@ def test_learners_that_finish_before_until_time(proto):
     assert simulate(sc).summary["stop_reason"] == "until_time"
 
 
+@pytest.mark.parametrize("proto", PROTOCOLS, ids=lambda p: p.kind)
+def test_exact_times_beyond_2_53_units_fall_back_to_simpy(proto):
+    # until_time = 1e300 with half-second times is 2e300 units of 1/2 s: no int64 holds it
+    # (the vector loops failed in numba's typing, exit 1; found by the options fuzz).
+    # 2**52 s is 2**53 units: refused too; 2**52 - 1 s runs on the vector engine.
+    learners = (Learner("a", Times((1, 2, 3, 4))), Learner("b", Times((2.5, 5))))
+    param = {proto.PARAM: 1} if proto.PARAM else {}
+    for until, engine in ((1e300, "simpy"), (2.0**52, "simpy"), (2.0**52 - 1, "vector")):
+        sc = Scenario(learners=learners, protocol=Protocol(proto.kind, **param), until_time=until)
+        assert same(sc) == ("simpy", engine)
+        if engine == "simpy":
+            with pytest.raises(ValueError, match=r"2\*\*53 units of 1/2 s .*engine='simpy'"):
+                simulate(sc, engine="vector")
+        assert simulate(sc).summary["sim_time"] == until
+
+
 def test_ties_of_exact_times_follow_the_tie_rule():
     # Fixed 1 s and 0.5 s learners arrive together at every whole second: same order as SimPy.
     sc = Scenario(

@@ -340,28 +340,31 @@ def summary(scenario: Scenario, raw: Any, stats: SummaryStats, trace_bytes: int)
     busy = stats.busy + np.nan_to_num(t_end - raw.inflight_start, nan=0.0)
     counts = stats.counts
     sums = stats.stale_sum
-    picks = _learner_picks(stats.hist, stats.offsets, counts[APPLIED], stats.top)
+    picks = _learner_picks(stats.hist, stats.offsets, counts[APPLIED], stats.top).tolist()
+    # (Python ints and floats, one conversion per array: the same values and divisions)
+    c_applied, c_lost, c_cancelled, c_dropped = (
+        counts[APPLIED].tolist(),
+        counts[LOST].tolist(),
+        counts[CANCELLED].tolist(),
+        counts[DROPPED].tolist(),
+    )
+    busy_l, sums_l = busy.tolist(), sums.tolist()
+    t_end_f = float(t_end)
     per = []
     for i, spec in enumerate(scenario.learners):
-        m = int(counts[APPLIED, i])
-        share = float(busy[i] / t_end) if t_end > 0 else 0.0
+        m = c_applied[i]
+        share = busy_l[i] / t_end_f if t_end > 0 else 0.0
         st: dict[str, Any] = {"mean": None, "p50": None, "p95": None, "p99": None, "max": None}
         if m:
             p = picks[i]
-            st = {
-                "mean": int(sums[i]) / m,
-                "p50": int(p[0]),
-                "p95": int(p[1]),
-                "p99": int(p[2]),
-                "max": int(p[3]),
-            }
+            st = {"mean": sums_l[i] / m, "p50": p[0], "p95": p[1], "p99": p[2], "max": p[3]}
         per.append(
             {
                 "learner": spec.name,
                 "gradients": m,
-                "lost": int(counts[LOST, i]),
-                "cancelled": int(counts[CANCELLED, i]),
-                "dropped": int(counts[DROPPED, i]),
+                "lost": c_lost[i],
+                "cancelled": c_cancelled[i],
+                "dropped": c_dropped[i],
                 "staleness": st,
                 "busy_share": share,
                 "idle_share": 1.0 - share,

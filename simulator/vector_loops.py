@@ -146,13 +146,18 @@ def cut_timelines(
 #: numbered learner by learner, so entries compare as indices do.
 
 
+#: Rounds of time in which :func:`_sort_by_time` scatters the entries into buckets.
+SCATTER_ROUNDS = 32
+
+
 @numba.njit(cache=True)
 def _sort_by_time(
     t: np.ndarray, lo: np.ndarray, hi: np.ndarray, order: np.ndarray, st: np.ndarray, shift: int
 ) -> None:
     """``order`` := the entries (learner, index) of ``t`` sorted by (value, index): a bucket
     sort (buckets of about four values, in time order: IEEE division and floor are
-    monotone, so bucket order is time order) with an insertion sort inside each bucket.
+    monotone, so bucket order is time order) with an insertion sort inside each bucket
+    (any order of the scatter gives the same result).
     Linear time for spread-out times. Learner i's values are ``t[lo[i]:hi[i]]``, ascending;
     ``st`` := the sorted values (carried along, so that no step reads ``t`` at random)."""
     n = len(lo)
@@ -171,19 +176,34 @@ def _sort_by_time(
     nb = total // 4 + 1
     span = float(t_hi - t_lo)
     scale = (nb - 1) / span if span > 0 else 0.0
-    start = np.zeros(nb + 1, dtype=np.int64)
+    start = np.zeros(nb + 1, dtype=np.int32)  # (merge_window: fewer than 2**31 entries)
     for i in range(n):
         for g in range(lo[i], hi[i]):
             start[int(float(t[g] - t_lo) * scale) + 1] += 1
     for b in range(nb):
         start[b + 1] += start[b]
     fill = start[:-1].copy()
-    for i in range(n):  # indices ascending inside each bucket
-        for g in range(lo[i], hi[i]):
-            b = int(float(t[g] - t_lo) * scale)  # (recomputed: cheaper than stored)
-            order[fill[b]] = (i << shift) | g
-            st[fill[b]] = t[g]
-            fill[b] += 1
+    # The scatter goes in SCATTER_ROUNDS rounds of time (each learner's values up to the
+    # round's last bucket), not learner by learner: a round writes into one stretch of
+    # ``order`` and ``st`` that stays in cache. (The insertion sort below orders each
+    # bucket fully, so the order of the scatter does not change the result.)
+    ptr = lo.copy()
+    step = nb // SCATTER_ROUNDS + 1
+    limit = 0
+    while limit < nb:
+        limit += step
+        for i in range(n):
+            g, e = ptr[i], hi[i]
+            while g < e:
+                b = int(float(t[g] - t_lo) * scale)  # (recomputed: cheaper than stored)
+                if b >= limit:
+                    break
+                f = fill[b]
+                order[f] = (i << shift) | g
+                st[f] = t[g]
+                fill[b] = f + 1
+                g += 1
+            ptr[i] = g
     for b in range(nb):
         for r in range(start[b] + 1, start[b + 1]):
             x, tx = order[r], st[r]
@@ -245,6 +265,8 @@ def merge_window(
         raise OverflowError(
             f"merge: {len(lo)} learners x {len(cols[2])} gradients overflow 63 bits"
         )
+    if total >= 1 << 31:
+        raise OverflowError(f"merge: a window of {total} gradients (at most 2**31 - 1)")
     _sort_by_time(cols[2], lo, hi, order, out["arrive"], shift)
     reads_le, last_le = _merge(
         cols,

@@ -344,6 +344,23 @@ def _merge(
             q += 1
         le = base + q  # arrivals (all windows) at or before t
         rv = le if k == 1 else le // k  # read version of a read at t
+        if q == p + 1:  # (a run of one, the usual case for random times: no tie rule)
+            key = order[p]
+            i = key >> shift
+            x = key & mask
+            o_rv[p] = next_rv[i]
+            next_rv[i] = rv
+            if x + 1 == hi[i]:
+                last_le[i] = le
+            o_learner[p] = i
+            o_seq[p] = seq0[i] + x - lo[i] + 1
+            o_read[p] = last_t[i]
+            last_t[i] = t
+            if network:
+                o_start[p] = start[x]
+                o_done[p] = done[x]
+            p = q
+            continue
         for r in range(p, q):
             key = order[r]
             i = key >> shift

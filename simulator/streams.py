@@ -118,10 +118,20 @@ class _Words(ISeedSequence):
 
 def fast_streams(ss: np.random.SeedSequence, n: int) -> list[np.random.Generator]:
     """``[default_rng(c) for c in fresh.spawn(n)]`` for a fresh copy of ``ss``: the same
-    generators (the same PCG64 states), seeded from :func:`spawn_states`."""
-    if _coerce_to_uint32_array is None:
-        fresh = np.random.SeedSequence(ss.entropy, spawn_key=ss.spawn_key, pool_size=ss.pool_size)
+    generators (the same PCG64 states), seeded from :func:`spawn_states`. Each call checks
+    child 0's mixing and state words against numpy's own; if a numpy release computes
+    them otherwise, or lacks the private helper, the streams come from numpy's own path."""
+    fresh = np.random.SeedSequence(ss.entropy, spawn_key=ss.spawn_key, pool_size=ss.pool_size)
+    if _coerce_to_uint32_array is None or n == 0:
         return [np.random.default_rng(c) for c in fresh.spawn(n)]
-    words = spawn_states(ss, n)
+    try:
+        words = spawn_states(ss, n)
+    except RuntimeError:  # a numpy whose SeedSequence mixes otherwise: numpy's own path
+        return [np.random.default_rng(c) for c in fresh.spawn(n)]
+    child0 = np.random.SeedSequence(
+        ss.entropy, spawn_key=(*ss.spawn_key, 0), pool_size=ss.pool_size
+    )
+    if not np.array_equal(words[0], child0.generate_state(words.shape[1], np.uint64)):
+        return [np.random.default_rng(c) for c in fresh.spawn(n)]
     seeds: list[Any] = [_Words(words[i], ss, i) for i in range(n)]  # (PCG64 takes them)
     return [np.random.Generator(np.random.PCG64(s)) for s in seeds]

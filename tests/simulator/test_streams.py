@@ -46,3 +46,23 @@ def test_learner_streams_repeat_and_other_state_sizes() -> None:
     # a request other than PCG64's 4 uint64 words goes to the real child
     child = fast_streams(ss, 3)[2].bit_generator.seed_seq
     assert np.array_equal(child.generate_state(3), _reference(ss, 3)[2].generate_state(3))
+
+
+@pytest.mark.parametrize("fault", ["mixing", "words"])
+def test_a_numpy_that_seeds_otherwise_falls_back_to_numpys_own_path(
+    monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    # As if a numpy release changed SeedSequence: the mixing check raises, or the state words
+    # come out different; the streams must still be numpy's own.
+    import dlsys.simulator.streams as streams
+
+    def wrong(ss: np.random.SeedSequence, n: int) -> np.ndarray:
+        if fault == "mixing":
+            raise RuntimeError("numpy's SeedSequence mixing differs from streams.py's")
+        return np.arange(4 * n, dtype=np.uint64).reshape(n, 4)
+
+    monkeypatch.setattr(streams, "spawn_states", wrong)
+    ss = np.random.SeedSequence(4)
+    got = streams.fast_streams(ss, 5)
+    want = [np.random.default_rng(c) for c in _reference(ss, 5)]
+    assert [g.bit_generator.state for g in got] == [w.bit_generator.state for w in want]

@@ -22,6 +22,7 @@ from dlsys.simulator import (
     Uniform,
     simulate,
 )
+from dlsys.simulator.testing import assert_engines_agree
 
 DISTS = {
     "exponential": lambda i: Exponential(0.5 + i),
@@ -35,12 +36,7 @@ DISTS = {
 
 def same(sc: Scenario, seed: int = 0) -> None:
     """The vector engine runs ``sc`` and gives the SimPy engine's trace CSV and summary."""
-    a = simulate(sc, seed=seed, engine="simpy")
-    b = simulate(sc, seed=seed, engine="vector")
-    assert b.trace.csv_text() == a.trace.csv_text()
-    sa, sb = dict(a.summary), dict(b.summary)
-    sa.pop("engine"), sb.pop("engine")
-    assert json.dumps(sb, sort_keys=True) == json.dumps(sa, sort_keys=True)
+    assert_engines_agree(sc, seed, engine="vector")
 
 
 def scenario(dist: str, b: int, net: bool, stop: dict) -> Scenario:

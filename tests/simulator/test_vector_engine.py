@@ -30,6 +30,7 @@ from dlsys.simulator import (
     simulate,
 )
 from dlsys.simulator.engine import choose_engine
+from dlsys.simulator.testing import assert_engines_agree as same
 
 PROTOCOLS = [
     Protocol("async"),
@@ -54,17 +55,6 @@ DISTS = {
     "times": lambda i: Times(tuple(round(0.7 * (j + 1) * (1 + i / 3), 1) for j in range(30))),
     "trace": lambda i: TraceDurations((0.3, 0.2, 0.5, 0.1 * (i + 1)), repeat=True),
 }
-
-
-def same(sc: Scenario, seed: int = 0) -> tuple[str, str]:
-    """Run both engines; assert byte-identical CSV and summary; return the engine names."""
-    a = simulate(sc, seed=seed, engine="simpy")
-    b = simulate(sc, seed=seed, engine="auto")
-    assert b.trace.csv_text() == a.trace.csv_text()
-    sa, sb = dict(a.summary), dict(b.summary)
-    ea, eb = sa.pop("engine"), sb.pop("engine")
-    assert json.dumps(sb, sort_keys=True) == json.dumps(sa, sort_keys=True)
-    return ea["name"], eb["name"]
 
 
 def table_scenario(proto: Protocol, dist: str, net: bool, stop: dict) -> Scenario:

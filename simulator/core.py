@@ -60,7 +60,7 @@ def append_row(cols: dict[str, array], g: Any, status: int, version: int, t_appl
 class RawRun:
     """What the engine hands to :mod:`dlsys.simulator.trace`: columns and end state."""
 
-    columns: dict[str, np.ndarray]
+    columns: dict[str, Any]  # numpy arrays (and RunColumn for round protocols)
     updates: int
     t_end: float
     stop_reason: str
@@ -70,6 +70,9 @@ class RawRun:
     #: Bytes per trace row the stored columns take (arrays shared between columns once);
     #: set by an engine that streamed its rows into a summary instead of keeping them.
     row_bytes: int = 0
+    #: Bytes the trace holds (or, for a run that streamed its rows, would hold) where its
+    #: layout is not ``row_bytes`` a row (runs: :mod:`dlsys.simulator.columns`); -1: it is.
+    trace_bytes: int = -1
 
 
 def learner_streams(seed: int | np.random.SeedSequence, n: int) -> list[np.random.Generator]:

@@ -39,6 +39,7 @@ from simpy.events import URGENT
 
 from dlsys.common import check_choice
 from dlsys.simulator import vector, vector_chains, vector_events, vector_rounds
+from dlsys.simulator.columns import hold, run_columns
 from dlsys.simulator.core import (
     APPLIED,
     CANCELLED,
@@ -124,18 +125,23 @@ def _run_vector(
     rngs: list[np.random.Generator],
     reason: str,
     sink: Callable[[dict[str, np.ndarray]], None] | None,
+    keep: bool,
 ) -> RawRun:
     """``scenario`` (which :func:`vector.unsupported` accepts) on its vector path; every
     path streams its rows to ``sink`` block by block. (The choice lives here, above the
     path modules, so that vector.py imports neither of the others.)"""
     path = scenario.protocol.vector_path
+    if path in ("rounds", "chains"):  # (these stream their blocks and keep them too)
+        module = vector_rounds if path == "rounds" else vector_chains
+        return module.run(scenario, rngs, reason, sink, keep)
+    streamed = sink if not keep else None
     if path == "merge":
-        return vector.run_merge(scenario, rngs, reason, sink)
-    if path == "rounds":
-        return vector_rounds.run(scenario, rngs, reason, sink)
-    if path == "chains":
-        return vector_chains.run(scenario, rngs, reason, sink)
-    return vector_events.run(scenario, rngs, reason, sink)
+        raw = vector.run_merge(scenario, rngs, reason, streamed)
+    else:
+        raw = vector_events.run(scenario, rngs, reason, streamed)
+    if sink is not None and keep:
+        sink(raw.columns)
+    return raw
 
 
 def run(
@@ -143,25 +149,35 @@ def run(
     seed: int | np.random.SeedSequence,
     engine: str = "auto",
     sink: Callable[[dict[str, np.ndarray]], None] | None = None,
+    keep: bool = False,
 ) -> RawRun:
     """Simulate ``scenario`` with ``seed`` on the engine :func:`choose_engine` picks.
 
     ``sink``: if given, the trace rows are handed to it in chunks, in trace order, and the
-    returned run keeps no columns (the vector engine then never holds the whole trace).
+    returned run keeps no columns (the vector engine then never holds the whole trace)
+    unless ``keep``. Without ``sink`` or with ``keep``, ``raw.columns`` holds the trace in
+    the scenario's layout (:func:`dlsys.simulator.columns.hold`).
     """
     name, reason = choose_engine(scenario, engine)
     rngs = learner_streams(seed, scenario.n)
+    keep = keep or sink is None
     if name == "vector":
-        return _run_vector(scenario, rngs, reason, sink)
+        return _run_vector(scenario, rngs, reason, sink, keep)
     if uses_fast_path(scenario):
         raw = run_fast(scenario, rngs)
         raw.engine_reason = reason + " (async fast path)"
     else:
         raw = Engine(scenario, rngs).run()
         raw.engine_reason = reason
-    if sink is not None:  # the SimPy engine keeps its rows until the end
-        raw.row_bytes = row_bytes(raw.columns)
+    # The SimPy engine keeps its rows until the end, then holds them as the vector engine
+    # does (the same layout: the same bytes in the summary).
+    raw.row_bytes = row_bytes(raw.columns)
+    if sink is not None:
         sink(raw.columns)
+    if run_columns(scenario):
+        held, raw.trace_bytes = hold(scenario, raw.columns)
+        raw.columns = held if keep else {}
+    elif not keep:
         raw.columns = {}
     return raw
 

@@ -125,6 +125,10 @@ class Protocol:
     #: are dropped when the PS sees them) and an update empties the queue (see ``take``).
     current_only: ClassVar[bool] = False
     vector_path: ClassVar[str] = "events"
+    #: True where every live learner reads at each update, so a round's rows share their
+    #: read time, versions, update time and status: the trace holds those columns as runs
+    #: (:mod:`dlsys.simulator.columns`).
+    round_trace: ClassVar[bool] = False
     #: True where, with exponential compute times, staleness is a mixture of geometrics.
     geometric_staleness: ClassVar[bool] = False
 
@@ -324,6 +328,7 @@ class Sync(Protocol):
     KIND = "sync"
     on_update = WAKE_ALL
     vector_path = "rounds"
+    round_trace = True
 
     def batch_size(self, n: int) -> int | None:
         return None
@@ -379,6 +384,7 @@ class KSync(_Rounds):
     PARAM = "k"
     on_update = CANCEL_ALL
     vector_path = "rounds"
+    round_trace = True  # (and k-batch-sync: its chains read at each update too)
 
     def mean_staleness(self, n: int) -> float | None:
         return 0.0

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from dlsys.simulator.columns import RunColumn
 from dlsys.simulator.core import APPLIED, STATUS_NAMES, RawRun
 from dlsys.simulator.engine import choose_engine, run
 from dlsys.simulator.limits import check_run
@@ -57,11 +58,15 @@ CSV_COLUMNS = (
 
 
 class Trace:
-    """Per-gradient columns of one run; ``trace["staleness"]`` is a numpy array."""
+    """Per-gradient columns of one run; ``trace["staleness"]`` is a numpy array.
+
+    ``columns``: numpy arrays, or :class:`~dlsys.simulator.columns.RunColumn` where a
+    round protocol's column is held as runs (expanded when it is asked for).
+    """
 
     def __init__(
         self,
-        columns: dict[str, np.ndarray],
+        columns: dict[str, Any],
         learner_names: list[str],
         push_time: np.ndarray,
         lr: LRRule,
@@ -82,38 +87,40 @@ class Trace:
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name in self._cols:
-            return self._cols[name]
-        c = self._cols
+            col = self._cols[name]
+            return col.expand() if isinstance(col, RunColumn) else col
         if name == "staleness":
-            out: np.ndarray = np.where(c["version"] >= 0, c["version"] - c["read_version"], -1)
+            version = self["version"]
+            out: np.ndarray = np.where(version >= 0, version - self["read_version"], -1)
             return out
         if name == "t_arrive":
-            return c["t_done"] + self._push[c["learner"]]
+            return self["t_done"] + self._push[self["learner"]]
         if name == "lr":
             return self._lr.rates(self["staleness"])
         if name == "learner_name":
-            return np.asarray(self.learner_names, dtype=object)[c["learner"]]
+            return np.asarray(self.learner_names, dtype=object)[self["learner"]]
         if name == "status_name":
-            return np.asarray(STATUS_NAMES, dtype=object)[c["status"]]
+            return np.asarray(STATUS_NAMES, dtype=object)[self["status"]]
         from dlsys.common import unknown_name
 
         raise KeyError(str(unknown_name("trace column", name, self.columns)))
 
     def stored(self) -> dict[str, np.ndarray]:
-        """The stored columns (no derived ones), by name."""
-        return self._cols
+        """The stored columns (no derived ones) as numpy arrays, by name."""
+        return {k: self[k] for k in self._cols}
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the stored columns (arrays shared between columns counted once)."""
+        """Bytes held by the stored columns (arrays shared between columns counted once;
+        a column held as runs: its values and start rows)."""
         seen: dict[int, int] = {}
         for a in self._cols.values():
-            seen[id(a)] = a.nbytes
+            seen[id(a)] = int(a.nbytes)
         return sum(seen.values())
 
     def applied(self) -> np.ndarray:
         """Boolean mask of applied rows."""
-        return self._cols["status"] == APPLIED
+        return self["status"] == APPLIED
 
     def records(self, order: str = "trace") -> list[dict[str, Any]]:
         """Rows as dicts (learner by name, status by name, NaN as None in JSON).
@@ -203,13 +210,16 @@ def summarize(
     scenario: Scenario, raw: RawRun, trace: Trace | None = None, stats: SummaryStats | None = None
 ) -> dict[str, Any]:
     """The summary dict of a run (times in seconds, shares as fractions of [0, t_end]), from
-    its ``trace`` or from the ``stats`` a run without a trace accumulated; the same numbers
-    either way (see :mod:`dlsys.simulator.summary`)."""
+    its ``trace`` or from the ``stats`` the run accumulated as it made its rows (with or
+    without a trace); the same numbers either way (see :mod:`dlsys.simulator.summary`)."""
     if stats is None:
         assert trace is not None
         stats = SummaryStats(scenario)
         stats.add(trace.stored())
+    if trace is not None:
         trace_bytes = trace.nbytes
+    elif raw.trace_bytes >= 0:
+        trace_bytes = raw.trace_bytes
     else:
         trace_bytes = stats.rows * raw.row_bytes
     out = summary(scenario, raw, stats, trace_bytes)
@@ -259,16 +269,15 @@ def simulate(
     # The vector merge path without a trace keeps no rows: it is charged for its learners.
     streams = not trace and choose_engine(sc, engine)[0] == "vector" and vector_streams(sc)
     check_run(sc, trace=trace, streams=streams)
-    if not trace:
-        stats = SummaryStats(sc)
-        raw = run(sc, use_seed, engine, sink=stats.add)
-        summary = summarize(sc, raw, stats=stats)
-        kept = None
-    else:
-        raw = run(sc, use_seed, engine)
+    # The summary is fed as the rows are made (the round path: block by block, each block
+    # while it is in the caches), with or without a trace.
+    stats = SummaryStats(sc)
+    raw = run(sc, use_seed, engine, sink=stats.add, keep=trace)
+    kept = None
+    if trace:
         push = np.array([float(lrn.push_time) for lrn in sc.learners])
         kept = Trace(raw.columns, [lrn.name for lrn in sc.learners], push, sc.lr)
-        summary = summarize(sc, raw, kept)
+    summary = summarize(sc, raw, kept, stats)
     if isinstance(use_seed, np.random.SeedSequence):  # e.g. one replication of a sweep
         summary["seed"] = {"entropy": use_seed.entropy, "spawn_key": list(use_seed.spawn_key)}
     return Result(sc, use_seed, kept, summary, raw)

@@ -191,10 +191,11 @@ def run(
     rngs: list[np.random.Generator],
     reason: str,
     sink: Callable[[dict[str, np.ndarray]], None] | None = None,
+    keep: bool = False,
 ) -> RawRun:
     """Run a k-batch-sync ``scenario`` as rounds of chains (see the module docstring). With
-    ``sink``, the rows go there block by block and the result keeps none."""
-    return drive(chains_loop, scenario, rngs, reason, sink)
+    ``sink``, the rows go there block by block and the result keeps none unless ``keep``."""
+    return drive(chains_loop, scenario, rngs, reason, sink, keep)
 
 
 __all__ = ["chains_loop", "run"]

@@ -38,14 +38,18 @@ from typing import Any
 import numba
 import numpy as np
 
+from dlsys.simulator.columns import ColumnStore, run_columns
 from dlsys.simulator.core import APPLIED, CANCELLED, DROPPED, RawRun
 from dlsys.simulator.limits import check_trace_growth, expected_rows
 from dlsys.simulator.protocols import CANCEL_ALL, REUSE
 from dlsys.simulator.scenario import Scenario
 from dlsys.simulator.vector import Durations, Units
 
-#: Trace rows per block (and about as many durations drawn at once, over all learners).
+#: Durations drawn at once, over all learners (and trace rows per block of the event loop).
 BLOCK_ROWS = 1 << 20
+#: Trace rows per block of the round and chain loops: the block is reused, and each one is
+#: added to the summary and the kept trace while it is still in the caches.
+STREAM_ROWS = 1 << 17
 
 # Loop results.
 _DONE, _NEED_DRAWS, _NEED_ROOM = 0, 1, 2
@@ -338,10 +342,18 @@ class Rows:
     """Trace rows made by a compiled loop: one block of ``size`` rows at a time (learner,
     seq, read_version, version, t_read, t_start, t_done, t_apply in :class:`Units`,
     status), handed to ``emit`` as trace columns (times in float seconds) when full and at
-    the end. (The event loop of :mod:`.vector_events` writes through it too.)"""
+    the end. ``reuse``: the next block is written over the last one (``emit`` copies what
+    it keeps), else a new one. (The event loop of :mod:`.vector_events` writes through it
+    too.)"""
 
-    def __init__(self, units: Units, size: int, emit: Callable[[dict[str, np.ndarray]], None]):
-        self.units, self.size, self.emit = units, size, emit
+    def __init__(
+        self,
+        units: Units,
+        size: int,
+        emit: Callable[[dict[str, np.ndarray]], None],
+        reuse: bool = False,
+    ):
+        self.units, self.size, self.emit, self.reuse = units, size, emit, reuse
         self.emitted = 0  # rows handed out so far
         self.nan = units.dtype(-1) if units.exact else np.nan  # exact: -1 marks "none"
         self.new()
@@ -377,7 +389,8 @@ class Rows:
             return
         self.emitted += m
         self.emit(self.columns(m))
-        self.new()
+        if not self.reuse:
+            self.new()
 
     def whole(self, chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         """The trace columns of the ``chunks`` emitted (one chunk: itself, no copy)."""
@@ -392,10 +405,11 @@ def run(
     rngs: list[np.random.Generator],
     reason: str,
     sink: Callable[[dict[str, np.ndarray]], None] | None = None,
+    keep: bool = False,
 ) -> RawRun:
     """Run a sync or k-sync ``scenario`` round by round (see the module docstring). With
-    ``sink``, the rows go there block by block and the result keeps none."""
-    return drive(rounds_loop, scenario, rngs, reason, sink)
+    ``sink``, the rows go there block by block and the result keeps none unless ``keep``."""
+    return drive(rounds_loop, scenario, rngs, reason, sink, keep)
 
 
 def drive(
@@ -404,9 +418,12 @@ def drive(
     rngs: list[np.random.Generator],
     reason: str,
     sink: Callable[[dict[str, np.ndarray]], None] | None,
+    keep: bool = False,
 ) -> RawRun:
     """Run ``loop`` (:func:`rounds_loop`, or one with its arguments and results) to the end
-    of ``scenario``: draw durations, hand on row blocks, and make the run's result."""
+    of ``scenario``: draw durations, hand each block of rows to ``sink`` and to the kept
+    trace (:class:`~dlsys.simulator.columns.ColumnStore`; without ``sink``, or with
+    ``keep``), and make the run's result."""
     units = Units(scenario)
     n = scenario.n
     proto = scenario.protocol
@@ -430,11 +447,19 @@ def drive(
         budget,
     )
     u, tt = scenario.until_updates, scenario.until_time
-    # Without a sink, one block for the whole trace where its size is known (the loops ask
-    # for room for up to 3 n more rows before each step).
-    rows_cap = BLOCK_ROWS if sink is not None else min(expected_rows(scenario)[0], 2**40)
-    chunks: list[dict[str, np.ndarray]] = []
-    rows = Rows(units, int(rows_cap) + 3 * n, sink if sink is not None else chunks.append)
+    keep = keep or sink is None
+    # The kept trace makes room for all its rows at once where their number is known.
+    store = ColumnStore(
+        run_columns(scenario), int(min(expected_rows(scenario)[0], 2**40)) + 3 * n, keep
+    )
+
+    def emit(cols: dict[str, np.ndarray]) -> None:
+        if sink is not None:
+            sink(cols)
+        store.add(cols)
+
+    # (the loops ask for room for up to 3 n more rows before each step)
+    rows = Rows(units, STREAM_ROWS + 3 * n, emit, reuse=True)
     rule = (
         proto.batch_size(n) or 0,
         -1 if u is None else u,
@@ -473,9 +498,19 @@ def drive(
         reason,
     )
     raw.row_bytes = row_bytes
-    if sink is None:
-        raw.columns = rows.whole(chunks)
+    raw.trace_bytes = store.nbytes
+    if keep:
+        raw.columns = store.columns()
     return raw
 
 
-__all__ = ["BLOCK_ROWS", "STOP_NAMES", "Draws", "Rows", "drive", "rounds_loop", "run"]
+__all__ = [
+    "BLOCK_ROWS",
+    "STOP_NAMES",
+    "STREAM_ROWS",
+    "Draws",
+    "Rows",
+    "drive",
+    "rounds_loop",
+    "run",
+]

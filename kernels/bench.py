@@ -97,7 +97,13 @@ class Row:
 def _time_pair(
     make: Callable[[str], tuple[Callable[[], Any], Callable[[Any], Any]]], reps: int, warmup: int
 ) -> dict[str, tuple[float, float, float]]:
-    """Median (fwd, bwd, total) seconds for 'torch' and 'dlsys', interleaved per repetition."""
+    """Median (fwd, bwd, total) seconds for 'torch' and 'dlsys', interleaved per repetition.
+
+    Each side's forward output is released inside its own backward's timed region. Before,
+    rebinding ``out`` in the other side's forward freed it there, so each side was charged
+    for freeing the other's outputs (conv layer 1: torch's 6.4 MB output and oneDNN's buffer,
+    unmapped during dlsys's timed forward; docs/kernels.md).
+    """
     fns = {side: make(side) for side in ("torch", "dlsys")}
     samples: dict[str, list[tuple[float, float, float]]] = {"torch": [], "dlsys": []}
     for i in range(warmup + reps):
@@ -106,6 +112,7 @@ def _time_pair(
             out = fwd()
             t1 = time.perf_counter()
             bwd(out)
+            del out  # freed here, on this side's clock
             t2 = time.perf_counter()
             if i >= warmup:
                 samples[side].append((t1 - t0, t2 - t1, t2 - t0))

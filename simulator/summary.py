@@ -35,6 +35,9 @@ BLOCK = 1 << 16
 #: beyond, they widen (to int32, then int64). Narrow bins: less memory and cache traffic.
 HIST16_ROWS = 2**16 - 1
 HIST32_ROWS = 2**31 - 1
+#: Histogram bins (all learners) up to which rows are counted in row order: they stay in
+#: the caches (larger ones are counted learner by learner, see ``_add_rows``).
+DIRECT_BINS = 1 << 15
 
 
 @numba.njit(cache=True)
@@ -82,9 +85,11 @@ def _add_rows(
     infinities as the largest float, as ``numpy.nan_to_num``; added as ``numpy.bincount``
     adds), status counts, and the staleness of applied rows into learner i's histogram
     ``hist[offsets[i]:offsets[i + 1]]``, into ``total_hist`` and into the exact integer
-    sum ``stale_sum[i]``. ``grouped``: scratch of one entry per applied row."""
+    sum ``stale_sum[i]``. ``grouped``: scratch of one entry per applied row, or empty:
+    the histograms are small (:data:`DIRECT_BINS`), counted in row order."""
     n = len(offsets) - 1
     big = np.finfo(np.float64).max
+    direct = len(grouped) == 0
     before = counts[0].copy()
     for r in range(len(learner)):
         i = learner[r]
@@ -100,6 +105,10 @@ def _add_rows(
         if status[r] == 0:
             total_hist[stale[r]] += 1
             stale_sum[i] += stale[r]
+            if direct:
+                hist[offsets[i] + stale[r]] += 1
+    if direct:
+        return
     # NOTE: staleness grouped by learner first, then counted learner by learner: the
     # histograms are far larger than the caches, and row order would hit them at random.
     fill = np.zeros(n + 1, np.int64)
@@ -239,7 +248,7 @@ class SummaryStats:
             self.offsets,
             self.total_hist,
             self.stale_sum,
-            np.empty(applied, dtype=np.int64),
+            np.empty(0 if len(self.hist) <= DIRECT_BINS else applied, dtype=np.int64),
         )
         self.rows += len(learner)
         if applied == len(learner):  # (the common case: no boolean selection, no copies)

@@ -24,6 +24,7 @@ every accessor see the plain values.
 from __future__ import annotations
 
 import math
+import mmap
 from typing import Any
 
 import numba
@@ -38,6 +39,24 @@ RUN_COLUMNS = ("seq", "read_version", "version", "t_read", "t_start", "t_apply",
 START_BYTES = 8
 #: Runs a column makes room for at first (up to; doubled as needed).
 FIRST_RUNS = 1 << 16
+#: Bytes from which :func:`fresh_array` puts an array on a memory map of its own.
+MAPPED_BYTES = 1 << 20
+
+
+def fresh_array(size: int, dtype: Any) -> np.ndarray:
+    """An uninitialised 1-D array of ``size`` elements; a large one (at least
+    :data:`MAPPED_BYTES`) on an anonymous memory map of its own, in 4 KiB pages.
+
+    NOTE: for speed. numpy asks the kernel for huge pages for large arrays; a trace column
+    is written once, front to back, and where free memory is fragmented each 2 MiB page's
+    first touch waits for the kernel to compact memory (docs/simulator.md: "Sync, third
+    session"). The map is unmapped when the last array using it goes.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(size) * dtype.itemsize
+    if nbytes < MAPPED_BYTES:
+        return np.empty(size, dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype)
 
 
 def run_columns(scenario: Any) -> tuple[str, ...]:
@@ -155,7 +174,7 @@ class ColumnStore:
         self._plain: dict[str, np.ndarray] = {}
         if keep:
             cap = max(int(capacity), 1)
-            self._plain = {k: np.empty(cap, d) for k, d in self.dtypes.items() if k not in runs}
+            self._plain = {k: fresh_array(cap, d) for k, d in self.dtypes.items() if k not in runs}
 
     def add(self, cols: dict[str, np.ndarray]) -> None:
         """Add a block of rows (every stored column of :data:`dlsys.simulator.core.COLUMNS`;
@@ -170,7 +189,7 @@ class ColumnStore:
             if a + m > len(self._plain["learner"]):
                 size = max(2 * len(self._plain["learner"]), a + m)
                 for k, old in self._plain.items():
-                    grown = np.empty(size, old.dtype)
+                    grown = fresh_array(size, old.dtype)
                     grown[:a] = old[:a]
                     self._plain[k] = grown
             for k, dst in self._plain.items():

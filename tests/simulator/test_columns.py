@@ -164,3 +164,17 @@ def test_round_trace_accessors_give_plain_arrays():
     assert tr["t_read"][:3].tolist() == [0.0] * 3
     np.testing.assert_array_equal(tr["t_apply"][3:6], tr["t_read"][6:9])  # read at the update
     assert tr.applied().all() and len(tr.records()) == 60
+
+
+def test_fresh_array_large_ones_on_their_own_map():
+    from dlsys.simulator.columns import MAPPED_BYTES, fresh_array
+
+    small = fresh_array(10, np.int32)
+    assert small.dtype == np.int32 and small.shape == (10,)
+    big = fresh_array(MAPPED_BYTES // 8 + 1, np.float64)  # one element past the bound
+    assert big.dtype == np.float64 and big.shape == (MAPPED_BYTES // 8 + 1,)
+    assert big.flags.writeable and big.base is not None  # (the map)
+    big[:] = 2.5
+    view = big[3:5]
+    del big
+    assert view.tolist() == [2.5, 2.5]  # a view keeps the map alive

@@ -9,8 +9,10 @@
 // vectors (aligned) and broadcasts RT * w input values, each broadcast feeding NV FMAs.
 // Kernel rows r that fall into the zero padding for every row of the tile are skipped (the
 // top and bottom rows of a 14x14 map with a 5x5 kernel: 64 of the 70 row taps remain), and
-// no lane is wasted when Kg is a multiple of the vector (the flat-pixel implicit GEMM fills
-// 196 of 208 lanes of a 14x14 map). The tile is written to NCHW by a transposing store (16 x
+// so are the tile columns that read left or right padding for a kernel column s (up to 2
+// at either edge; 64 of 70 column taps remain for 5x5 on 14x14), and no lane is wasted
+// when Kg is a multiple of the vector (the flat-pixel implicit GEMM fills 196 of 208 lanes
+// of a 14x14 map). The tile is written to NCHW by a transposing store (16 x
 // 16 register transposes for float32 with AVX-512, a copy through a small buffer otherwise).
 #pragma once
 
@@ -25,8 +27,39 @@
 namespace dlsys {
 namespace cpu {
 
+// The taps of one kernel column s for a tile, accumulated into acc: every input channel c
+// and kernel row r in [r_lo, r_hi), each weight vector loaded once, each input value
+// broadcast once and used by NV FMAs. Columns j < LEAD and j >= W - TRAIL of the tile are
+// skipped: for this s they read the zero padding left or right of the input row.
+template <typename T, int NV, int RT, int W, int LEAD, int TRAIL>
+__attribute__((always_inline)) inline void lanes_column_taps(
+    typename VecType<T>::type (&acc)[RT][W][NV], const ConvDims &d, int64_t Hp, int64_t Wp,
+    int64_t Kpad, const T *xs0, const T *ws0, int64_t r_lo, int64_t r_hi) {
+  using V = typename VecType<T>::type;
+  constexpr int VL = Vec<T>::VL;
+  const int64_t R = d.R, S = d.S, dh = d.dil_h;
+  for (int64_t c = 0; c < d.Cg(); ++c) {
+    const T *xc = xs0 + c * Hp * Wp;
+    const T *wc = ws0 + c * R * S * Kpad;
+    for (int64_t r = r_lo; r < r_hi; ++r) {
+      const T *xs = xc + r * dh * Wp;
+      const T *wr = wc + r * S * Kpad;
+      V wv[NV];
+      for (int v = 0; v < NV; ++v) wv[v] = vload(wr + v * VL);
+      for (int rr = 0; rr < RT; ++rr)
+        for (int j = LEAD; j < W - TRAIL; ++j) {
+          const V xb = xs[rr * Wp + j] - V{};  // broadcast (x - 0 folds to x)
+          for (int v = 0; v < NV; ++v) acc[rr][j][v] += xb * wv[v];
+        }
+    }
+  }
+}
+
 // Accumulators of one tile: RT rows x W columns x NV vectors.
 // Never inlined, so that its accumulators get the registers whatever the caller.
+// The kernel columns s are the outer loop: for each, the tile columns that read only left or
+// right padding (up to 2 of them at either edge, a 5x5 kernel's padding of 2) are left out
+// at compile time (lanes_column_taps); wider edges compute their zero products.
 template <typename T, int NV, int RT, int W>
 __attribute__((noinline)) void lanes_tile(const ConvDims &d, int64_t Hp, int64_t Wp, int64_t Kpad,
                                           const T *xp, const T *wp, const T *bias_v, int64_t oh,
@@ -40,24 +73,37 @@ __attribute__((noinline)) void lanes_tile(const ConvDims &d, int64_t Hp, int64_t
     for (int rr = 0; rr < RT; ++rr)
       for (int j = 0; j < W; ++j) acc[rr][j][v] = b;
   }
-  const int64_t R = d.R, S = d.S, dh = d.dil_h, dw = d.dil_w;
-  for (int64_t c = 0; c < d.Cg(); ++c) {
-    const T *xc = xp + c * Hp * Wp + oh * Wp + ow0;  // row oh of the padded plane
-    const T *wc = wp + c * R * S * Kpad;
-    for (int64_t r = r_lo; r < r_hi; ++r) {
-      const T *xr = xc + r * dh * Wp;
-      const T *wr = wc + r * S * Kpad;
-      for (int64_t s = 0; s < S; ++s) {
-        V wv[NV];
-        for (int v = 0; v < NV; ++v) wv[v] = vload(wr + s * Kpad + v * VL);
-        const T *xs = xr + s * dw;
-        for (int rr = 0; rr < RT; ++rr)
-          for (int j = 0; j < W; ++j) {
-            const V xb = xs[rr * Wp + j] - V{};  // broadcast (x - 0 folds to x)
-            for (int v = 0; v < NV; ++v) acc[rr][j][v] += xb * wv[v];
-          }
+  const int64_t dw = d.dil_w;
+  const T *x0 = xp + oh * Wp + ow0;  // row oh of the padded plane, column ow0
+  for (int64_t s = 0; s < d.S; ++s) {
+    // tile column j reads input column ow0 + j + s*dw - pad_left: padding before 0 or from W
+    const int64_t first = ow0 + s * dw - d.pad_left, last = first + W - 1;
+    const int64_t lead = first < 0 ? -first : 0, trail = last >= d.W ? last - d.W + 1 : 0;
+    // 1, 2: that many columns lead; 4, 5: 1, 2 trail; 0 (no edge, or both), 3, 6: all
+    const int edge = lead > 0 && trail > 0 ? 0
+                     : lead > 0            ? static_cast<int>(std::min<int64_t>(lead, 3))
+                     : trail > 0           ? 3 + static_cast<int>(std::min<int64_t>(trail, 3))
+                                           : 0;
+    const T *xs = x0 + s * dw, *ws = wp + s * Kpad;
+    if constexpr (W >= 8) {
+      switch (edge) {
+        case 1:
+          lanes_column_taps<T, NV, RT, W, 1, 0>(acc, d, Hp, Wp, Kpad, xs, ws, r_lo, r_hi);
+          continue;
+        case 2:
+          lanes_column_taps<T, NV, RT, W, 2, 0>(acc, d, Hp, Wp, Kpad, xs, ws, r_lo, r_hi);
+          continue;
+        case 4:
+          lanes_column_taps<T, NV, RT, W, 0, 1>(acc, d, Hp, Wp, Kpad, xs, ws, r_lo, r_hi);
+          continue;
+        case 5:
+          lanes_column_taps<T, NV, RT, W, 0, 2>(acc, d, Hp, Wp, Kpad, xs, ws, r_lo, r_hi);
+          continue;
+        default:
+          break;  // no edge, or wider than 2: every column (the padding is zeros)
       }
     }
+    lanes_column_taps<T, NV, RT, W, 0, 0>(acc, d, Hp, Wp, Kpad, xs, ws, r_lo, r_hi);
   }
   // y (channels kc of this block, OH, OW) at rows oh.., columns ow0..: the accumulators hold
   // channels in the lanes, NCHW wants pixels along a row: a transposing store.

@@ -48,8 +48,17 @@ CASES: list[tuple[Any, ...]] = [
     # 'same' with an even kernel and dilation (2, 1): padding 3/3 rows, 1/2 columns
     (2, 8, 9, 31, 40, (4, 4), 1, "same", (2, 1), 1),
     # conv layer 2's shape: grad weight 10 x 2 tiles (80 taps per kernel row), and the
-    # pixels of the top and bottom kernel rows' padding skipped
+    # pixels of the top and bottom kernel rows' padding skipped; channels in the lanes with
+    # the tile columns that read left (s = 0, 1) or right (s = 3, 4) padding left out, in the
+    # forward and in the grad input (a conv of the same shape)
     (2, 16, 14, 14, 32, (5, 5), 1, 2, 1, 1),
+    # channels in the lanes, column edges of every kind in a 12-wide tile: dilation 2 and
+    # padding 4 give s = 0: 4 padding columns before (wider than the skipped edges: computed
+    # as zeros), s = 1: 2 before, s = 3: 2 after, s = 4: 4 after
+    (2, 16, 9, 12, 16, (3, 5), 1, (1, 4), (1, 2), 1),
+    # a padded 1x1 conv in the lanes (CRS = 64): the 10-wide tile reads 2 padding columns on
+    # both sides at once (computed as zeros)
+    (1, 64, 5, 6, 16, (1, 1), 1, 2, 1, 1),
 ]
 
 GRAD_TOL = {torch.float32: (2e-4, 2e-3), torch.float64: (1e-10, 1e-9)}

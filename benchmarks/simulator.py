@@ -13,7 +13,8 @@ Cases (the targets of issue 12):
   Target: 10x.
 * summary-only: async, 1,000 learners, 100,000,000 updates, ``--summary-only`` in a child
   process (its peak RSS from getrusage). Target: < 60 s and < 1 GiB.
-* trace storage: bytes per update of the async trace. Target: <= 64.
+* trace storage: bytes per update of the async trace. Target: <= 64. Also the sync
+  trace's bytes per gradient row (its per-round columns are held as runs).
 
 Each pair runs interleaved (script, dlsys, script, dlsys, ...) ``--repeat`` times, after
 one untimed run of each at the same size (``--cold`` skips it): a process's first run at a
@@ -262,6 +263,8 @@ def main() -> None:
         sc = scenario(n, rounds, Protocol("sync"), hetero=False)
         r = pair(lambda: script_sync(n, rounds, a.seed), lambda: simulate(sc), a.repeat, not a.cold)
         rows.append((f"sync 100 x {rounds:,} rounds", r, 20.0))
+        tr = r["dlsys_out"].trace  # type: ignore[attr-defined]
+        sync_bpr = tr.nbytes / len(tr)  # (per-round columns held as runs)
     if "ssp" not in skip:
         n, u = 100, int(1_000_000 * sz)
         sc = scenario(n, u, Protocol("ssp", s=3))
@@ -277,6 +280,8 @@ def main() -> None:
     if "async" not in skip:
         print(f"trace storage: {bpu:.1f} bytes per update (target <= 64: "
               f"{'met' if bpu <= 64 else 'MISSED'})")  # fmt: skip
+    if "sync" not in skip:
+        print(f"sync trace storage: {sync_bpr:.1f} bytes per gradient row (57 plain)")
     if "summary" not in skip:
         u = int(100_000_000 * sz)
         out = subprocess.run(

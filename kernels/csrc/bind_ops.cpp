@@ -297,7 +297,8 @@ void bind_ops(py::module_ &m) {
       py::arg("dims"), py::arg("dtype") = "float32",
       "The paths the optimised CPU forward and backward pick for these conv dims: {'forward': "
       "'direct_1x1' | 'implicit_gemm' | 'channels_in_lanes' | 'im2col_gemm', 'grad_input': "
-      "'as_conv' | 'gemm_col2im', 'grad_weight': 'transposed_gemm_8x3' | "
+      "'as_conv' | 'gemm_col2im', 'grad_weight': 'tap_rows_8x2' | 'tap_rows_8x3' | "
+      "'transposed_gemm_8x3' | "
       "'transposed_gemm_12x2' | 'transposed_gemm_10x2' | 'pixel_dot' | 'im2col_gemm'}.");
   m.def(
       "conv_relu_pool_forward",

@@ -64,6 +64,8 @@ const char *algo_name(ForwardAlgo a);
 // (elem_bytes: 4 for float32, 8 for float64); see conv2d_cpu.cpp for what each does.
 enum class GradInputAlgo { AsConv, GemmCol2im };
 enum class GradWeightAlgo {
+  TapRows8x2,
+  TapRows8x3,
   TransposedGemm8x3,
   TransposedGemm12x2,
   TransposedGemm10x2,

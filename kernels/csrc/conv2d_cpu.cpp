@@ -19,9 +19,12 @@
 // The backward's strategies are named (GradInputAlgo, GradWeightAlgo in conv2d.h) and picked
 // per shape by choose_conv2d_backward, which Python can call alone (_C.conv2d_backward_plan):
 //   grad input   AsConv (the forward above on grad_out) or GemmCol2im (few input channels)
-//   grad weight  TransposedGemm8x3 / 12x2 / 10x2 (CRS >= 4 vectors): output channels in the
-//                lanes, grad_out transposed per image, tiles of (q sharing a kernel row,
-//                channel vectors) over the pixels whose input row is not padding,
+//   grad weight  TapRows8x2 / 8x3 (stride 1, CRS >= 4 vectors, C/G >= 8): output channels
+//                in the lanes, tiles of 8 taps sharing (r, s) over the output pixels whose
+//                input pixel exists, broadcasts from x itself (conv2d_wgrad_rows.h);
+//                TransposedGemm8x3 / 12x2 / 10x2 (the other stride_h = 1 shapes): output
+//                channels in the lanes, grad_out transposed per image, tiles of (q sharing a
+//                kernel row, channel vectors) over the pixels whose input row is not padding,
 //                broadcasts from U (WgradTransposed); PixelDot (short CRS, a first layer): dot products
 //                over pixel vectors, 4 x 6 tiles summed lane-wise per chunk (WgradPixelDot);
 //                Im2colGemm (stride_h > 1, WgradIm2col)
@@ -46,6 +49,7 @@
 
 #include "conv2d.h"
 #include "conv2d_lanes.h"
+#include "conv2d_wgrad_rows.h"
 #include "cpu_gemm.h"
 
 namespace dlsys {
@@ -425,35 +429,6 @@ __attribute__((noinline)) void wgrad_tile(int64_t p0, int64_t p1, const T *u, co
     for (int v = 0; v < NV; ++v) vstore(out[i] + v * VL, acc[i][v]);
 }
 
-// dst (P, ldk) = src (Kg, P) transposed, columns Kg..ldk zero.
-template <typename T>
-void transpose_rows(int64_t Kg, int64_t P, const T *src, int64_t ldk, T *dst) {
-  for (int64_t p = 0; p < P; ++p) std::fill(dst + p * ldk + Kg, dst + (p + 1) * ldk, T(0));
-  for (int64_t k = 0; k < Kg; ++k) {  // reads along rows; the writes stay in L1
-    const T *row = src + k * P;
-    for (int64_t p = 0; p < P; ++p) dst[p * ldk + k] = row[p];
-  }
-}
-
-#if defined(__AVX512F__)
-// float32: 16 x 16 blocks transposed in registers (transpose16, cpu_gemm.h).
-template <>
-inline void transpose_rows<float>(int64_t Kg, int64_t P, const float *src, int64_t ldk,
-                                  float *dst) {
-  for (int64_t k0 = 0; k0 < ldk; k0 += 16)
-    for (int64_t p0 = 0; p0 < P; p0 += 16) {
-      const int64_t n = std::min<int64_t>(16, P - p0);
-      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
-      __m512 r[16];
-      for (int i = 0; i < 16; ++i)
-        r[i] = k0 + i < Kg ? _mm512_maskz_loadu_ps(m, src + (k0 + i) * P + p0)
-                           : _mm512_setzero_ps();
-      transpose16(r);
-      for (int64_t j = 0; j < n; ++j) _mm512_storeu_ps(dst + (p0 + j) * ldk + k0, r[j]);
-    }
-}
-#endif
-
 // The taps of a grad weight tile: NQ rows q of gwT that share the kernel row r, and the flat
 // pixels [p0, p1) whose input row is inside the image for that r (the others read zero
 // padding and add nothing: 64 of the 70 row taps remain for 5x5 on 14x14). A kernel row's
@@ -674,10 +649,16 @@ ConvBackwardPlan choose_conv2d_backward(const ConvDims &d, int elem_bytes) {
   // the pixels for short reductions (a first layer); strided rows: GEMM on im2col.
   const int64_t nvec = (d.Kg() + vl - 1) / vl, per_r = d.Cg() * d.S;
   const auto padded = [per_r](int64_t nq) { return (per_r + nq - 1) / nq * nq; };
+  // Stride 1 with 8 or more input channels per group: tiles of 8 taps sharing (r, s), over
+  // only the pixels whose input exists (conv2d_wgrad_rows.h), in 8 x 3 tiles where the
+  // channel vectors come in threes but not pairs, else 8 x 2.
   if (d.stride_h != 1)
     plan.grad_weight = GradWeightAlgo::Im2colGemm;
   else if (d.CRS() < 4 * vl)
     plan.grad_weight = GradWeightAlgo::PixelDot;
+  else if (d.stride_w == 1 && d.Cg() >= 8)
+    plan.grad_weight = nvec % 2 != 0 && nvec % 3 == 0 ? GradWeightAlgo::TapRows8x3
+                                                      : GradWeightAlgo::TapRows8x2;
   else if (nvec % 3 == 0)
     plan.grad_weight = GradWeightAlgo::TransposedGemm8x3;
   else
@@ -692,6 +673,8 @@ const char *algo_name(GradInputAlgo a) {
 
 const char *algo_name(GradWeightAlgo a) {
   switch (a) {
+    case GradWeightAlgo::TapRows8x2: return "tap_rows_8x2";
+    case GradWeightAlgo::TapRows8x3: return "tap_rows_8x3";
     case GradWeightAlgo::TransposedGemm8x3: return "transposed_gemm_8x3";
     case GradWeightAlgo::TransposedGemm12x2: return "transposed_gemm_12x2";
     case GradWeightAlgo::TransposedGemm10x2: return "transposed_gemm_10x2";
@@ -1067,6 +1050,12 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
     grad_input_by_gemm_col2im(d, w, gy, gx, threads);
   if (!gw && !gb) return;
   switch (plan.grad_weight) {
+    case GradWeightAlgo::TapRows8x2:
+      grad_weight_bias(d, WgradTapRows<T, 8, 2>(d), x, gy, gw, gb, threads);
+      break;
+    case GradWeightAlgo::TapRows8x3:
+      grad_weight_bias(d, WgradTapRows<T, 8, 3>(d), x, gy, gw, gb, threads);
+      break;
     case GradWeightAlgo::TransposedGemm8x3:
       grad_weight_bias(d, WgradTransposed<T, 8, 3>(d), x, gy, gw, gb, threads);
       break;
@@ -1094,6 +1083,12 @@ bool conv2d_backward_cpu_images(const ConvDims &d, const T *x, const T *w, T *gx
   if (gb) std::fill(gb, gb + d.K, T(0));
   std::unique_ptr<GradInputConv<T>> gi(gx ? new GradInputConv<T>(d, w) : nullptr);
   switch (plan.grad_weight) {
+    case GradWeightAlgo::TapRows8x2:
+      backward_by_image(d, WgradTapRows<T, 8, 2>(d), gi.get(), x, gx, gw, gb, threads, source);
+      break;
+    case GradWeightAlgo::TapRows8x3:
+      backward_by_image(d, WgradTapRows<T, 8, 3>(d), gi.get(), x, gx, gw, gb, threads, source);
+      break;
     case GradWeightAlgo::TransposedGemm8x3:
       backward_by_image(d, WgradTransposed<T, 8, 3>(d), gi.get(), x, gx, gw, gb, threads, source);
       break;

@@ -260,6 +260,35 @@ inline void transpose16(__m512 r[16]) {
 }
 #endif
 
+// dst (P, ldk) = src (Kg, P) transposed, columns Kg..ldk zero.
+template <typename T>
+void transpose_rows(int64_t Kg, int64_t P, const T *src, int64_t ldk, T *dst) {
+  for (int64_t p = 0; p < P; ++p) std::fill(dst + p * ldk + Kg, dst + (p + 1) * ldk, T(0));
+  for (int64_t k = 0; k < Kg; ++k) {  // reads along rows; the writes stay in L1
+    const T *row = src + k * P;
+    for (int64_t p = 0; p < P; ++p) dst[p * ldk + k] = row[p];
+  }
+}
+
+#if defined(__AVX512F__)
+// float32: 16 x 16 blocks transposed in registers (transpose16, cpu_gemm.h).
+template <>
+inline void transpose_rows<float>(int64_t Kg, int64_t P, const float *src, int64_t ldk,
+                                  float *dst) {
+  for (int64_t k0 = 0; k0 < ldk; k0 += 16)
+    for (int64_t p0 = 0; p0 < P; p0 += 16) {
+      const int64_t n = std::min<int64_t>(16, P - p0);
+      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i)
+        r[i] = k0 + i < Kg ? _mm512_maskz_loadu_ps(m, src + (k0 + i) * P + p0)
+                           : _mm512_setzero_ps();
+      transpose16(r);
+      for (int64_t j = 0; j < n; ++j) _mm512_storeu_ps(dst + (p0 + j) * ldk + k0, r[j]);
+    }
+}
+#endif
+
 // A buffer of n elements whose data() is 64-byte aligned.
 template <typename T>
 struct Aligned {

@@ -59,6 +59,13 @@ CASES: list[tuple[Any, ...]] = [
     # a padded 1x1 conv in the lanes (CRS = 64): the 10-wide tile reads 2 padding columns on
     # both sides at once (computed as zeros)
     (1, 64, 5, 6, 16, (1, 1), 1, 2, 1, 1),
+    # grad weight in tap tiles of 8 input channels sharing (r, s): 12 channels = a tile of 8
+    # and one of 4 real taps + 4 dummies
+    (2, 12, 8, 8, 16, (3, 3), 1, 1, 1, 1),
+    # stride (1, 2): the row-sharing grad weight tiles, 10 x 2 (16 * 5 = 80 taps per kernel
+    # row) and 12 x 2 (8 * 3 = 24 taps per kernel row)
+    (2, 16, 9, 11, 32, (5, 5), (1, 2), 2, 1, 1),
+    (2, 8, 7, 9, 16, (3, 3), (1, 2), 1, 1, 1),
 ]
 
 GRAD_TOL = {torch.float32: (2e-4, 2e-3), torch.float64: (1e-10, 1e-9)}
@@ -327,19 +334,33 @@ def test_forward_path_chooser(dims: list[int], dtype: str, expected: str) -> Non
         # conv layer 1: one input channel (GEMM + col2im), CRS = 25 < 4 vectors (pixel dots)
         ([128, 1, 28, 28, 16, 5, 5, 28, 28, 1, 1, 2, 2, 2, 2, 1, 1, 1], "float32",
          ("gemm_col2im", "pixel_dot")),
-        # conv layer 2: 32 channels = 2 float32 vectors, CRS = 400; tiles share a kernel
-        # row: its 16 * 5 = 80 taps fill 8 tiles of 10 (12 x 2 would pad to 84)
+        # conv layer 2: 32 channels = 2 float32 vectors, CRS = 400, 16 input channels: tiles
+        # of 8 taps sharing (r, s) x 2 vectors
         ([128, 16, 14, 14, 32, 5, 5, 14, 14, 1, 1, 2, 2, 2, 2, 1, 1, 1], "float32",
-         ("as_conv", "transposed_gemm_10x2")),
-        # 20 channels in groups of 10 (1 vector), 8 * 3 = 24 taps per kernel row: 2 x 12
+         ("as_conv", "tap_rows_8x2")),
+        # 40 channels = 3 vectors (odd, a multiple of 3): 8 x 3
+        ([2, 8, 9, 31, 40, 4, 4, 9, 31, 1, 1, 3, 3, 1, 2, 2, 1, 1], "float32",
+         ("as_conv", "tap_rows_8x3")),
+        # stride (1, 2): tiles share a kernel row; 16 * 5 = 80 taps fill 8 tiles of 10
+        # (12 x 2 would pad to 84)
+        ([2, 16, 9, 11, 32, 5, 5, 9, 6, 1, 2, 2, 2, 2, 2, 1, 1, 1], "float32",
+         ("gemm_col2im", "transposed_gemm_10x2")),
+        # 20 channels in groups of 10 (1 vector), 8 input channels per group, 8 * 3 = 24
+        # taps per kernel row: 8 taps sharing (r, s), one vector padded to 2
         ([2, 16, 6, 5, 20, 3, 3, 4, 3, 1, 1, 1, 1, 1, 1, 2, 2, 2], "float32",
-         ("as_conv", "transposed_gemm_12x2")),
-        # inception 3x3: 96 channels = 6 vectors, a multiple of 3 (8 x 3 tiles)
+         ("as_conv", "tap_rows_8x2")),
+        # 6 input channels: too few for tiles of 8 taps; 6 * 4 = 24 taps per kernel row: 12 x 2
+        ([2, 6, 9, 9, 16, 4, 4, 8, 8, 1, 1, 1, 1, 1, 1, 1, 1, 1], "float32",
+         ("gemm_col2im", "transposed_gemm_12x2")),
+        # inception 3x3: 96 channels = 6 vectors (even: 8 x 2)
         ([64, 160, 13, 13, 96, 3, 3, 13, 13, 1, 1, 1, 1, 1, 1, 1, 1, 1], "float32",
-         ("as_conv", "transposed_gemm_8x3")),
+         ("as_conv", "tap_rows_8x2")),
+        # stride (1, 2) with 40 channels = 3 vectors: 8 x 3 row-sharing tiles
+        ([3, 8, 7, 9, 40, 3, 3, 7, 5, 1, 2, 1, 1, 1, 1, 1, 1, 1], "float32",
+         ("gemm_col2im", "transposed_gemm_8x3")),
         # float64 vectors hold 8: 48 channels = 6 vectors
         ([2, 16, 8, 8, 48, 3, 3, 8, 8, 1, 1, 1, 1, 1, 1, 1, 1, 1], "float64",
-         ("as_conv", "transposed_gemm_8x3")),
+         ("as_conv", "tap_rows_8x2")),
         # stride 2: im2col rows; grad input cannot be a stride-1 conv
         ([2, 16, 9, 9, 8, 3, 3, 4, 4, 2, 2, 0, 0, 0, 0, 1, 1, 1], "float32",
          ("gemm_col2im", "im2col_gemm")),

@@ -28,6 +28,28 @@ def _buf(t: Tensor | None) -> tuple[int, int]:
     return (t.data_ptr(), t.numel())
 
 
+#: CPU outputs of at least this many bytes come from dlsys's output cache.
+_POOL_MIN_BYTES = 1 << 20
+
+
+def _empty(shape: Sequence[int], like: Tensor) -> Tensor:
+    """An uninitialised contiguous tensor of ``shape`` with ``like``'s dtype and device.
+
+    On the CPU, one of at least 1 MiB comes from the output cache of ``_C.pooled_empty``
+    (kernels/csrc/out_pool.cpp): when torch frees it, its block is kept for the next output
+    of the same size, pages still mapped. glibc unmaps or trims freed blocks of this size,
+    so each call's fresh output was written page fault by page fault (docs/kernels.md).
+    """
+    if like.device.type == "cpu" and like.dtype in _DTYPE_NAMES:
+        numel = 1
+        for n in shape:
+            numel *= int(n)
+        if numel * like.element_size() >= _POOL_MIN_BYTES:
+            capsule = _C.pooled_empty([int(n) for n in shape], _DTYPE_NAMES[like.dtype])
+            return torch.from_dlpack(capsule)
+    return like.new_empty(tuple(shape))
+
+
 def _launch(t: Tensor) -> tuple[str, int, int, int]:
     """(impl, threads, device index, stream) for a kernel on ``t``'s device."""
     if t.device.type == "cuda":

@@ -15,7 +15,15 @@ import torch
 from torch import Tensor
 
 from dlsys.kernels import _C
-from dlsys.kernels._plumbing import _DTYPE_NAMES, _buf, _check_device, _check_dtype, _launch, _pair
+from dlsys.kernels._plumbing import (
+    _DTYPE_NAMES,
+    _buf,
+    _check_device,
+    _check_dtype,
+    _empty,
+    _launch,
+    _pair,
+)
 
 __all__ = ["conv2d", "conv2d_output_size", "normalize_padding"]
 
@@ -93,7 +101,7 @@ def _conv2d_op(
     weight = weight.contiguous()
     bias = bias.contiguous() if bias is not None else None
     dims = _conv_dims(x, weight, stride, padding, dilation, groups)
-    y = x.new_empty((dims[0], dims[4], dims[7], dims[8]))
+    y = _empty((dims[0], dims[4], dims[7], dims[8]), x)
     impl, threads, device, stream = _launch(x)
     _C.conv2d_forward(
         impl,
@@ -139,7 +147,7 @@ def _conv2d_backward_op(
     weight = weight.contiguous()
     dims = _conv_dims(x, weight, stride, padding, dilation, groups)
     # A gradient not asked for is a fresh empty tensor (outputs of a custom op may not alias).
-    gx = torch.empty_like(x) if output_mask[0] else grad_out.new_empty((0,))
+    gx = _empty(x.shape, x) if output_mask[0] else grad_out.new_empty((0,))
     gw = torch.empty_like(weight) if output_mask[1] else grad_out.new_empty((0,))
     gb = grad_out.new_empty((weight.shape[0],) if output_mask[2] else (0,))
     impl, threads, device, stream = _launch(x)

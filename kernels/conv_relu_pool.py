@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from dlsys.kernels import _C
-from dlsys.kernels._plumbing import _DTYPE_NAMES, _buf, _launch, _pair
+from dlsys.kernels._plumbing import _DTYPE_NAMES, _buf, _empty, _launch, _pair
 from dlsys.kernels.conv import _check_conv_args, _conv_dims, conv2d_output_size
 
 __all__ = ["conv2d_relu_pool", "pool_output_size"]
@@ -78,7 +78,7 @@ def _crp_op(
     weight = weight.contiguous()
     bias = bias.contiguous() if bias is not None else None
     dims, pdims = _dims(x, weight, stride, padding, dilation, groups, pool)
-    out = x.new_empty((dims[0], dims[4], pdims[6], pdims[7]))
+    out = _empty((dims[0], dims[4], pdims[6], pdims[7]), x)
     arg = torch.empty(out.shape, dtype=torch.uint8, device=x.device)
     impl, threads, device, stream = _launch(x)
     _C.conv_relu_pool_forward(
@@ -130,7 +130,7 @@ def _crp_backward_op(
     x = x.contiguous()
     weight = weight.contiguous()
     dims, pdims = _dims(x, weight, stride, padding, dilation, groups, pool)
-    gx = torch.empty_like(x) if output_mask[0] else grad_out.new_empty((0,))
+    gx = _empty(x.shape, x) if output_mask[0] else grad_out.new_empty((0,))
     gw = torch.empty_like(weight) if output_mask[1] else grad_out.new_empty((0,))
     gb = grad_out.new_empty((weight.shape[0],) if output_mask[2] else (0,))
     impl, threads, device, stream = _launch(x)

@@ -58,4 +58,5 @@ PYBIND11_MODULE(_C, m) {
   }, "CUDA devices visible now as (list of dicts, error message or '').");
 
   dlsys::bind_ops(m);
+  dlsys::bind_out_pool(m);
 }

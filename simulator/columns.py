@@ -39,8 +39,10 @@ RUN_COLUMNS = ("seq", "read_version", "version", "t_read", "t_start", "t_apply",
 START_BYTES = 8
 #: Runs a column makes room for at first (up to; doubled as needed).
 FIRST_RUNS = 1 << 16
-#: Bytes from which :func:`fresh_array` puts an array on a memory map of its own.
-MAPPED_BYTES = 1 << 20
+#: Bytes from which :func:`fresh_array` puts an array on a memory map of its own (32 MiB:
+#: the sync benchmark's 40 and 80 MB columns were faster on maps, the ssp benchmark's 8 MB
+#: ones on numpy's huge pages; docs/simulator.md, "Sync, third session").
+MAPPED_BYTES = 1 << 25
 
 
 def fresh_array(size: int, dtype: Any) -> np.ndarray:

@@ -174,7 +174,7 @@ def test_fresh_array_large_ones_on_their_own_map():
     assert small.dtype == np.int32 and small.shape == (10,)
     big = fresh_array(MAPPED_BYTES // 8 + 1, np.float64)  # one element past the bound
     assert big.dtype == np.float64 and big.shape == (MAPPED_BYTES // 8 + 1,)
-    assert big.flags.writeable and isinstance(big.base, mmap.mmap)
+    assert big.flags.writeable and isinstance(big.base.obj, mmap.mmap)  # (a memoryview)
     big[:] = 2.5
     view = big[3:5]
     del big

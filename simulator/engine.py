@@ -131,14 +131,10 @@ def _run_vector(
     path streams its rows to ``sink`` block by block. (The choice lives here, above the
     path modules, so that vector.py imports neither of the others.)"""
     path = scenario.protocol.vector_path
-    if path in ("rounds", "chains"):  # (these stream their blocks and keep them too)
-        module = vector_rounds if path == "rounds" else vector_chains
+    if path != "merge":  # (the compiled loops stream their blocks and keep them too)
+        module = {"rounds": vector_rounds, "chains": vector_chains}.get(path, vector_events)
         return module.run(scenario, rngs, reason, sink, keep)
-    streamed = sink if not keep else None
-    if path == "merge":
-        raw = vector.run_merge(scenario, rngs, reason, streamed)
-    else:
-        raw = vector_events.run(scenario, rngs, reason, streamed)
+    raw = vector.run_merge(scenario, rngs, reason, sink if not keep else None)
     if sink is not None and keep:
         sink(raw.columns)
     return raw
@@ -548,7 +544,8 @@ class Engine:
             tev.callbacks.append(lambda _e: self._time_up())
         watch = None
         if self.scenario.until_time is not None:
-            watch = partial(check_trace_growth, self.scenario, self.cols["learner"].__len__, env)
+            rows, sc = self.cols["learner"], self.scenario
+            watch = lambda: check_trace_growth(sc, len(rows), env.now)  # noqa: E731
         stopped = step_loop(env, watch)
         if stopped:
             reason = (

@@ -22,7 +22,6 @@ stream them block by block (``check_run(streams=True)``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 from dlsys.common import check_memory, format_bytes
@@ -133,14 +132,14 @@ def check_run(
 
 
 def check_trace_growth(
-    scenario: Any, rows: Callable[[], int], env: Any, prefix: str = "simulation."
+    scenario: Any, written: int, now: float, prefix: str = "simulation."
 ) -> None:
-    """Check again while an ``until_time`` run grows its trace: ``rows()`` rows written by
-    ``env.now`` seconds project ``rows() * until_time / env.now`` rows by the end (without
-    end if simulated time has not moved). Engines call it every few tens of thousands of
-    events, so a run whose durations are far shorter than the estimate assumed (a heavy
-    tail with a tiny minimum) is stopped before it fills the memory."""
-    written, now = rows(), float(env.now)
+    """Check again while an ``until_time`` run grows its trace: ``written`` rows by
+    simulated time ``now`` (seconds) project ``written * until_time / now`` rows by the end
+    (without end if simulated time has not moved). Engines call it every few tens of
+    thousands of events, so a run whose durations are far shorter than the estimate assumed
+    (a heavy tail with a tiny minimum) is stopped before it fills the memory."""
+    now = float(now)
     if scenario.until_time is None or written == 0:
         return
     projected = math.inf if now <= 0 else written * float(scenario.until_time) / now

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Generator, Sequence
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -142,7 +141,7 @@ def run_fast(scenario: Scenario, rngs: list[np.random.Generator]) -> RawRun:
         tev.callbacks.append(StopSimulation.callback)
     watch = None
     if scenario.until_time is not None:
-        watch = partial(check_trace_growth, scenario, lrn_col.__len__, env)
+        watch = lambda: check_trace_growth(scenario, len(lrn_col), env.now)  # noqa: E731
     stopped = step_loop(env, watch)
     updates = len(lrn_col)
     if scenario.until_updates is not None and updates >= scenario.until_updates:

@@ -11,10 +11,12 @@ later arrivals at ``T[r]`` are dropped, and every computation still running at `
 (including one that began at ``T[r]`` itself, after its learner's push) is cancelled. The
 rows come as the SimPy engine writes them: dropped, applied, cancelled (learner order).
 
-The chains are merged with a small binary heap over the learners (each learner's next
-arrival), popped ``k`` times (plus the ties) a round; everything else -- durations drawn per
-learner in the SimPy engine's blocks, row blocks, late starters, ``max_gradients`` counting
-pushes, durations that run out -- is :mod:`.vector_rounds`' (:func:`.vector_rounds.drive`).
+The chains are merged with a small 4-ary heap over the learners (each learner's next
+arrival; :func:`.vector_common.heap_push`), popped ``k`` times (plus the ties) a round;
+everything else -- late starters, ``max_gradients`` counting pushes, durations that run
+out -- is :mod:`.vector_rounds`' (its state: :class:`.vector_rounds.RoundLoop`), and the
+durations drawn per learner in the SimPy engine's blocks and the row blocks are
+:func:`.vector_common.drive`'s.
 """
 
 from __future__ import annotations
@@ -27,23 +29,28 @@ import numpy as np
 
 from dlsys.simulator.core import APPLIED, CANCELLED, DROPPED, RawRun
 from dlsys.simulator.scenario import Scenario
-from dlsys.simulator.vector_events import _heap_pop, _heap_push
-from dlsys.simulator.vector_rounds import (
-    _BY_TIME,
-    _BY_UPDATES,
-    _DONE,
-    _FINISHED,
-    _NEED_DRAWS,
-    _NEED_ROOM,
-    _POS,
-    _STALLED,
-    _STOP,
-    _T_END,
-    _T_LAST,
-    _T_PREV,
-    _VERSION,
-    _row,
+from dlsys.simulator.vector import Units
+from dlsys.simulator.vector_common import (
+    BY_TIME,
+    BY_UPDATES,
+    DONE,
+    FINISHED,
+    NEED_DRAWS,
+    NEED_ROOM,
+    STALLED,
     drive,
+    heap_pop,
+    heap_push,
+)
+from dlsys.simulator.vector_rounds import (
+    POS,
+    STOP,
+    T_END,
+    T_LAST,
+    T_PREV,
+    VERSION,
+    RoundLoop,
+    write_row,
 )
 
 
@@ -89,18 +96,18 @@ def chains_loop(
         np.empty(k + n, dur.dtype),
     )
     while True:
-        if state[_POS] + k + 2 * n > len(out[0]):
-            return _NEED_ROOM
+        if state[POS] + k + 2 * n > len(out[0]):
+            return NEED_ROOM
         for i in range(n):
             if not fin[i] and have[i] - ptr[i] < k + 2 and not dur_done[i]:
-                return _NEED_DRAWS
-        t_prev, hsize = clock[_T_PREV], 0
+                return NEED_DRAWS
+        t_prev, hsize = clock[T_PREV], 0
         for i in range(n):
             if not fin[i] and ptr[i] == have[i]:
                 fin[i] = True  # its durations ran out: it finishes at its read
             if not fin[i]:
                 _first(i, dur, ptr, started, net, t_prev, el)
-                hsize = _heap_push(ht, hl, hsize, ta[i], i)
+                hsize = heap_push(ht, hl, hsize, ta[i], i)
         npop, t = 0, t_prev
         stop = -1
         while hsize > 0:
@@ -108,9 +115,9 @@ def chains_loop(
             if npop >= k and a != t:
                 break
             if has_time and npop < k and a >= until_time:
-                stop = _BY_TIME
+                stop = BY_TIME
                 break
-            hsize = _heap_pop(ht, hl, hsize)
+            hsize = heap_pop(ht, hl, hsize)
             popped[npop], p_tr[npop], p_ts[npop], p_td[npop] = i, tr[i], ts[i], td[i]
             ptr[i] += 1
             seq[i] += 1
@@ -118,7 +125,7 @@ def chains_loop(
             pushed[i] += 1
             npop += 1
             t = a if npop <= k else t
-            clock[_T_LAST] = max(clock[_T_LAST], a)
+            clock[T_LAST] = max(clock[T_LAST], a)
             if budget[i] >= 0 and pushed[i] >= budget[i]:
                 fin[i] = True  # its last push
             elif ptr[i] == have[i]:
@@ -128,38 +135,40 @@ def chains_loop(
                 td[i] = a + dur[i, ptr[i]]
                 ta[i] = td[i] + net[3][i]
                 reuse[i] = True
-                hsize = _heap_push(ht, hl, hsize, ta[i], i)
+                hsize = heap_push(ht, hl, hsize, ta[i], i)
         if stop < 0 and npop < k:  # every chain ended before the k-th arrival
-            stop = _BY_TIME if has_time else (_FINISHED if np.all(fin) else _STALLED)
+            stop = BY_TIME if has_time else (FINISHED if np.all(fin) else STALLED)
         if stop >= 0:
-            state[_STOP] = stop
-            clock[_T_END] = until_time if has_time else clock[_T_LAST]
-            if stop == _BY_TIME:
+            state[STOP] = stop
+            clock[T_END] = until_time if has_time else clock[T_LAST]
+            if stop == BY_TIME:
                 for c in range(hsize):
                     i = hl[c]
                     if ts[i] < until_time and td[i] >= until_time:
                         mask[i], running[i] = True, ts[i]
-            return _DONE
-        version, pos = state[_VERSION], state[_POS]
+            return DONE
+        version, pos = state[VERSION], state[POS]
         for j in range(k, npop):  # arrivals at t beyond the k-th: dropped, written first
             row = (p_tr[j], p_ts[j], p_td[j], nan)
-            pos = _row(out, pos, popped[j], seq[popped[j]], version, -1, row, DROPPED)
+            pos = write_row(out, pos, popped[j], seq[popped[j]], version, -1, row, DROPPED)
         for j in range(k):
             i = popped[j]
             # (seq: a learner's later arrivals of the round come after this one)
             s_j = seq[i] - _later(popped, npop, j, i)
-            pos = _row(out, pos, i, s_j, version, version, (p_tr[j], p_ts[j], p_td[j], t), APPLIED)
-        state[_VERSION] = version + 1
-        clock[_T_PREV] = t
+            pos = write_row(
+                out, pos, i, s_j, version, version, (p_tr[j], p_ts[j], p_td[j], t), APPLIED
+            )
+        state[VERSION] = version + 1
+        clock[T_PREV] = t
         if version + 1 == until_updates:
-            state[_POS], state[_STOP] = pos, _BY_UPDATES
-            clock[_T_END] = t
+            state[POS], state[STOP] = pos, BY_UPDATES
+            clock[T_END] = t
             for c in range(hsize):
                 i = hl[c]
                 began = ts[i] < t or (ts[i] == t and (pull[i] != 0 or reuse[i]))
                 if began and td[i] > t:
                     mask[i], running[i] = True, ts[i]
-            return _DONE
+            return DONE
         in_heap = np.zeros(n, np.bool_)
         for c in range(hsize):
             in_heap[hl[c]] = True
@@ -171,10 +180,10 @@ def chains_loop(
             started[i] = True
             t_start = ts[i] if ts[i] <= t else nan  # still pulling: no compute start
             phase_end = ts[i] if ts[i] > t else (td[i] if td[i] > t else ta[i])
-            clock[_T_LAST] = max(clock[_T_LAST], phase_end)
+            clock[T_LAST] = max(clock[T_LAST], phase_end)
             row = (tr[i], t_start, min(td[i], t), nan)
-            pos = _row(out, pos, i, seq[i], version, -1, row, CANCELLED)
-        state[_POS] = pos
+            pos = write_row(out, pos, i, seq[i], version, -1, row, CANCELLED)
+        state[POS] = pos
 
 
 @numba.njit(cache=True, inline="always")
@@ -195,7 +204,8 @@ def run(
 ) -> RawRun:
     """Run a k-batch-sync ``scenario`` as rounds of chains (see the module docstring). With
     ``sink``, the rows go there block by block and the result keeps none unless ``keep``."""
-    return drive(chains_loop, scenario, rngs, reason, sink, keep)
+    units = Units(scenario)
+    return drive(RoundLoop(chains_loop, scenario, units), scenario, rngs, units, reason, sink, keep)
 
 
 __all__ = ["chains_loop", "run"]

@@ -29,78 +29,30 @@ one block of rows is ever held).
 from __future__ import annotations
 
 from collections.abc import Callable
-from fractions import Fraction
-from types import SimpleNamespace
 from typing import Any
 
 import numba
 import numpy as np
 
 from dlsys.simulator.core import APPLIED, DROPPED, RawRun
-from dlsys.simulator.limits import check_trace_growth, expected_rows
 from dlsys.simulator.scenario import Scenario
-from dlsys.simulator.vector_rounds import (  # stop reasons: one list for both loops
-    _BY_TIME,
-    _BY_UPDATES,
-    _FINISHED,
-    _STALLED,
-    BLOCK_ROWS,
-    STOP_NAMES,
+from dlsys.simulator.vector import Units
+from dlsys.simulator.vector_common import (
+    BY_TIME,
+    BY_UPDATES,
+    DONE,
+    FINISHED,
+    NEED_DRAWS,
+    NEED_ROOM,
+    STALLED,
+    BlockLoop,
     Draws,
-    Rows,
+    drive,
+    heap_pop,
+    heap_push,
+    learner_net,
+    no_time,
 )
-
-# Loop results.
-_OK, _MORE_DRAWS, _MORE_ROWS = 0, 1, 2
-
-
-#: Children per node of the arrival heap (a 4-ary heap is shallower than a binary one).
-_ARITY = 4
-
-
-@numba.njit(cache=True, inline="always")
-def _before(ta: Any, la: int, tb: Any, lb: int) -> bool:
-    """The heap order: (time, learner)."""
-    return ta < tb or (ta == tb and la < lb)
-
-
-@numba.njit(cache=True, inline="always")
-def _heap_push(ht: Any, hl: Any, size: int, t: Any, i: int) -> int:
-    """Add arrival (``t``, learner ``i``) to the heap ``ht``/``hl`` of ``size``; return the
-    new size."""
-    j = size
-    while j > 0:
-        p = (j - 1) // _ARITY
-        if not _before(t, i, ht[p], hl[p]):
-            break
-        ht[j], hl[j] = ht[p], hl[p]
-        j = p
-    ht[j], hl[j] = t, i
-    return size + 1
-
-
-@numba.njit(cache=True, inline="always")
-def _heap_pop(ht: Any, hl: Any, size: int) -> int:
-    """Remove the heap's first arrival (read it first at ``ht[0]``, ``hl[0]``); return the
-    new size."""
-    size -= 1
-    t, i = ht[size], hl[size]
-    j = 0
-    while True:
-        c = _ARITY * j + 1
-        if c >= size:
-            break
-        best = c
-        for x in range(c + 1, min(c + _ARITY, size)):
-            if _before(ht[x], hl[x], ht[best], hl[best]):
-                best = x
-        if not _before(ht[best], hl[best], t, i):
-            break
-        ht[j], hl[j] = ht[best], hl[best]
-        j = best
-    ht[j], hl[j] = t, i
-    return size
-
 
 #: Slots of the loop's integer state (``sc``) and time state (``tm``) kept between calls.
 _NREADY, _NGATED, _QLEN, _HSIZE, _NSTART, _LIVE, _SLOWEST, _NSLOW, _GATE_AT = range(9)
@@ -140,9 +92,9 @@ def new_state(n: int, dt: Any) -> tuple[tuple, Any, Any]:
 def event_loop(
     draws: tuple, net: tuple, rule: tuple, lrn: tuple, sc: Any, tm: Any, out: tuple
 ) -> int:
-    """Run the loop until the run stops (``_OK``), a learner needs more durations
-    (``_MORE_DRAWS``; ``sc[_PHASE]`` says where to go on) or one more instant's rows may not
-    fit in ``out`` (``_MORE_ROWS``); the caller refills and calls again with the same state.
+    """Run the loop until the run stops (``DONE``), a learner needs more durations
+    (``NEED_DRAWS``; ``sc[_PHASE]`` says where to go on) or one more instant's rows may not
+    fit in ``out`` (``NEED_ROOM``); the caller refills and calls again with the same state.
     ``draws``: (durations ``dur[i, ptr[i]:have[i]]``, ptr, have); ``net``: (start, first
     start, pull, push, budget -- most pushes, -1: none --, learners by start); ``rule``: (k
     per update, the ssp bound s or -1, until_updates or -1, whether there is an until_time,
@@ -165,19 +117,19 @@ def event_loop(
     version, nrows, stop = sc[_VERSION], sc[_NROWS], -1
     t, t_last = tm[_T], tm[_T_LAST]
     at_reads = sc[_PHASE] == _AT_READS
-    code = _OK
+    code = DONE
     while True:
         if not at_reads:
             if nrows + n > len(out[0]):
-                code = _MORE_ROWS
+                code = NEED_ROOM
                 break
             # The next instant: an arrival or a learner's start.
             has_next, t = _next_instant(ht, hsize, start, order, nstart, t)
             if not has_next:  # (an until_time run ends at until_time all the same)
-                stop = _BY_TIME if has_time else (_FINISHED if live == 0 else _STALLED)
+                stop = BY_TIME if has_time else (FINISHED if live == 0 else STALLED)
                 break
             if has_time and t >= until_time:
-                stop = _BY_TIME
+                stop = BY_TIME
                 break
             t_last = t
             # 1. arrivals at t
@@ -212,7 +164,7 @@ def event_loop(
                     if version == until_updates:
                         break
             if version == until_updates:
-                stop = _BY_UPDATES
+                stop = BY_UPDATES
             if stop >= 0:
                 break
             while nstart < n and start[order[nstart]] == t:
@@ -231,7 +183,7 @@ def event_loop(
         hsize, nready, need = _reads(t, version, slowest, s, nready, clock, dur,
                                      first_start, pull, push, st, ht, hl, hsize)  # fmt: skip
         if need >= 0:
-            code = _MORE_DRAWS
+            code = NEED_DRAWS
             break
         for r in range(nready):  # (a loop: cheaper than a slice copy of 0 or 1 learners)
             gated[ngated + r] = ready[r]
@@ -246,10 +198,10 @@ def event_loop(
     )
     sc[_LIVE], sc[_SLOWEST], sc[_NSLOW], sc[_GATE_AT] = live, slowest, nslow, gate_at
     sc[_VERSION], sc[_NROWS], sc[_STOP] = version, nrows, stop
-    sc[_PHASE] = _AT_READS if code == _MORE_DRAWS else _AT_INSTANT
+    sc[_PHASE] = _AT_READS if code == NEED_DRAWS else _AT_INSTANT
     tm[_T], tm[_T_LAST] = t, t_last
-    if code == _OK:
-        t_end = until_time if stop == _BY_TIME else (t if stop == _BY_UPDATES else t_last)
+    if code == DONE:
+        t_end = until_time if stop == BY_TIME else (t if stop == BY_UPDATES else t_last)
         tm[_T_END] = t_end
         _running_at_stop(stop, t_end, in_flight, g_start, g_done, pull, running, mask)
     return code
@@ -339,7 +291,7 @@ def _arrivals(
     na = 0
     while hsize > 0 and ht[0] == t:
         i = hl[0]
-        hsize = _heap_pop(ht, hl, hsize)
+        hsize = heap_pop(ht, hl, hsize)
         in_flight[i] = False
         at_slowest = clock[i] == slowest
         clock[i] += 1
@@ -412,7 +364,7 @@ def _reads(
         started[i] = True
         g_done[i] = g_start[i] + d
         in_flight[i] = True
-        hsize = _heap_push(ht, hl, hsize, g_done[i] + push[i], i)
+        hsize = heap_push(ht, hl, hsize, g_done[i] + push[i], i)
     return hsize, kept, -1
 
 
@@ -464,12 +416,12 @@ def _running_at_stop(
     """Compute start of each learner's computation in flight at the stop into ``running``,
     and which have one into ``mask`` (a read at the stop instant has not happened; see the
     SimPy engine's tie rule)."""
-    if stop != _BY_UPDATES and stop != _BY_TIME:
+    if stop != BY_UPDATES and stop != BY_TIME:
         return
     for i in range(len(in_flight)):
         if not in_flight[i]:
             continue
-        if stop == _BY_UPDATES:
+        if stop == BY_UPDATES:
             began = g_start[i] < t_end or (g_start[i] == t_end and pull[i] != 0)
             on = began and g_done[i] > t_end
         else:
@@ -479,78 +431,59 @@ def _running_at_stop(
             running[i] = g_start[i]
 
 
+class EventLoop(BlockLoop):
+    """:func:`event_loop` and its state, as :func:`~.vector_common.drive` calls it."""
+
+    ROWS, UPDATES, STOP, NOW, END = _NROWS, _VERSION, _STOP, _T, _T_END
+
+    def __init__(self, scenario: Scenario, units: Units) -> None:
+        n = scenario.n
+        proto = scenario.protocol
+        u, tt = scenario.until_updates, scenario.until_time
+        start, first_start, pull, push = learner_net(scenario, units)
+        budget = [-1 if x.budget is None else x.budget for x in scenario.learners]
+        self.net = (
+            start,
+            first_start,
+            pull,
+            push,
+            np.array(budget, dtype=np.int64),
+            np.argsort(start, kind="mergesort"),
+        )
+        self.running = np.zeros(n, dtype=units.dtype)
+        self.mask = np.zeros(n, np.bool_)
+        self.rule = (
+            proto.batch_size(n) or 1,
+            proto.current_only,
+            (proto.param or 0) if proto.gated else -1,
+            -1 if u is None else u,
+            tt is not None,
+            units.of(tt) if tt is not None else units.dtype(0),
+            self.running,
+            self.mask,
+            no_time(units),
+        )
+        self.lrn, self.sc, self.tm = new_state(n, units.dtype)
+        self.ints, self.times = self.sc, self.tm
+        self.tm[_T] = self.tm[_T_LAST] = start[0]
+        self.ptr, self.finished = np.zeros(n, np.int64), self.lrn[2]
+
+    def step(self, draws: Draws, out: tuple[np.ndarray, ...]) -> int:
+        return event_loop((draws.dur, self.ptr, draws.have), self.net, self.rule, self.lrn,
+                          self.sc, self.tm, out)  # fmt: skip
+
+
 def run(
     scenario: Scenario,
     rngs: list[np.random.Generator],
     reason: str,
     sink: Callable[[dict[str, np.ndarray]], None] | None = None,
+    keep: bool = False,
 ) -> RawRun:
-    """Run a scenario of async, ssp, k-async or backup on the compiled loop. With ``sink``, the rows
-    go there block by block and the result keeps none."""
-    from dlsys.simulator.vector import Units
-
+    """Run a scenario of async, ssp, k-async or backup on the compiled loop. With ``sink``,
+    the rows go there block by block and the result keeps none unless ``keep``."""
     units = Units(scenario)
-    n = scenario.n
-    proto = scenario.protocol
-    specs = scenario.learners
-    start = np.array([units.of(x.start_delay) for x in specs], dtype=units.dtype)
-    net = (
-        start,
-        np.array(
-            [units.of(Fraction(x.start_delay) + Fraction(x.pull_time)) for x in specs],
-            dtype=units.dtype,
-        ),
-        np.array([units.of(x.pull_time) for x in specs], dtype=units.dtype),
-        np.array([units.of(x.push_time) for x in specs], dtype=units.dtype),
-        np.array([-1 if x.budget is None else x.budget for x in specs], dtype=np.int64),
-        np.argsort(start, kind="mergesort"),
-    )
-    u, tt = scenario.until_updates, scenario.until_time
-    # Without a sink, one block for the whole trace where its size is known (the loops ask
-    # for room for n more rows before each step).
-    rows_cap = BLOCK_ROWS if sink is not None else min(expected_rows(scenario)[0], 2**40)
-    chunks: list[dict[str, np.ndarray]] = []
-    rows = Rows(units, int(rows_cap) + n, sink if sink is not None else chunks.append)
-    running = np.zeros(n, dtype=units.dtype)
-    mask = np.zeros(n, np.bool_)
-    rule = (
-        proto.batch_size(n) or 1,
-        proto.current_only,
-        (proto.param or 0) if proto.gated else -1,
-        -1 if u is None else u,
-        tt is not None,
-        units.of(tt) if tt is not None else units.dtype(0),
-        running,
-        mask,
-        rows.nan,
-    )
-    draws = Draws(scenario, rngs, units)
-    lrn, sc, tm = new_state(n, units.dtype)
-    tm[_T] = tm[_T_LAST] = start[0]
-    ptr, finished = np.zeros(n, np.int64), lrn[2]
-    while True:
-        draws.refill(ptr, finished)
-        code = event_loop((draws.dur, ptr, draws.have), net, rule, lrn, sc, tm, rows.cols)
-        if code == _MORE_ROWS:
-            rows.flush(int(sc[_NROWS]))
-            sc[_NROWS] = 0
-            if tt is not None:
-                now = SimpleNamespace(now=units.scalar(tm[_T]))
-                check_trace_growth(scenario, lambda: rows.emitted, now)
-        elif code == _MORE_DRAWS:
-            stuck = (ptr == draws.have) & draws.done & ~finished
-            if stuck.any():
-                who = int(np.flatnonzero(stuck)[0])
-                raise AssertionError(f"learner {who}: durations ran out before its budget")
-        else:
-            break
-    row_bytes = sum(a.itemsize for a in rows.cols)
-    rows.flush(int(sc[_NROWS]))
-    inflight = np.full(n, np.nan)
-    inflight[mask] = units.seconds(running[mask])
-    stop = STOP_NAMES[int(sc[_STOP])]
-    raw = RawRun({}, int(sc[_VERSION]), units.scalar(tm[_T_END]), stop, inflight, "vector", reason)
-    raw.row_bytes = row_bytes
-    if sink is None:
-        raw.columns = rows.whole(chunks)
-    return raw
+    return drive(EventLoop(scenario, units), scenario, rngs, units, reason, sink, keep)
+
+
+__all__ = ["EventLoop", "event_loop", "new_state", "run"]

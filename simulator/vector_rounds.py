@@ -31,37 +31,36 @@ there block by block (``--summary-only`` keeps none of them).
 from __future__ import annotations
 
 from collections.abc import Callable
-from fractions import Fraction
-from types import SimpleNamespace
 from typing import Any
 
 import numba
 import numpy as np
 
-from dlsys.simulator.columns import ColumnStore, run_columns
 from dlsys.simulator.core import APPLIED, CANCELLED, DROPPED, RawRun
-from dlsys.simulator.limits import check_trace_growth, expected_rows
-from dlsys.simulator.protocols import CANCEL_ALL, REUSE
 from dlsys.simulator.scenario import Scenario
-from dlsys.simulator.vector import Durations, Units
-
-#: Durations drawn at once, over all learners (and trace rows per block of the event loop).
-BLOCK_ROWS = 1 << 20
-#: Trace rows per block of the round and chain loops: the block is reused, and each one is
-#: added to the summary and the kept trace while it is still in the caches.
-STREAM_ROWS = 1 << 17
+from dlsys.simulator.vector import Units
+from dlsys.simulator.vector_common import (
+    BY_TIME,
+    BY_UPDATES,
+    DONE,
+    FINISHED,
+    NEED_DRAWS,
+    NEED_ROOM,
+    STALLED,
+    BlockLoop,
+    Draws,
+    drive,
+    learner_net,
+    no_time,
+)
 
 #: Buckets per arrival of the round's bucket sort.
 BUCKETS = 4
 
-# Loop results.
-_DONE, _NEED_DRAWS, _NEED_ROOM = 0, 1, 2
-# Stop reasons and their names (the event loop's too).
-_BY_UPDATES, _BY_TIME, _FINISHED, _STALLED = 0, 1, 2, 3
-STOP_NAMES = ("until_updates", "until_time", "learners finished", "stalled")
-# Indices of the loop's integer state (``state``) and time state (``clock``).
-_VERSION, _POS, _STOP = 0, 1, 2
-_T_PREV, _T_LAST, _T_END = 0, 1, 2
+#: Slots of the round (and chain) loop's integer state: version, rows in the block, stop
+#: reason; and of its time state: last update, last instant, end.
+VERSION, POS, STOP = 0, 1, 2
+T_PREV, T_LAST, T_END = 0, 1, 2
 
 
 @numba.njit(cache=True, inline="always")
@@ -140,7 +139,9 @@ def _arrival_order(ta: Any, order: Any, bucket: Any, count: Any) -> None:
 
 
 @numba.njit(cache=True, inline="always")
-def _row(out: Any, pos: int, i: int, seq: int, rv: int, ver: int, times: tuple, st: int) -> int:
+def write_row(
+    out: Any, pos: int, i: int, seq: int, rv: int, ver: int, times: tuple, st: int
+) -> int:
     """Write one trace row at ``pos``; ``times`` is (t_read, t_start, t_done, t_apply)."""
     learner, oseq, orv, over, t_read, t_start, t_done, t_apply, status = out
     learner[pos], oseq[pos], orv[pos], over[pos] = i, seq, rv, ver
@@ -162,7 +163,7 @@ def _in_flight(
         i = who[c]
         if skip[c]:
             continue
-        if stop == _BY_UPDATES:
+        if stop == BY_UPDATES:
             on = (ts[c] < t_end or (ts[c] == t_end and pull[i] != 0)) and td[c] > t_end
         else:
             on = ts[c] < t_end and td[c] >= t_end
@@ -201,8 +202,8 @@ def rounds_loop(
     running: Any,
     mask: Any,
 ) -> int:
-    """Run rounds until the run stops (``_DONE``), a live learner needs more durations
-    (``_NEED_DRAWS``) or the rows of one more round may not fit (``_NEED_ROOM``); the run
+    """Run rounds until the run stops (``DONE``), a live learner needs more durations
+    (``NEED_DRAWS``) or the rows of one more round may not fit (``NEED_ROOM``); the run
     goes on from ``state`` / ``clock`` after the caller refills. ``dur[i, ptr[i]:have[i]]``:
     learner i's durations not used yet (``dur_done[i]``: no more to come); ``lrn``: (seq,
     pushed, finished, started, ptr, budget) per learner; ``net``: (start, first start, pull,
@@ -226,11 +227,11 @@ def rounds_loop(
     )
     order_all, bucket, count, join_all = work[5:]
     while True:
-        if state[_POS] + n > len(out[0]):
-            return _NEED_ROOM
-        m = _candidates((dur, have, dur_done), ptr, fin, started, net, clock[_T_PREV], work)
+        if state[POS] + n > len(out[0]):
+            return NEED_ROOM
+        m = _candidates((dur, have, dur_done), ptr, fin, started, net, clock[T_PREV], work)
         if m < 0:
-            return _NEED_DRAWS
+            return NEED_DRAWS
         cand = (work[0][:m], work[1][:m], work[2][:m], work[3][:m], work[4][:m])
         who, tr, ts, td, ta = cand
         join = join_all[:m]
@@ -239,49 +240,49 @@ def rounds_loop(
         if m == 0 or m < need:  # nobody left, or a k-sync round that never fills: all push, wait
             for c in range(m):
                 _consume(cand, c, join, True, lrn)
-                clock[_T_LAST] = max(clock[_T_LAST], ta[c])
+                clock[T_LAST] = max(clock[T_LAST], ta[c])
             if has_time:
-                state[_STOP] = _BY_TIME
-                clock[_T_END] = until_time
-                _in_flight(_BY_TIME, until_time, cand, pull, running, mask, np.zeros(m, np.bool_))
+                state[STOP] = BY_TIME
+                clock[T_END] = until_time
+                _in_flight(BY_TIME, until_time, cand, pull, running, mask, np.zeros(m, np.bool_))
             else:
-                state[_STOP] = _FINISHED if np.all(fin) else _STALLED
-                clock[_T_END] = clock[_T_LAST]
-            return _DONE
+                state[STOP] = FINISHED if np.all(fin) else STALLED
+                clock[T_END] = clock[T_LAST]
+            return DONE
         order = order_all[:m]
         _arrival_order(ta, order, bucket, count)  # ties by learner index
         t = ta[order[need - 1]]
         if has_time and t >= until_time:
-            state[_STOP] = _BY_TIME
-            clock[_T_END] = until_time
-            _in_flight(_BY_TIME, until_time, cand, pull, running, mask, np.zeros(m, np.bool_))
-            return _DONE
-        version, pos = state[_VERSION], state[_POS]
+            state[STOP] = BY_TIME
+            clock[T_END] = until_time
+            _in_flight(BY_TIME, until_time, cand, pull, running, mask, np.zeros(m, np.bool_))
+            return DONE
+        version, pos = state[VERSION], state[POS]
         for j in range(need, m):  # arrivals at t beyond the k-th: dropped, written first
             c = order[j]
             if ta[c] != t:
                 break
             _consume(cand, c, join, True, lrn)
-            pos = _row(
+            pos = write_row(
                 out, pos, who[c], seq[who[c]], version, -1, (tr[c], ts[c], td[c], nan), DROPPED
             )
         for j in range(need):
             c = order[j]
             _consume(cand, c, join, True, lrn)
-            pos = _row(
+            pos = write_row(
                 out, pos, who[c], seq[who[c]], version, version, (tr[c], ts[c], td[c], t), APPLIED
             )
-        state[_VERSION] = version + 1
-        clock[_T_PREV] = t
-        clock[_T_LAST] = max(clock[_T_LAST], t)
+        state[VERSION] = version + 1
+        clock[T_PREV] = t
+        clock[T_LAST] = max(clock[T_LAST], t)
         if version + 1 == until_updates:
-            state[_POS], state[_STOP] = pos, _BY_UPDATES
-            clock[_T_END] = t
+            state[POS], state[STOP] = pos, BY_UPDATES
+            clock[T_END] = t
             skip = ta <= t
             for c in range(m):  # late starters that start at or after t have not read
                 skip[c] = skip[c] or (not started[who[c]] and tr[c] >= t)
-            _in_flight(_BY_UPDATES, t, cand, pull, running, mask, skip)
-            return _DONE
+            _in_flight(BY_UPDATES, t, cand, pull, running, mask, skip)
+            return DONE
         for c in range(m):  # still computing at t: cancelled, in learner order
             i = who[c]
             if join[c] or (not started[i] and tr[c] >= t):
@@ -290,120 +291,50 @@ def rounds_loop(
             t_start = ts[c] if ts[c] <= t else nan  # still pulling: no compute start
             # SimPy's clock still passes the end of the phase it was cancelled in.
             phase_end = ts[c] if ts[c] > t else (td[c] if td[c] > t else ta[c])
-            clock[_T_LAST] = max(clock[_T_LAST], phase_end)
-            pos = _row(
+            clock[T_LAST] = max(clock[T_LAST], phase_end)
+            pos = write_row(
                 out, pos, i, seq[i], version, -1, (tr[c], t_start, min(td[c], t), nan), CANCELLED
             )
-        state[_POS] = pos
+        state[POS] = pos
 
 
-class Draws:
-    """Every learner's durations not used yet, ``dur[i, ptr[i]:have[i]]`` (seconds, in
-    :class:`~dlsys.simulator.vector.Units`), refilled from its
-    :class:`~dlsys.simulator.vector.Durations` (the SimPy engine's blocks) ``width`` at a
-    time. (The event loop of :mod:`.vector_events` draws through it too.)"""
+class RoundLoop(BlockLoop):
+    """:func:`rounds_loop` (or a loop with its arguments and results: the chain loop of
+    :mod:`.vector_chains`) and its state, as :func:`~.vector_common.drive` calls it."""
 
-    def __init__(self, scenario: Scenario, rngs: list[np.random.Generator], units: Units):
+    ROWS, UPDATES, STOP, NOW, END = POS, VERSION, STOP, T_PREV, T_END
+
+    def __init__(self, loop: Callable[..., int], scenario: Scenario, units: Units) -> None:
         n = scenario.n
-        # keep: what a learner may use in one round stays drawn (k + 2 for k-batch-sync,
-        # whose learners compute on after their pushes; 1 elsewhere)
         proto = scenario.protocol
-        self.keep = (proto.batch_size(n) or 0) + 2 if proto.after_push == REUSE else 1
-        self.width = max(16 + self.keep, min(BLOCK_ROWS // max(n, 1), _width_bound(scenario)))
-        self.durs = [Durations(scenario, i, rngs[i], units) for i in range(n)]
-        if scenario.protocol.on_update == CANCEL_ALL:
-            # A cancelled computation used its duration but pushed nothing: max_gradients
-            # counts pushes (the loop's budget), so only the values themselves run out here.
-            for d in self.durs:
-                d.budget = None
-        self.dur = np.zeros((n, self.width), dtype=units.dtype)
-        self.have = np.zeros(n, dtype=np.int64)
-        self.done = np.zeros(n, dtype=np.bool_)
-
-    def refill(self, ptr: np.ndarray, fin: np.ndarray) -> None:
-        """Top up every live learner that has used half of its durations or more, or has
-        fewer than ``keep`` left."""
-        for i, d in enumerate(self.durs):
-            if fin[i] or self.done[i]:
-                continue
-            if ptr[i] < self.have[i] // 2 and self.have[i] - ptr[i] >= self.keep:
-                continue
-            rest = self.dur[i, ptr[i] : self.have[i]].copy()
-            more = d.take(self.width - len(rest))
-            self.dur[i, : len(rest)] = rest
-            self.dur[i, len(rest) : len(rest) + len(more)] = more
-            self.have[i] = len(rest) + len(more)
-            ptr[i] = 0
-            self.done[i] = d.done
-
-
-def _width_bound(scenario: Scenario) -> int:
-    """Durations a learner can use at most (rounds of the run, plus one): no more are drawn
-    at once."""
-    u = scenario.until_updates
-    return 2**62 if u is None else u + 1
-
-
-class Rows:
-    """Trace rows made by a compiled loop: one block of ``size`` rows at a time (learner,
-    seq, read_version, version, t_read, t_start, t_done, t_apply in :class:`Units`,
-    status), handed to ``emit`` as trace columns (times in float seconds) when full and at
-    the end. ``reuse``: the next block is written over the last one (``emit`` copies what
-    it keeps), else a new one. (The event loop of :mod:`.vector_events` writes through it
-    too.)"""
-
-    def __init__(
-        self,
-        units: Units,
-        size: int,
-        emit: Callable[[dict[str, np.ndarray]], None],
-        reuse: bool = False,
-    ):
-        self.units, self.size, self.emit, self.reuse = units, size, emit, reuse
-        self.emitted = 0  # rows handed out so far
-        self.nan = units.dtype(-1) if units.exact else np.nan  # exact: -1 marks "none"
-        self.new()
-
-    def new(self) -> None:
-        t = self.units.dtype
-        self.cols: tuple[np.ndarray, ...] = (
-            np.empty(self.size, np.int32),
-            np.empty(self.size, np.int32),
-            np.empty(self.size, np.int64),
-            np.empty(self.size, np.int64),
-            *(np.empty(self.size, t) for _ in range(4)),
-            np.empty(self.size, np.int8),
+        u, tt = scenario.until_updates, scenario.until_time
+        self.loop = loop
+        self.net = learner_net(scenario, units)
+        budget = [-1 if x.budget is None else x.budget for x in scenario.learners]
+        self.lrn = (
+            np.zeros(n, np.int64),  # seq
+            np.zeros(n, np.int64),  # pushed
+            np.zeros(n, np.bool_),  # finished
+            np.zeros(n, np.bool_),  # started
+            np.zeros(n, np.int64),  # ptr
+            np.array(budget, dtype=np.int64),
         )
+        self.ptr, self.finished = self.lrn[4], self.lrn[2]
+        self.rule = (
+            proto.batch_size(n) or 0,
+            -1 if u is None else u,
+            tt is not None,
+            units.of(tt) if tt is not None else units.dtype(0),
+            no_time(units),
+        )
+        self.state = self.ints = np.zeros(3, np.int64)
+        self.clock = self.times = np.zeros(3, dtype=units.dtype)
+        self.running = np.zeros(n, dtype=units.dtype)
+        self.mask = np.zeros(n, np.bool_)
 
-    def columns(self, m: int) -> dict[str, np.ndarray]:
-        """The first ``m`` rows as trace columns (times in float seconds)."""
-        c = [a[:m] for a in self.cols]
-        names = ("learner", "seq", "read_version", "version")
-        out = dict(zip(names, c[:4], strict=True))
-        for name, a in zip(("t_read", "t_start", "t_done", "t_apply"), c[4:8], strict=True):
-            if self.units.exact:
-                none = a == -1
-                a = self.units.seconds(a)
-                a[none] = np.nan
-            out[name] = a
-        out["status"] = c[8]
-        return out
-
-    def flush(self, m: int) -> None:
-        """Hand the first ``m`` rows to ``emit`` and start a new block."""
-        if m == 0:
-            return
-        self.emitted += m
-        self.emit(self.columns(m))
-        if not self.reuse:
-            self.new()
-
-    def whole(self, chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        """The trace columns of the ``chunks`` emitted (one chunk: itself, no copy)."""
-        if len(chunks) == 1:
-            return chunks[0]
-        first = chunks[0] if chunks else self.columns(0)  # (no chunk: a run without rows)
-        return {c: np.concatenate([x[c] for x in chunks] or [first[c]]) for c in first}
+    def step(self, draws: Draws, out: tuple[np.ndarray, ...]) -> int:
+        return self.loop(draws.dur, draws.have, draws.done, self.lrn, self.net, self.rule,
+                         self.state, self.clock, out, self.running, self.mask)  # fmt: skip
 
 
 def run(
@@ -415,108 +346,21 @@ def run(
 ) -> RawRun:
     """Run a sync or k-sync ``scenario`` round by round (see the module docstring). With
     ``sink``, the rows go there block by block and the result keeps none unless ``keep``."""
-    return drive(rounds_loop, scenario, rngs, reason, sink, keep)
-
-
-def drive(
-    loop: Callable[..., int],
-    scenario: Scenario,
-    rngs: list[np.random.Generator],
-    reason: str,
-    sink: Callable[[dict[str, np.ndarray]], None] | None,
-    keep: bool = False,
-) -> RawRun:
-    """Run ``loop`` (:func:`rounds_loop`, or one with its arguments and results) to the end
-    of ``scenario``: draw durations, hand each block of rows to ``sink`` and to the kept
-    trace (:class:`~dlsys.simulator.columns.ColumnStore`; without ``sink``, or with
-    ``keep``), and make the run's result."""
     units = Units(scenario)
-    n = scenario.n
-    proto = scenario.protocol
-    specs = scenario.learners
-    net = (
-        np.array([units.of(x.start_delay) for x in specs], dtype=units.dtype),
-        np.array(
-            [units.of(Fraction(x.start_delay) + Fraction(x.pull_time)) for x in specs],
-            dtype=units.dtype,
-        ),
-        np.array([units.of(x.pull_time) for x in specs], dtype=units.dtype),
-        np.array([units.of(x.push_time) for x in specs], dtype=units.dtype),
-    )
-    budget = np.array([-1 if x.budget is None else x.budget for x in specs], dtype=np.int64)
-    lrn = (
-        np.zeros(n, np.int64),  # seq
-        np.zeros(n, np.int64),  # pushed
-        np.zeros(n, np.bool_),  # finished
-        np.zeros(n, np.bool_),  # started
-        np.zeros(n, np.int64),  # ptr
-        budget,
-    )
-    u, tt = scenario.until_updates, scenario.until_time
-    keep = keep or sink is None
-    # The kept trace makes room for all its rows at once where their number is known.
-    store = ColumnStore(
-        run_columns(scenario), int(min(expected_rows(scenario)[0], 2**40)) + 3 * n, keep
-    )
-
-    def emit(cols: dict[str, np.ndarray]) -> None:
-        if sink is not None:
-            sink(cols)
-        store.add(cols)
-
-    # (the loops ask for room for up to 3 n more rows before each step)
-    rows = Rows(units, STREAM_ROWS + 3 * n, emit, reuse=True)
-    rule = (
-        proto.batch_size(n) or 0,
-        -1 if u is None else u,
-        tt is not None,
-        units.of(tt) if tt is not None else units.dtype(0),
-        rows.nan,
-    )
-    draws = Draws(scenario, rngs, units)
-    state = np.zeros(3, np.int64)
-    clock = np.zeros(3, dtype=units.dtype)
-    running = np.zeros(n, dtype=units.dtype)
-    mask = np.zeros(n, np.bool_)
-    row_bytes = sum(a.itemsize for a in rows.cols)
-    while True:
-        draws.refill(lrn[4], lrn[2])
-        code = loop(draws.dur, draws.have, draws.done, lrn, net, rule, state, clock, rows.cols,
-                    running, mask)  # fmt: skip
-        if code == _NEED_ROOM:
-            rows.flush(int(state[_POS]))
-            state[_POS] = 0
-            if tt is not None:
-                now = SimpleNamespace(now=units.scalar(clock[_T_PREV]))
-                check_trace_growth(scenario, lambda: rows.emitted, now)
-        elif code == _DONE:
-            break
-    rows.flush(int(state[_POS]))
-    inflight = np.full(n, np.nan)
-    inflight[mask] = units.seconds(running[mask])
-    raw = RawRun(
-        {},
-        int(state[_VERSION]),
-        units.scalar(clock[_T_END]),
-        STOP_NAMES[int(state[_STOP])],
-        inflight,
-        "vector",
-        reason,
-    )
-    raw.row_bytes = row_bytes
-    raw.trace_bytes = store.nbytes
-    if keep:
-        raw.columns = store.columns()
-    return raw
+    loop = RoundLoop(rounds_loop, scenario, units)
+    return drive(loop, scenario, rngs, units, reason, sink, keep)
 
 
 __all__ = [
-    "BLOCK_ROWS",
-    "STOP_NAMES",
-    "STREAM_ROWS",
-    "Draws",
-    "Rows",
-    "drive",
+    "BUCKETS",
+    "POS",
+    "STOP",
+    "T_END",
+    "T_LAST",
+    "T_PREV",
+    "VERSION",
+    "RoundLoop",
     "rounds_loop",
     "run",
+    "write_row",
 ]

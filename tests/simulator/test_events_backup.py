@@ -63,10 +63,10 @@ def test_backup_identical_to_simpy(dist, b):
 
 @pytest.mark.parametrize("rows_block", [8, 4096])
 def test_backup_with_tiny_blocks(monkeypatch, rows_block):
-    from dlsys.simulator import vector_events, vector_rounds
+    from dlsys.simulator import vector_common
 
-    monkeypatch.setattr(vector_rounds, "BLOCK_ROWS", 8)  # durations: 16 per learner
-    monkeypatch.setattr(vector_events, "BLOCK_ROWS", rows_block)
+    monkeypatch.setattr(vector_common, "DRAW_BLOCK", 8)  # durations: 16 per learner
+    monkeypatch.setattr(vector_common, "BLOCK_ROWS", rows_block)
     for dist in ("exponential", "fixed"):
         sc = scenario(dist, 1, True, {"until_updates": 80})
         same(sc)

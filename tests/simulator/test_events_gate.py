@@ -63,10 +63,10 @@ def test_tiny_blocks_resume_where_the_loop_stopped(monkeypatch, proto, dist, row
     # the middle of an instant's reads): it goes on from its state, the run is the SimPy
     # engine's, and --summary-only (rows streamed to the summary block by block) gives the
     # full trace's summary.
-    from dlsys.simulator import vector_events, vector_rounds
+    from dlsys.simulator import vector_common
 
-    monkeypatch.setattr(vector_rounds, "BLOCK_ROWS", 8)  # durations: 16 per learner
-    monkeypatch.setattr(vector_events, "BLOCK_ROWS", rows_block)
+    monkeypatch.setattr(vector_common, "DRAW_BLOCK", 8)  # durations: 16 per learner
+    monkeypatch.setattr(vector_common, "BLOCK_ROWS", rows_block)
     make = {
         "exponential": lambda i: Exponential(0.5 + i),
         "fixed": lambda i: Fixed([1, 0.5, 1.5][i % 3]),

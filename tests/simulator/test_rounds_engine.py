@@ -98,10 +98,10 @@ def test_tiny_blocks_give_the_same_run(monkeypatch, proto, dist):
     # Blocks of 8 rows (the loop asks for room every round), 16 durations per learner
     # (refills mid-run) and room for 2 runs a column at first (the kept trace grows its
     # runs): the same rows as one block, with and without a trace.
-    from dlsys.simulator import columns, vector_rounds
+    from dlsys.simulator import columns, vector_common
 
-    monkeypatch.setattr(vector_rounds, "BLOCK_ROWS", 8)
-    monkeypatch.setattr(vector_rounds, "STREAM_ROWS", 8)
+    monkeypatch.setattr(vector_common, "DRAW_BLOCK", 8)
+    monkeypatch.setattr(vector_common, "BLOCK_ROWS", 8)
     monkeypatch.setattr(columns, "FIRST_RUNS", 2)
     for net, stop in STOPS:
         sc = table_scenario(proto, dist, net, stop)

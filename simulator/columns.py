@@ -232,15 +232,18 @@ class ColumnStore:
         return out
 
 
-def hold(scenario: Any, columns: dict[str, np.ndarray]) -> tuple[dict[str, Any], int]:
+def hold(
+    scenario: Any, columns: dict[str, np.ndarray], keep: bool = True
+) -> tuple[dict[str, Any], int]:
     """Whole trace ``columns`` (an engine's, plain) in ``scenario``'s layout, and the bytes
-    they hold there: unchanged for a protocol without ``round_trace``."""
+    they hold there (unchanged for a protocol without ``round_trace``); ``keep=False``:
+    only the bytes (no columns: ``{}``)."""
     runs = run_columns(scenario)
     if not runs:
-        return columns, row_bytes(columns) * len(columns["learner"])
-    store = ColumnStore(runs, len(columns["learner"]))
+        return columns if keep else {}, row_bytes(columns) * len(columns["learner"])
+    store = ColumnStore(runs, len(columns["learner"]), keep)
     store.add(columns)
-    return store.columns(), store.nbytes
+    return store.columns() if keep else {}, store.nbytes
 
 
 __all__ = ["RUN_COLUMNS", "ColumnStore", "RunColumn", "hold", "run_columns"]

@@ -171,8 +171,7 @@ def run(
     if sink is not None:
         sink(raw.columns)
     if run_columns(scenario):
-        held, raw.trace_bytes = hold(scenario, raw.columns)
-        raw.columns = held if keep else {}
+        raw.columns, raw.trace_bytes = hold(scenario, raw.columns, keep)
     elif not keep:
         raw.columns = {}
     return raw

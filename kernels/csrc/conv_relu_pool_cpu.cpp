@@ -5,7 +5,10 @@
 // in L2), and the ReLU and the pool run on it there; only the pooled output and a one-byte
 // argmax per pooled output reach memory (the unfused ops write the conv output, read it for
 // the ReLU, write and read the ReLU output, and write int64 pool indices).
-// Backward, where the conv's grad input is itself a conv (or not needed): one parallel region
+// Backward, for stride 1, one group and input channels in whole vectors (x and w finite):
+// from the nonzeros of the conv output gradient alone, at most one per pooled output
+// (conv_relu_pool_sparse.h). Otherwise, where the conv's grad input is itself a conv (or
+// not needed): one parallel region
 // over the batch (conv2d_backward_cpu_images); each thread rebuilds its images' conv output
 // gradient gz plane by plane (the pooled gradient placed where the argmax and the ReLU say,
 // zeros elsewhere) into a buffer that stays in L2, and reads it at once for grad input and
@@ -22,6 +25,7 @@
 #include <memory>
 
 #include "conv_relu_pool.h"
+#include "conv_relu_pool_sparse.h"
 
 namespace dlsys {
 
@@ -201,6 +205,12 @@ void conv_relu_pool_backward_cpu(const ConvDims &d, const PoolDims &p, const T *
                                  T *gb, int threads) {
   const int64_t P = d.P(), Q = p.QH * p.QW, img = d.K * P;
   const bool fast = is_2x2_stride_2(p);
+  // From the nonzeros of the conv output gradient alone, where that is exact
+  // (conv_relu_pool_sparse.h)
+  if (cpu::sparse_backward_applies(d, gw ? x : nullptr, w, threads)) {
+    cpu::conv_relu_pool_backward_sparse(d, p, x, w, gout, out, arg, gx, gw, gb, threads);
+    return;
+  }
   // Image by image in one parallel region where the conv backward allows it: each image's
   // gz is rebuilt into a buffer of its thread and read at once for grad input and weight.
   const auto unpool_image = [&](int64_t n, T *g) {

@@ -28,6 +28,10 @@ CONVS: list[tuple[Any, ...]] = [
     (2, 3, 11, 10, 6, (3, 3), 2, 1, 1, 1),  # strided conv (im2col path)
     (2, 4, 13, 12, 8, (3, 3), 1, 1, 2, 2),  # groups 2, dilation 2
     (1, 3, 9, 12, 4, (2, 3), (1, 2), (0, 1), 1, 1),  # non-square everything
+    # 16 input channels, stride 1: the backward from the pooled gradient's nonzeros
+    # (conv_relu_pool_sparse.h), with 5 x 5 (conv layer 2 above) and 3 x 3 register tiles
+    # in float32, the general loops in float64 (two vectors of 8 channels)
+    (2, 16, 9, 10, 8, (3, 3), 1, 1, 1, 1),
 ]
 # (pool, pool_stride, pool_padding)
 POOLS: list[tuple[Any, Any, Any]] = [
@@ -361,3 +365,23 @@ def test_backward_in_blocks_of_images_matches_torch_and_any_thread_count() -> No
     two = _raw("cpu", x, w, b, case[6:], POOLS[0], threads=2)
     for a, e in zip(one, two, strict=True):
         assert torch.equal(a, e)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_non_finite_input_gives_torch_s_nans(bad: float) -> None:
+    """An inf or NaN in x times a zero conv output gradient is NaN in torch's (dense) weight
+    gradient; the backward from the nonzeros alone would leave those products out, so such
+    inputs take the dense backward (the same NaNs as torch)."""
+    x, w, b = _make(CONVS[1], torch.float32)
+    x[1, 3, 5, 6] = bad
+    ours = [t.clone().requires_grad_() for t in (x, w, b)]
+    ref = [t.clone().requires_grad_() for t in (x, w, b)]
+    y = conv2d_relu_pool(*ours, padding=2)
+    y_ref = F.max_pool2d(F.relu(F.conv2d(*ref, padding=2)), 2)
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(4))
+    grads = torch.autograd.grad(y, ours, gy)
+    grads_ref = torch.autograd.grad(y_ref, ref, gy)
+    for name, a, e in zip(("gx", "gw", "gb"), grads, grads_ref, strict=True):
+        assert torch.equal(a.isnan(), e.isnan()), name
+        assert_close(a, e, rtol=2e-4, atol=2e-3, name=name)
+    assert bool(grads_ref[1].isnan().any())  # the case is one where NaNs arise

@@ -207,7 +207,7 @@ void conv_relu_pool_backward_cpu(const ConvDims &d, const PoolDims &p, const T *
   const bool fast = is_2x2_stride_2(p);
   // From the nonzeros of the conv output gradient alone, where that is exact
   // (conv_relu_pool_sparse.h)
-  if (cpu::sparse_backward_applies(d, gw ? x : nullptr, w, threads)) {
+  if (cpu::sparse_backward_applies(d, gw ? x : nullptr, w)) {
     cpu::conv_relu_pool_backward_sparse(d, p, x, w, gout, out, arg, gx, gw, gb, threads);
     return;
   }

@@ -1044,6 +1044,14 @@ void conv2d_backward_cpu(const ConvDims &d, const T *x, const T *w, const T *gy,
   if (gx && d.N == 0) std::fill(gx, gx + d.x_numel(), T(0));
   if (d.N == 0) return;
   const ConvBackwardPlan plan = choose_conv2d_backward(d, static_cast<int>(sizeof(T)));
+  // Both gradients with grad input as a conv: image by image in one parallel region, each
+  // image's grad_out read for both while in L2 (the same sums in the same order as below).
+  const int64_t img = d.K * d.P();
+  if (gx && gw && plan.grad_input == GradInputAlgo::AsConv &&
+      conv2d_backward_cpu_images<T>(d, x, w, gx, gw, gb, threads, [&](int64_t n, T *buf) {
+        std::memcpy(buf, gy + n * img, sizeof(T) * static_cast<size_t>(img));
+      }))
+    return;
   if (gx && plan.grad_input == GradInputAlgo::AsConv)
     grad_input_by_conv(d, w, gy, gx, threads);
   else if (gx)

@@ -31,10 +31,12 @@ namespace cpu {
 // and kernel row r in [r_lo, r_hi), each weight vector loaded once, each input value
 // broadcast once and used by NV FMAs. Columns j < LEAD and j >= W - TRAIL of the tile are
 // skipped: for this s they read the zero padding left or right of the input row.
+// With RT > 1 rows, a row whose input row for this r is padding is skipped as well (the
+// range [r_lo, r_hi) is the rows' union).
 template <typename T, int NV, int RT, int W, int LEAD, int TRAIL>
 __attribute__((always_inline)) inline void lanes_column_taps(
     typename VecType<T>::type (&acc)[RT][W][NV], const ConvDims &d, int64_t Hp, int64_t Wp,
-    int64_t Kpad, const T *xs0, const T *ws0, int64_t r_lo, int64_t r_hi) {
+    int64_t Kpad, const T *xs0, const T *ws0, int64_t oh, int64_t r_lo, int64_t r_hi) {
   using V = typename VecType<T>::type;
   constexpr int VL = Vec<T>::VL;
   const int64_t R = d.R, S = d.S, dh = d.dil_h;
@@ -46,11 +48,14 @@ __attribute__((always_inline)) inline void lanes_column_taps(
       const T *wr = wc + r * S * Kpad;
       V wv[NV];
       for (int v = 0; v < NV; ++v) wv[v] = vload(wr + v * VL);
-      for (int rr = 0; rr < RT; ++rr)
+      const int64_t ih = oh - d.pad_top + r * dh;  // input row of the tile's first row
+      for (int rr = 0; rr < RT; ++rr) {
+        if (RT > 1 && (ih + rr < 0 || ih + rr >= d.H)) continue;
         for (int j = LEAD; j < W - TRAIL; ++j) {
           const V xb = xs[rr * Wp + j] - V{};  // broadcast (x - 0 folds to x)
           for (int v = 0; v < NV; ++v) acc[rr][j][v] += xb * wv[v];
         }
+      }
     }
   }
 }
@@ -88,22 +93,22 @@ __attribute__((noinline)) void lanes_tile(const ConvDims &d, int64_t Hp, int64_t
     if constexpr (W >= 8) {
       switch (edge) {
         case 1:
-          lanes_column_taps<T, NV, RT, W, 1, 0>(acc, d, Hp, Wp, Kpad, xs, ws, r_lo, r_hi);
+          lanes_column_taps<T, NV, RT, W, 1, 0>(acc, d, Hp, Wp, Kpad, xs, ws, oh, r_lo, r_hi);
           continue;
         case 2:
-          lanes_column_taps<T, NV, RT, W, 2, 0>(acc, d, Hp, Wp, Kpad, xs, ws, r_lo, r_hi);
+          lanes_column_taps<T, NV, RT, W, 2, 0>(acc, d, Hp, Wp, Kpad, xs, ws, oh, r_lo, r_hi);
           continue;
         case 4:
-          lanes_column_taps<T, NV, RT, W, 0, 1>(acc, d, Hp, Wp, Kpad, xs, ws, r_lo, r_hi);
+          lanes_column_taps<T, NV, RT, W, 0, 1>(acc, d, Hp, Wp, Kpad, xs, ws, oh, r_lo, r_hi);
           continue;
         case 5:
-          lanes_column_taps<T, NV, RT, W, 0, 2>(acc, d, Hp, Wp, Kpad, xs, ws, r_lo, r_hi);
+          lanes_column_taps<T, NV, RT, W, 0, 2>(acc, d, Hp, Wp, Kpad, xs, ws, oh, r_lo, r_hi);
           continue;
         default:
           break;  // no edge, or wider than 2: every column (the padding is zeros)
       }
     }
-    lanes_column_taps<T, NV, RT, W, 0, 0>(acc, d, Hp, Wp, Kpad, xs, ws, r_lo, r_hi);
+    lanes_column_taps<T, NV, RT, W, 0, 0>(acc, d, Hp, Wp, Kpad, xs, ws, oh, r_lo, r_hi);
   }
   // y (channels kc of this block, OH, OW) at rows oh.., columns ow0..: the accumulators hold
   // channels in the lanes, NCHW wants pixels along a row: a transposing store.

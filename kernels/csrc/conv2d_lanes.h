@@ -7,7 +7,7 @@
 // contiguous, zero-padded to whole vectors. A tile is RT output rows x w output columns x
 // NV channel vectors (RT * w * NV <= 28 accumulators): per tap (c, r, s) it loads NV weight
 // vectors (aligned) and broadcasts RT * w input values, each broadcast feeding NV FMAs.
-// Kernel rows r that fall into the zero padding for every row of the tile are skipped (the
+// Kernel rows r that fall into the zero padding are skipped, for a 2-row tile row by row (the
 // top and bottom rows of a 14x14 map with a 5x5 kernel: 64 of the 70 row taps remain), and
 // so are the tile columns that read left or right padding for a kernel column s (up to 2
 // at either edge; 64 of 70 column taps remain for 5x5 on 14x14), and no lane is wasted

@@ -108,3 +108,15 @@ def test_opcheck_with_pooled_output() -> None:
     w = torch.randn(32, 4, 3, 3, generator=gen, requires_grad=True)  # y: 2*32*64*64*4 = 1 MiB
     torch.library.opcheck(torch.ops.dlsys.conv2d.default, (x, w, None, [1, 1], [1, 1, 1, 1],
                                                           [1, 1], 1))  # fmt: skip
+
+
+def test_a_cached_output_behaves_like_a_tensor_from_numpy() -> None:
+    """Documented difference from torch's own outputs: its storage cannot grow in place."""
+    y = _empty((512, 1024), torch.empty(0))  # 2 MiB
+    with pytest.raises(RuntimeError, match="not resizable"):
+        y.resize_(1024, 1024)
+    y.resize_(256, 1024)  # shrinking works
+    y.fill_(3.0)
+    z = y.clone()
+    y.share_memory_()
+    assert y.is_shared() and torch.equal(y, z)

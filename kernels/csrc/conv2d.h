@@ -103,6 +103,10 @@ bool conv2d_backward_cpu_images(const ConvDims &d, const T *x, const T *w, T *gx
                                 T *gb, int threads,
                                 const std::function<void(int64_t, T *)> &source);
 
+// Whether p is an output block of the cache of out_pool.cpp that was written before (its
+// pages are mapped, so prefaulting them would only walk the page table).
+bool out_pool_mapped(const void *p);
+
 #if DLSYS_WITH_CUDA
 // CUDA float32, launched on `stream` (a cudaStream_t passed as an integer). Throws
 // std::runtime_error on a launch error.

@@ -480,7 +480,9 @@ void wgrad_image(const std::vector<WgradTaps> &tiles, const int64_t *off, int64_
 // 4 KB page, which on a VM can cost more than the arithmetic of a first conv layer's output.
 // Each thread maps its share of the pages in one madvise call instead (Linux >= 5.14;
 // contents are unchanged, an error only means the faults happen later). From 1 MB up
-// (docs/kernels.md has the measurements).
+// (docs/kernels.md has the measurements). Not for a reused block of the output cache
+// (out_pool.cpp): on mapped pages the call only walks the page table, which for 6.4 MB took
+// as long as a tenth of conv layer 1's forward.
 template <typename T>
 void prefault_part(T *y, int64_t n) {
 #if defined(MADV_POPULATE_WRITE)
@@ -598,9 +600,10 @@ void conv2d_forward_cpu(const ConvDims &d, const T *x, const T *w, const T *b, T
   if (d.N == 0) return;
   const ForwardPlan<T> plan(d, w, b);
   const int64_t tasks = d.N * d.G, Kg = d.Kg(), P = d.P();
+  const bool prefault = !out_pool_mapped(y);  // a reused cached output is mapped already
 #pragma omp parallel num_threads(threads) if (tasks > 1)
   {
-    prefault_part(y, d.y_numel());
+    if (prefault) prefault_part(y, d.y_numel());
     typename ForwardPlan<T>::Scratch scratch(plan);
 #pragma omp for schedule(static)
     for (int64_t task = 0; task < tasks; ++task) {

@@ -62,6 +62,7 @@ constexpr size_t kAlign = 4096;  // whole pages, so a block's pages are its own
 struct Pool {
   std::mutex m;
   std::multimap<size_t, void *> free_blocks;  // byte size -> block
+  std::map<const void *, bool> live;          // handed-out block -> written before (mapped)
   size_t cached_bytes = 0;
   int64_t hits = 0, misses = 0;
 };
@@ -83,12 +84,15 @@ void *take(size_t bytes) {
       p.free_blocks.erase(it);
       p.cached_bytes -= bytes;
       ++p.hits;
+      p.live[block] = true;
       return block;
     }
     ++p.misses;
   }
   void *block = std::aligned_alloc(kAlign, bytes);
   if (!block) throw std::bad_alloc();
+  std::lock_guard<std::mutex> lock(p.m);
+  p.live[block] = false;
   return block;
 }
 
@@ -96,6 +100,7 @@ void give_back(void *block, size_t bytes) {
   Pool &p = pool();
   {
     std::lock_guard<std::mutex> lock(p.m);
+    p.live.erase(block);
     if (bytes <= kMaxBlockBytes && p.cached_bytes + bytes <= kMaxCachedBytes) {
       p.free_blocks.emplace(bytes, block);
       p.cached_bytes += bytes;
@@ -158,6 +163,13 @@ py::object pooled_empty(const std::vector<int64_t> &shape, const std::string &dt
 }
 
 }  // namespace
+
+bool out_pool_mapped(const void *p) {
+  Pool &pl = pool();
+  std::lock_guard<std::mutex> lock(pl.m);
+  const auto it = pl.live.find(p);
+  return it != pl.live.end() && it->second;
+}
 
 void bind_out_pool(py::module_ &m) {
   m.def("pooled_empty", &pooled_empty, py::arg("shape"), py::arg("dtype"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,9 +28,11 @@ from dlsys.simulator import (
     TraceDurations,
     Uniform,
     simulate,
+    vector_common,
 )
 from dlsys.simulator.engine import choose_engine
 from dlsys.simulator.testing import assert_engines_agree as same
+from dlsys.simulator.vector import Units
 
 DISTS = {
     "exponential": lambda i: Exponential(0.5 + i),
@@ -221,3 +224,37 @@ def round_scenarios(draw):
 def test_random_round_scenarios_identical(case):
     sc, seed = case
     same(sc, seed)
+
+
+def test_chains_times_run_out_while_another_learner_draws():
+    # Found by test_random_round_scenarios_identical in a fresh clone: under k-batch-sync
+    # (k = n = 5; each learner keeps k + 2 = 7 durations drawn) L3's 30 times ran out while
+    # L1 asked for more. The shared driver took L3 (out of durations, finished by the chain
+    # loop only at its next read) for a stuck learner and raised; the loop itself was right.
+    learners = (
+        Learner("L0", Fixed(1), max_gradients=1),
+        Learner("L1", TraceDurations((0.3, 0.2, 0.5, 0.25), repeat=True)),
+        Learner("L2", Fixed(1), max_gradients=1),
+        Learner("L3", Times(tuple(round(0.7 * (j + 1), 1) for j in range(30)))),
+        Learner("L4", Fixed(1.5)),
+    )
+    sc = Scenario(learners=learners, protocol=Protocol("k-batch-sync", k=5), until_updates=40)
+    assert choose_engine(sc)[0] == "vector"
+    same(sc, 0)
+
+
+def test_driver_refuses_a_loop_that_asks_for_durations_none_can_give():
+    # The safety net the fix above kept: a loop asking for durations when no learner can
+    # draw any (here L0's 3 times are all used) would otherwise be called for ever.
+    sc = Scenario(learners=(Learner("L0", Times((1, 2, 3))),), protocol=Protocol("sync"))
+
+    class Greedy:
+        def __init__(self):
+            self.ptr, self.finished = np.zeros(1, np.int64), np.zeros(1, np.bool_)
+
+        def step(self, draws, out):
+            self.ptr[:] = draws.have  # uses every duration it has, then asks for more
+            return vector_common.NEED_DRAWS
+
+    with pytest.raises(AssertionError, match="asked for durations, none to draw"):
+        vector_common.drive(Greedy(), sc, [np.random.default_rng(0)], Units(sc), "test")

@@ -178,9 +178,19 @@ class ColumnStore:
             cap = max(int(capacity), 1)
             self._plain = {k: fresh_array(cap, d) for k, d in self.dtypes.items() if k not in runs}
 
+    def window(self, size: int) -> dict[str, np.ndarray]:
+        """The next ``size`` rows of each plain column kept, as views to write rows into
+        (:meth:`add` then finds them in place and copies nothing); none where the store
+        keeps nothing or has less room left than ``size``."""
+        a = self.rows
+        if not self.keep or a + size > len(self._plain["learner"]):
+            return {}
+        return {k: dst[a : a + size] for k, dst in self._plain.items()}
+
     def add(self, cols: dict[str, np.ndarray]) -> None:
         """Add a block of rows (every stored column of :data:`dlsys.simulator.core.COLUMNS`;
-        the store copies what it keeps, so the block may be reused)."""
+        the store copies what it keeps, so the block may be reused; a column written into
+        :meth:`window`'s view is already in place)."""
         m = len(cols["learner"])
         if m == 0:
             return
@@ -195,7 +205,9 @@ class ColumnStore:
                     grown[:a] = old[:a]
                     self._plain[k] = grown
             for k, dst in self._plain.items():
-                dst[a : a + m] = cols[k]
+                src = cols[k]
+                if src.ctypes.data != dst.ctypes.data + a * dst.itemsize:
+                    dst[a : a + m] = src
         self.rows = a + m
 
     def _as_runs(self, k: str) -> bool:

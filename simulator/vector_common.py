@@ -6,11 +6,12 @@ in calls: a call returns when a learner needs more durations drawn (:data:`NEED_
 when one more step's rows may not fit in the block (:data:`NEED_ROOM`) or at the end
 (:data:`DONE`), and the next call goes on where it stopped. :func:`drive` is the one loop
 around them: it draws durations (:class:`Draws`: every learner's, in the SimPy engine's
-blocks), hands each full block of rows (:class:`Rows`, one block reused) to the summary and
-to the kept trace (:class:`~dlsys.simulator.columns.ColumnStore`) while it is in the
-caches, checks an ``until_time`` run's growth, and makes the run's result. Each loop's
-adapter (a :class:`BlockLoop`) says how to call it and where its state keeps the rows
-written, the time and the end.
+blocks), hands each full block of rows (:class:`Rows`: the kept trace's own columns where
+their dtypes agree, one reused block for the rest) to the summary and to the kept trace
+(:class:`~dlsys.simulator.columns.ColumnStore`) while it is in the caches, checks an
+``until_time`` run's growth, and makes the run's result. Each loop's adapter (a
+:class:`BlockLoop`) says how to call it and where its state keeps the rows written, the time
+and the end.
 """
 
 from __future__ import annotations
@@ -161,24 +162,50 @@ def _width_bound(scenario: Scenario) -> int:
     return 2**62 if u is None else u + 1
 
 
+#: The loops' row columns, in the order of their ``out`` tuple.
+ROW_NAMES = (
+    "learner", "seq", "read_version", "version", "t_read", "t_start", "t_done", "t_apply",
+    "status",
+)  # fmt: skip
+
+
 class Rows:
     """Trace rows made by a compiled loop: one block of ``size`` rows (learner, seq,
     read_version, version, t_read, t_start, t_done, t_apply in :class:`Units`, status),
     handed to ``emit`` as trace columns (times in float seconds) when full and at the end,
-    then written over (``emit`` copies what it keeps)."""
+    then written over (``emit`` copies what it keeps).
 
-    def __init__(self, units: Units, size: int, emit: Callable[[dict[str, np.ndarray]], None]):
-        self.units, self.size, self.emit = units, size, emit
+    With ``window`` (:meth:`~dlsys.simulator.columns.ColumnStore.window`), a column the kept
+    trace holds plain, in the loop's own dtype and units, is written straight into the trace
+    instead (a fresh view after each flush), so it is not copied there afterwards."""
+
+    def __init__(
+        self,
+        units: Units,
+        size: int,
+        emit: Callable[[dict[str, np.ndarray]], None],
+        window: Callable[[int], dict[str, np.ndarray]] | None = None,
+    ):
+        self.units, self.size, self.emit, self.window = units, size, emit, window
         self.emitted = 0  # rows handed out so far
         self.nan = no_time(units)
         t = units.dtype
-        self.cols: tuple[np.ndarray, ...] = (
+        self.own: tuple[np.ndarray, ...] = (
             np.empty(size, np.int32),
             np.empty(size, np.int32),
             np.empty(size, np.int64),
             np.empty(size, np.int64),
             *(np.empty(size, t) for _ in range(4)),
             np.empty(size, np.int8),
+        )
+        self.cols = self._next_block()
+
+    def _next_block(self) -> tuple[np.ndarray, ...]:
+        """The block the next rows go to: the trace's own views where it can take them."""
+        views = self.window(self.size) if self.window is not None else {}
+        return tuple(
+            views[k] if k in views and views[k].dtype == a.dtype else a
+            for k, a in zip(ROW_NAMES, self.own, strict=True)
         )
 
     def columns(self, m: int) -> dict[str, np.ndarray]:
@@ -201,6 +228,7 @@ class Rows:
             return
         self.emitted += m
         self.emit(self.columns(m))
+        self.cols = self._next_block()
 
 
 class BlockLoop:
@@ -267,7 +295,7 @@ def drive(
         store.add(cols)
 
     # (the loops ask for room for up to 3 n more rows before each step)
-    rows = Rows(units, BLOCK_ROWS + 3 * n, emit)
+    rows = Rows(units, BLOCK_ROWS + 3 * n, emit, store.window)
     draws = Draws(scenario, rngs, units)
     draws.refill(loop.ptr, loop.finished)
     while True:
@@ -276,13 +304,17 @@ def drive(
             rows.flush(loop.take_rows())
             if scenario.until_time is not None:
                 check_trace_growth(scenario, rows.emitted, units.scalar(loop.now()))
-        elif code != NEED_DRAWS:
+        elif code == NEED_DRAWS:
+            # A loop asks for durations only for a learner that can still draw them (one
+            # whose durations ran out is finished by the loop itself, at its next read): a
+            # request that tops up nobody would come back unchanged for ever. (Not after
+            # NEED_ROOM: topping up learners half-way through their durations there too
+            # made many more, smaller draws.)
+            if draws.refill(loop.ptr, loop.finished) == 0:
+                name = loop.__class__.__name__
+                raise AssertionError(f"{name}: asked for durations, none to draw")
+        else:
             break
-        # A loop asks for durations only for a learner that can still draw them (one whose
-        # durations ran out is finished by the loop itself, at its next read): a request
-        # that tops up nobody would come back unchanged for ever.
-        if draws.refill(loop.ptr, loop.finished) == 0 and code == NEED_DRAWS:
-            raise AssertionError(f"{loop.__class__.__name__}: asked for durations, none to draw")
     rows.flush(loop.take_rows())
     updates, t_end, stop = loop.end()
     inflight = np.full(n, np.nan)

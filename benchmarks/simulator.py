@@ -226,7 +226,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--scale", type=float, default=1.0, help="size factor (default 1)")
-    ap.add_argument("--repeat", type=int, default=3, help="interleaved runs (default 3)")
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved runs (default 5)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip", default="", help="comma list of cases to skip")
     ap.add_argument("--cold", action="store_true", help="no untimed run before the timed ones")

@@ -821,15 +821,7 @@ struct WgradTransposed {
   }
   void finish(T *, T *) const {}
   void reduce(const T *pw, int64_t nch, T *gw) const {
-    const int64_t Kg = d.Kg(), CRS = d.CRS();
-#pragma omp for schedule(static)
-    for (int64_t q = 0; q < CRS; ++q)
-      for (int64_t g = 0; g < d.G; ++g)
-        for (int64_t ch = 0; ch < nch; ++ch) {
-          const T *src = pw + ch * partial_size() + g * rows * ldk + q * ldk;
-          T *dst = gw + g * Kg * CRS + q;
-          for (int64_t k = 0; k < Kg; ++k) dst[k * CRS] += src[k];
-        }
+    reduce_wgrad_partials(d, pw, nch, rows, ldk, gw);
   }
 };
 

@@ -25,6 +25,24 @@
 namespace dlsys {
 namespace cpu {
 
+// Adds per-chunk partial grad weights into gw (G x Kg x C/G x R x S), the chunks in order (so
+// the sum does not depend on the thread count). pw holds nch chunks of G groups x rows x ldk;
+// row q of a group holds tap q's sums for the group's Kg output channels. A worksharing loop:
+// called inside the grad-weight strategies' parallel region (their reduce()).
+template <typename T>
+void reduce_wgrad_partials(const ConvDims &d, const T *pw, int64_t nch, int64_t rows,
+                           int64_t ldk, T *gw) {
+  const int64_t Kg = d.Kg(), CRS = d.CRS(), part = d.G * rows * ldk;
+#pragma omp for schedule(static)
+  for (int64_t q = 0; q < CRS; ++q)
+    for (int64_t g = 0; g < d.G; ++g)
+      for (int64_t ch = 0; ch < nch; ++ch) {
+        const T *src = pw + ch * part + g * rows * ldk + q * ldk;
+        T *dst = gw + g * Kg * CRS + q;
+        for (int64_t k = 0; k < Kg; ++k) dst[k * CRS] += src[k];
+      }
+}
+
 // acc (NQ taps x NV vectors, rows out[i] of gwT) += products over rows x cols pixels: tap i
 // reads xq[i][a * W + b], the pixel's gyT row is gyT[(a * OW + b) * ldk].
 // NOTE: never inlined, so that the accumulators keep their registers whatever the caller.
@@ -133,15 +151,7 @@ struct WgradTapRows {
   }
   void finish(T *, T *) const {}
   void reduce(const T *pw, int64_t nch, T *gw) const {
-    const int64_t Kg = d.Kg(), CRS = d.CRS();
-#pragma omp for schedule(static)
-    for (int64_t q = 0; q < CRS; ++q)
-      for (int64_t g = 0; g < d.G; ++g)
-        for (int64_t ch = 0; ch < nch; ++ch) {
-          const T *src = pw + ch * partial_size() + g * rows_per_group * ldk + q * ldk;
-          T *dst = gw + g * Kg * CRS + q;
-          for (int64_t k = 0; k < Kg; ++k) dst[k * CRS] += src[k];
-        }
+    reduce_wgrad_partials(d, pw, nch, rows_per_group, ldk, gw);
   }
 };
 

@@ -10,7 +10,9 @@
 ``dlsys::conv2d_relu_pool``, ``dlsys::flood_ce`` and their ``_backward`` ops; one Python
 file per op over ``_plumbing.py``), usable under ``torch.compile``. The compiled module
 ``dlsys.kernels._C`` is built by CMake through scikit-build-core; torch is imported before
-it because torch ships its own OpenMP runtime.
+it because torch ships its own OpenMP runtime. CPU outputs of 1 MiB or more come from a
+cache of freed outputs (pages already mapped): ``output_cache_stats()`` shows it,
+``release_output_cache()`` frees it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import torch  # noqa: F401  (import order matters: torch before _C)
 
 from dlsys.kernels._backends import backends, describe_backends
+from dlsys.kernels._plumbing import output_cache_stats, release_output_cache
 from dlsys.kernels.conv import conv2d
 from dlsys.kernels.conv_relu_pool import conv2d_relu_pool
 from dlsys.kernels.flood_ce import flooding_cross_entropy
@@ -32,4 +35,6 @@ __all__ = [
     "conv2d_relu_pool",
     "describe_backends",
     "flooding_cross_entropy",
+    "output_cache_stats",
+    "release_output_cache",
 ]

@@ -50,6 +50,20 @@ def _empty(shape: Sequence[int], like: Tensor) -> Tensor:
     return like.new_empty(tuple(shape))
 
 
+def output_cache_stats() -> dict[str, int]:
+    """The CPU output cache now (see ``_empty``): ``cached_blocks`` and ``cached_bytes``
+    (bytes) held for reuse, ``hits`` and ``misses`` (outputs served from it or allocated anew
+    since the process started)."""
+    return dict(_C.out_pool_stats())
+
+
+def release_output_cache() -> int:
+    """Free the CPU output cache's blocks (at most 256 MiB; as ``torch.cuda.empty_cache``
+    does for CUDA), for example after training; outputs still in use are not touched.
+    Returns the bytes freed. The cache fills again as outputs are made and freed."""
+    return int(_C.out_pool_release())
+
+
 def _launch(t: Tensor) -> tuple[str, int, int, int]:
     """(impl, threads, device index, stream) for a kernel on ``t``'s device."""
     if t.device.type == "cuda":

@@ -162,6 +162,21 @@ py::object pooled_empty(const std::vector<int64_t> &shape, const std::string &dt
   return py::reinterpret_steal<py::object>(cap);
 }
 
+// Frees every cached block (the outputs still in use stay theirs); returns the bytes freed.
+size_t release_cached() {
+  Pool &p = pool();
+  std::multimap<size_t, void *> blocks;
+  size_t bytes;
+  {
+    std::lock_guard<std::mutex> lock(p.m);
+    blocks.swap(p.free_blocks);
+    bytes = p.cached_bytes;
+    p.cached_bytes = 0;
+  }
+  for (auto &kv : blocks) std::free(kv.second);
+  return bytes;
+}
+
 }  // namespace
 
 bool out_pool_mapped(const void *p) {
@@ -188,6 +203,8 @@ void bind_out_pool(py::module_ &m) {
         return d;
       },
       "The output cache now: cached_blocks, cached_bytes (bytes), hits and misses (calls).");
+  m.def("out_pool_release", &release_cached,
+        "Free every cached output block (outputs in use are not touched); the bytes freed.");
 }
 
 }  // namespace dlsys

@@ -120,3 +120,23 @@ def test_a_cached_output_behaves_like_a_tensor_from_numpy() -> None:
     z = y.clone()
     y.share_memory_()
     assert y.is_shared() and torch.equal(y, z)
+
+
+def test_release_frees_the_cached_blocks_and_keeps_outputs_in_use() -> None:
+    from dlsys.kernels import output_cache_stats, release_output_cache
+
+    kept = _empty((128, 16, 28, 28), torch.empty(0))  # in use: untouched by the release
+    kept.fill_(3.0)
+    freed = _empty((64, 16, 28, 28), torch.empty(0))  # 3,211,264 B, back in the cache
+    del freed
+    before = output_cache_stats()
+    assert before["cached_bytes"] >= 3_211_264 and before["cached_blocks"] >= 1
+    assert release_output_cache() == before["cached_bytes"]
+    after = output_cache_stats()
+    assert after["cached_bytes"] == 0 and after["cached_blocks"] == 0
+    assert release_output_cache() == 0  # nothing left
+    assert float(kept.sum()) == 3.0 * kept.numel()
+    # the cache fills again: the next output of that size is a miss, then a hit
+    again = _empty((64, 16, 28, 28), torch.empty(0))
+    del again
+    assert output_cache_stats()["cached_bytes"] == 3_211_264
